@@ -1,0 +1,79 @@
+"""This machine's own port ranges: where the kernel picks ephemeral ports, and
+which ports it never picks on its own (``ip_local_reserved_ports``).
+
+On Linux both come from ``/proc/sys/net/ipv4``. Other systems have no single
+file to read; there portbook answers with the IANA dynamic range
+(49152-65535), which is what Windows, macOS and the BSDs use by default, and
+says so in ``source``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._model import PortClass, PortRange
+
+__all__ = ["LocalRanges", "local_ranges"]
+
+_PROC = Path("/proc/sys/net/ipv4")
+
+
+@dataclass(frozen=True, slots=True)
+class LocalRanges:
+    """The ephemeral range and reserved ports of one machine.
+
+    ``source`` says where the numbers came from: ``"/proc/sys/net/ipv4"`` on
+    Linux or ``"default"`` where portbook fell back to the IANA dynamic range.
+    """
+
+    ephemeral: PortRange
+    reserved: tuple[PortRange, ...]
+    source: str
+
+    def is_ephemeral(self, port: int) -> bool:
+        """True when the kernel may hand ``port`` out as a local port of its own."""
+        return port in self.ephemeral and not self.is_reserved(port)
+
+    def is_reserved(self, port: int) -> bool:
+        """True when ``port`` is listed in ``ip_local_reserved_ports``."""
+        return any(port in r for r in self.reserved)
+
+
+def local_ranges(proc_dir: Path | None = None) -> LocalRanges:
+    """Read this machine's ephemeral range and reserved ports.
+
+    ``proc_dir`` replaces ``/proc/sys/net/ipv4`` (tests point it at fixtures).
+    Never raises for a missing or unreadable file: the defaults are returned
+    with ``source="default"``.
+    """
+    base = proc_dir if proc_dir is not None else _PROC
+    if proc_dir is None and not sys.platform.startswith("linux"):
+        return _default()
+    try:
+        lo_text, hi_text = (base / "ip_local_port_range").read_text().split()
+        ephemeral = PortRange(int(lo_text), int(hi_text))
+    except (OSError, ValueError):
+        return _default()
+    try:
+        reserved = parse_port_list((base / "ip_local_reserved_ports").read_text())
+    except (OSError, ValueError):
+        reserved = ()
+    return LocalRanges(ephemeral=ephemeral, reserved=reserved, source=str(base))
+
+
+def parse_port_list(text: str) -> tuple[PortRange, ...]:
+    """Parse the kernel's ``8080,9000-9010`` list format (empty gives ``()``)."""
+    ranges: list[PortRange] = []
+    for raw in text.replace("\n", ",").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        lo, _, hi = item.partition("-")
+        ranges.append(PortRange(int(lo), int(hi or lo)))
+    return tuple(sorted(ranges))
+
+
+def _default() -> LocalRanges:
+    return LocalRanges(ephemeral=PortClass.DYNAMIC.range, reserved=(), source="default")

@@ -1,0 +1,55 @@
+"""The public face: ``__all__`` is exactly what the facade exports, lazily and statically."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import portbook
+
+
+def test_all_matches_the_export_table_and_every_name_resolves() -> None:
+    assert set(portbook.__all__) == {"__version__", *portbook._EXPORTS}
+    for name in portbook.__all__:
+        assert getattr(portbook, name) is not None
+    assert sorted(dir(portbook)) == sorted(portbook.__all__)
+
+
+def test_static_imports_match_the_export_table() -> None:
+    """What type checkers see (the TYPE_CHECKING block) is what runs (the lazy table)."""
+    tree = ast.parse(Path(portbook.__file__).read_text())
+    seen: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            for stmt in node.body:
+                assert isinstance(stmt, ast.ImportFrom)
+                for alias in stmt.names:
+                    seen[alias.name] = (stmt.module or "").lstrip(".")
+    assert seen == portbook._EXPORTS
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        _ = portbook.no_such_thing
+
+
+def test_core_imports_no_cli_or_rendering_code() -> None:
+    code = (
+        "import sys, portbook\n"
+        "for n in portbook.__all__: getattr(portbook, n)\n"
+        "bad = [m for m in sys.modules if m.startswith('portbook._cli') or m in "
+        "('argparse', 'rich', 'click', 'textual')]\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_import_portbook_is_lazy() -> None:
+    code = "import sys, portbook; print(sorted(m for m in sys.modules if m.startswith('portbook')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "['portbook']"

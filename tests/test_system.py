@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from portbook import LocalRanges, PortRange, local_ranges
+from portbook._system import parse_port_list
+
+
+def test_reads_this_machines_ephemeral_range_like_sysctl() -> None:
+    ranges = local_ranges()
+    proc = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    if not proc.exists():
+        pytest.skip("no /proc/sys/net/ipv4 here")
+    lo, hi = proc.read_text().split()
+    assert ranges.ephemeral == PortRange(int(lo), int(hi))
+    sysctl = subprocess.run(
+        ["sysctl", "-n", "net.ipv4.ip_local_port_range"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if sysctl.returncode == 0:
+        assert sysctl.stdout.split() == [lo, hi]
+
+
+def test_reads_fixture_ranges(tmp_path: Path) -> None:
+    (tmp_path / "ip_local_port_range").write_text("40000\t50000\n")
+    (tmp_path / "ip_local_reserved_ports").write_text("41000,42000-42010\n")
+    ranges = local_ranges(tmp_path)
+    assert ranges == LocalRanges(
+        PortRange(40000, 50000), (PortRange(41000, 41000), PortRange(42000, 42010)), str(tmp_path)
+    )
+    assert ranges.is_ephemeral(40001)
+    assert not ranges.is_ephemeral(41000)  # reserved: the kernel never picks it
+    assert ranges.is_reserved(42005) and not ranges.is_reserved(42011)
+    assert not ranges.is_ephemeral(39999)
+
+
+def test_missing_or_broken_files_fall_back_to_the_iana_dynamic_range(tmp_path: Path) -> None:
+    assert local_ranges(tmp_path).source == "default"
+    (tmp_path / "ip_local_port_range").write_text("garbage\n")
+    ranges = local_ranges(tmp_path)
+    assert ranges.ephemeral == PortRange(49152, 65535) and ranges.reserved == ()
+
+
+def test_parse_port_list() -> None:
+    assert parse_port_list("") == ()
+    assert parse_port_list("9000-9010,80\n") == (PortRange(80, 80), PortRange(9000, 9010))
