@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,14 @@ def test_missing_or_broken_files_fall_back_to_the_iana_dynamic_range(tmp_path: P
 def test_parse_port_list() -> None:
     assert parse_port_list("") == ()
     assert parse_port_list("9000-9010,80\n") == (PortRange(80, 80), PortRange(9000, 9010))
+
+
+def test_user_data_dir_follows_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from portbook._paths import user_data_dir
+
+    monkeypatch.setenv("PORTBOOK_DATA_DIR", str(tmp_path / "pb"))
+    assert user_data_dir() == tmp_path / "pb"
+    monkeypatch.delenv("PORTBOOK_DATA_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert user_data_dir() == tmp_path / "xdg" / "portbook"
