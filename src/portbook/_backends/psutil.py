@@ -108,11 +108,11 @@ class PsutilBackend:
                 pids.append(entry.pid)
         af = {4: socket.AF_INET, 6: socket.AF_INET6}
         zero = {4: bytes(4), 6: bytes(16)}
-        result = []
+        result: list[RawSocket] = []
         for key in order:
             protocol, family, state, lhost, lport, rhost, rport = key
             result.append(
-                RawSocket(
+                (
                     protocol,
                     family,
                     state,
