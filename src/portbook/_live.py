@@ -75,7 +75,13 @@ def list_sockets(
     if (pid is not None or user is not None or program is not None) and not owners:
         raise UsageError("selecting by pid, user or program needs owners=True")
     whole_table = owners and pid is None and ports is None and wanted_states is None
-    walker = _OwnerWalk() if whole_table else None
+    walker = None
+    if whole_table:
+        from ._owners import BackgroundWalk
+
+        # The whole table needs every descriptor of every process read: start
+        # that walk now, on the other core, while the table is read here.
+        walker = BackgroundWalk()
     try:
         raws = _read(protos, fams, wanted_states, ports, backend)
     finally:
@@ -161,41 +167,6 @@ def _read(
         )
         result.extend(chosen.sockets(query))
     return result
-
-
-class _OwnerWalk:
-    """The whole /proc walk, run in a thread while the socket table is read.
-
-    Reading descriptor links is almost all kernel time (``readlink`` releases
-    the GIL), and so is the netlink dump: on a machine with two or more cores
-    the two overlap, and the whole table costs about the larger of the two
-    instead of their sum. Sockets opened between the walk and the dump show
-    no owner, as they would with a walk a moment later.
-    """
-
-    def __init__(self) -> None:
-        import threading
-
-        from ._owners import scan_all
-
-        self._scan: OwnerScan | None = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self._scan = scan_all()
-            except BaseException as exc:  # re-raised in the caller's thread
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="portbook-owners", daemon=True)
-        self._thread.start()
-
-    def result(self) -> OwnerScan:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._scan is not None
-        return self._scan
 
 
 def _annotate(
