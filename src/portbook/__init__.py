@@ -51,9 +51,22 @@ _EXPORTS: dict[str, str] = {
     # this machine's ranges
     "LocalRanges": "_system",
     "local_ranges": "_system",
+    # the book: what a port number means
+    "Book": "_book",
+    "RegistryInfo": "_book",
+    "Service": "_book",
+    "ServiceSource": "_book",
+    "ServiceStatus": "_book",
+    "is_assigned": "_book",
+    "lookup": "_book",
+    "registry_info": "_book",
+    "search": "_book",
+    "service_name": "_book",
+    "update_registry": "_book",
 }
 
 __all__ = [
+    "Book",
     "Family",
     "InvalidNameError",
     "InvalidPortSpecError",
@@ -68,7 +81,11 @@ __all__ = [
     "Protocol",
     "RangeExhaustedError",
     "RegistryError",
+    "RegistryInfo",
     "RegistryUpdateError",
+    "Service",
+    "ServiceSource",
+    "ServiceStatus",
     "SocketTableError",
     "StoreCorruptError",
     "StoreError",
@@ -78,15 +95,34 @@ __all__ = [
     "UsageError",
     "WaitTimeoutError",
     "__version__",
+    "is_assigned",
     "local_ranges",
+    "lookup",
     "parse_port",
     "parse_port_range",
     "parse_port_spec",
     "parse_protocol",
     "port_class",
+    "registry_info",
+    "search",
+    "service_name",
+    "update_registry",
 ]
 
 if TYPE_CHECKING:
+    from ._book import (
+        Book,
+        RegistryInfo,
+        Service,
+        ServiceSource,
+        ServiceStatus,
+        is_assigned,
+        lookup,
+        registry_info,
+        search,
+        service_name,
+        update_registry,
+    )
     from ._exceptions import (
         InvalidNameError,
         InvalidPortSpecError,
