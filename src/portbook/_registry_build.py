@@ -108,10 +108,12 @@ class BuiltRegistry:
 def detect_format(data: bytes) -> str:
     """``"xml"`` or ``"csv"`` from the content (never the file name); else an error."""
     head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith((b"<?xml", b"<registry")):
+    if head.startswith(b"<"):
         return "xml"
-    first_line = head.split(b"\n", 1)[0].rstrip(b"\r")
-    if first_line.startswith(b"Service Name,"):
+    # A comma-separated first line is taken as the CSV form; its header is
+    # then checked column by column, which gives the clearer error.
+    first_line = head.split(b"\n", 1)[0]
+    if first_line.count(b",") >= 2 and b"\0" not in first_line:
         return "csv"
     raise RegistryUpdateError(
         "not an IANA service-names-port-numbers file (expected its XML or CSV form)"
