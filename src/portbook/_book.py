@@ -15,16 +15,19 @@ functions use one default instance created on first use.
 
 from __future__ import annotations
 
+import _thread
 import enum
 import os
-import threading
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import InvalidPortSpecError, UsageError
 from ._model import MAX_PORT, PortClass, PortRange, Protocol, parse_port_spec, parse_protocol
+
+if TYPE_CHECKING:
+    from ._etc_services import EtcServicesEntry
 
 __all__ = [
     "Book",
@@ -224,6 +227,33 @@ def _service_from_row(row: tuple[Any, ...]) -> Service:
     )
 
 
+def _etc_service(e: EtcServicesEntry) -> Service:
+    return Service(
+        name=e.name,
+        port=e.port,
+        port_end=e.port,
+        protocol=_PROTOCOL_BY_VALUE[e.protocol],
+        description=e.comment or "",
+        source=ServiceSource.ETC_SERVICES,
+        status=ServiceStatus.ASSIGNED,
+        aliases=e.aliases,
+    )
+
+
+def _unofficial_service(entry: tuple[int, int, str, str, str, str]) -> Service:
+    first, last, proto, name, software, description = entry
+    return Service(
+        name=name,
+        port=first,
+        port_end=last,
+        protocol=_PROTOCOL_BY_VALUE[proto],
+        description=description,
+        source=ServiceSource.UNOFFICIAL,
+        status=ServiceStatus.UNASSIGNED,
+        software=software,
+    )
+
+
 class Book:
     """The book over one registry file, one services file and the unofficial list.
 
@@ -247,9 +277,10 @@ class Book:
         self._services_arg = services_path
         self._data_dir = Path(data_dir) if data_dir is not None else None
         self._use_unofficial = unofficial
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._db: Any = None  # _registry.RegistryDB, imported lazily (sqlite3)
         self._warning: str | None = None
+        self._etc_entries: list[EtcServicesEntry] | None = None
         self._etc: list[Service] | None = None
         self._etc_path: Path | None = None
         self._unofficial: list[Service] | None = None
@@ -269,16 +300,16 @@ class Book:
                 db = self._db
         return db
 
-    def _etc_services(self) -> list[Service]:
-        entries = self._etc
+    def _etc_raw(self) -> list[EtcServicesEntry]:
+        entries = self._etc_entries
         if entries is None:
             with self._lock:
-                if self._etc is None:
-                    self._etc = self._load_etc_services()
-                entries = self._etc
+                if self._etc_entries is None:
+                    self._etc_entries = self._load_etc_services()
+                entries = self._etc_entries
         return entries
 
-    def _load_etc_services(self) -> list[Service]:
+    def _load_etc_services(self) -> list[EtcServicesEntry]:
         from ._etc_services import default_services_path, read_etc_services
 
         arg = self._services_arg
@@ -288,48 +319,25 @@ class Book:
         self._etc_path = path
         if path is None:
             return []
-        services = []
-        for e in read_etc_services(path):
-            proto = _PROTOCOL_BY_VALUE.get(e.protocol)
-            if proto is None:  # "ddp" and other non-IP protocols have no port numbers here
-                continue
-            services.append(
-                Service(
-                    name=e.name,
-                    port=e.port,
-                    port_end=e.port,
-                    protocol=proto,
-                    description=e.comment or "",
-                    source=ServiceSource.ETC_SERVICES,
-                    status=ServiceStatus.ASSIGNED,
-                    aliases=e.aliases,
-                )
-            )
-        return services
+        # "ddp" and other non-IP protocols have no place among IP port numbers.
+        return [e for e in read_etc_services(path) if e.protocol in _PROTOCOL_SET]
+
+    def _etc_services(self) -> list[Service]:
+        if self._etc is None:
+            self._etc = [_etc_service(e) for e in self._etc_raw()]
+        return self._etc
+
+    def _unofficial_raw(self) -> tuple[tuple[int, int, str, str, str, str], ...]:
+        if not self._use_unofficial:
+            return ()
+        from ._unofficial import UNOFFICIAL_PORTS
+
+        return UNOFFICIAL_PORTS
 
     def _unofficial_entries(self) -> list[Service]:
-        entries = self._unofficial
-        if entries is None:
-            if not self._use_unofficial:
-                entries = []
-            else:
-                from ._unofficial import UNOFFICIAL_PORTS
-
-                entries = [
-                    Service(
-                        name=name,
-                        port=first,
-                        port_end=last,
-                        protocol=Protocol(proto),
-                        description=description,
-                        source=ServiceSource.UNOFFICIAL,
-                        status=ServiceStatus.UNASSIGNED,
-                        software=software,
-                    )
-                    for first, last, proto, name, software, description in UNOFFICIAL_PORTS
-                ]
-            self._unofficial = entries
-        return entries
+        if self._unofficial is None:
+            self._unofficial = [_unofficial_service(u) for u in self._unofficial_raw()]
+        return self._unofficial
 
     # -- fast helpers for the live table and the port picker -----------------
 
@@ -355,12 +363,11 @@ class Book:
                     assigned.add((p, pr))
                     if name:
                         names.setdefault((p, pr), name)
-        for source in (self._etc_services(), self._unofficial_entries()):
-            for s in source:
-                if s.name and s.port is not None and s.protocol is not None:
-                    last = s.port_end if s.port_end is not None else s.port
-                    for p in range(s.port, last + 1):
-                        names.setdefault((p, s.protocol.value), s.name)
+        for e in self._etc_raw():
+            names.setdefault((e.port, e.protocol), e.name)
+        for first, last, proto_value, name, _, _ in self._unofficial_raw():
+            for p in range(first, last + 1):
+                names.setdefault((p, proto_value), name)
         self._assigned = frozenset(assigned)
         self._names = names
 
@@ -428,26 +435,26 @@ class Book:
         return self._by_name(name, proto)
 
     def _by_ports(self, ports: PortRange, proto: Protocol | None) -> list[Service]:
+        # Overlay records are built only for the entries that match: a cold
+        # `portbook lookup` pays for a few objects, not for every line of both lists.
         first, last = ports.first, ports.last
         found = [_service_from_row(r) for r in self._registry().by_ports(first, last)]
-        if last >= _DYNAMIC_BLOCK.port:  # type: ignore[operator]
+        if last >= PortClass.DYNAMIC.first:
             found.append(_DYNAMIC_BLOCK)
-        for source in (self._etc_services(), self._unofficial_entries()):
-            found.extend(
-                s
-                for s in source
-                if s.port is not None and s.port <= last and (s.port_end or s.port) >= first
-            )
+        found.extend(_etc_service(e) for e in self._etc_raw() if first <= e.port <= last)
+        found.extend(
+            _unofficial_service(u) for u in self._unofficial_raw() if u[0] <= last and u[1] >= first
+        )
         return _filter_protocol(found, proto)
 
     def _by_name(self, name: str, proto: Protocol | None) -> list[Service]:
         found = [_service_from_row(r) for r in self._registry().by_name(name)]
-        for source in (self._etc_services(), self._unofficial_entries()):
-            found.extend(
-                s
-                for s in source
-                if (s.name or "").lower() == name or name in (a.lower() for a in s.aliases)
-            )
+        found.extend(
+            _etc_service(e)
+            for e in self._etc_raw()
+            if e.name.lower() == name or name in (a.lower() for a in e.aliases)
+        )
+        found.extend(_unofficial_service(u) for u in self._unofficial_raw() if u[3] == name)
         return _filter_protocol(found, proto)
 
     def search(self, text: str, limit: int = 20) -> list[Service]:
@@ -485,7 +492,7 @@ class Book:
         """Which registry data is in use, its source, date and counts, and the overlays."""
         db = self._registry()
         meta: dict[str, str] = db.meta
-        etc = self._etc_services()
+        etc = self._etc_raw()
         updated = meta.get("updated") or None
         return RegistryInfo(
             path=str(db.path),
@@ -501,7 +508,7 @@ class Book:
             names_only=int(meta.get("names_only", "0")),
             etc_services_path=str(self._etc_path) if self._etc_path is not None else None,
             etc_services_entries=len(etc),
-            unofficial_entries=len(self._unofficial_entries()),
+            unofficial_entries=len(self._unofficial_raw()),
             warning=self._warning,
         )
 
@@ -582,7 +589,7 @@ def _check_port(port: int) -> None:
 # -- the default book and module-level functions ------------------------------------
 
 _default: Book | None = None
-_default_lock = threading.Lock()
+_default_lock = _thread.allocate_lock()
 
 
 def default_book() -> Book:

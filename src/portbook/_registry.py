@@ -13,8 +13,8 @@ user copy is skipped with a warning rather than failing every lookup.
 
 from __future__ import annotations
 
+import _thread
 import sqlite3
-import threading
 from pathlib import Path
 
 from ._exceptions import RegistryError
@@ -64,7 +64,7 @@ class RegistryDB:
         self.path = path
         self.origin = origin  # "packaged", "user" or "file" (given explicitly)
         uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         try:
             self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
             self.meta: dict[str, str] = dict(self._conn.execute("SELECT key, value FROM meta"))
