@@ -284,6 +284,7 @@ class Book:
         self._etc: list[Service] | None = None
         self._etc_path: Path | None = None
         self._unofficial: list[Service] | None = None
+        self._overlay_index: _OverlayIndex | None = None
         self._names: dict[tuple[int, str], str] | None = None
         self._assigned: frozenset[tuple[int, str]] | None = None
 
@@ -418,43 +419,38 @@ class Book:
             raise InvalidPortSpecError(repr(query), "expected a port number, range or name")
         if isinstance(query, int):
             _check_port(query)
-            ports: PortRange | None = PortRange(query, query)
-            name = None
-        else:
-            spec = parse_port_spec(query)
-            if spec.protocol is not None:
-                if proto is not None and proto is not spec.protocol:
-                    raise InvalidPortSpecError(
-                        query, f"protocol {spec.protocol} conflicts with {proto}"
-                    )
-                proto = spec.protocol
-            ports, name = spec.ports, spec.name
-        if ports is not None:
-            return self._by_ports(ports, proto)
-        assert name is not None
-        return self._by_name(name, proto)
+            return self._by_ports(query, query, proto)
+        spec = parse_port_spec(query)
+        if spec.protocol is not None:
+            if proto is not None and proto is not spec.protocol:
+                raise InvalidPortSpecError(
+                    query, f"protocol {spec.protocol} conflicts with {proto}"
+                )
+            proto = spec.protocol
+        if spec.ports is not None:
+            return self._by_ports(spec.ports.first, spec.ports.last, proto)
+        assert spec.name is not None
+        return self._by_name(spec.name, proto)
 
-    def _by_ports(self, ports: PortRange, proto: Protocol | None) -> list[Service]:
-        # Overlay records are built only for the entries that match: a cold
-        # `portbook lookup` pays for a few objects, not for every line of both lists.
-        first, last = ports.first, ports.last
+    def _overlays(self) -> _OverlayIndex:
+        index = self._overlay_index
+        if index is None:
+            with self._lock:
+                if self._overlay_index is None:
+                    self._overlay_index = _OverlayIndex(self._etc_raw(), self._unofficial_raw())
+                index = self._overlay_index
+        return index
+
+    def _by_ports(self, first: int, last: int, proto: Protocol | None) -> list[Service]:
         found = [_service_from_row(r) for r in self._registry().by_ports(first, last)]
         if last >= PortClass.DYNAMIC.first:
             found.append(_DYNAMIC_BLOCK)
-        found.extend(_etc_service(e) for e in self._etc_raw() if first <= e.port <= last)
-        found.extend(
-            _unofficial_service(u) for u in self._unofficial_raw() if u[0] <= last and u[1] >= first
-        )
+        found.extend(self._overlays().by_ports(first, last))
         return _filter_protocol(found, proto)
 
     def _by_name(self, name: str, proto: Protocol | None) -> list[Service]:
         found = [_service_from_row(r) for r in self._registry().by_name(name)]
-        found.extend(
-            _etc_service(e)
-            for e in self._etc_raw()
-            if e.name.lower() == name or name in (a.lower() for a in e.aliases)
-        )
-        found.extend(_unofficial_service(u) for u in self._unofficial_raw() if u[3] == name)
+        found.extend(self._overlays().by_name(name))
         return _filter_protocol(found, proto)
 
     def search(self, text: str, limit: int = 20) -> list[Service]:
@@ -547,6 +543,58 @@ class Book:
         """Close the registry database (reopened on next use)."""
         with self._lock:
             self._reset()
+
+
+class _OverlayIndex:
+    """/etc/services and unofficial entries indexed by port and by name.
+
+    Records are built on first use and then shared (they are frozen): a cold
+    ``portbook lookup`` pays for the few it shows, a long-lived process pays
+    one dict probe per lookup instead of a scan of both lists.
+    """
+
+    def __init__(
+        self,
+        etc: list[EtcServicesEntry],
+        unofficial: tuple[tuple[int, int, str, str, str, str], ...],
+    ) -> None:
+        self._raw: list[EtcServicesEntry | tuple[int, int, str, str, str, str]] = [
+            *etc,
+            *unofficial,
+        ]
+        self._built: list[Service | None] = [None] * len(self._raw)
+        self._spans: list[tuple[int, int]] = []
+        self.by_port_index: dict[int, list[int]] = {}
+        self.by_name_index: dict[str, list[int]] = {}
+        for i, e in enumerate(etc):
+            self._add(i, e.port, e.port, (e.name, *e.aliases))
+        for i, u in enumerate(unofficial, len(etc)):
+            self._add(i, u[0], u[1], (u[3],))
+
+    def _add(self, i: int, first: int, last: int, names: tuple[str, ...]) -> None:
+        self._spans.append((first, last))
+        for port in range(first, last + 1):
+            self.by_port_index.setdefault(port, []).append(i)
+        for name in {n.lower() for n in names}:
+            self.by_name_index.setdefault(name, []).append(i)
+
+    def _service(self, i: int) -> Service:
+        built = self._built[i]
+        if built is None:
+            raw = self._raw[i]
+            built = _unofficial_service(raw) if isinstance(raw, tuple) else _etc_service(raw)
+            self._built[i] = built
+        return built
+
+    def by_ports(self, first: int, last: int) -> list[Service]:
+        if first == last:
+            hits: list[int] = self.by_port_index.get(first, [])
+        else:
+            hits = [i for i, (lo, hi) in enumerate(self._spans) if lo <= last and hi >= first]
+        return [self._service(i) for i in hits]
+
+    def by_name(self, name: str) -> list[Service]:
+        return [self._service(i) for i in self.by_name_index.get(name, [])]
 
 
 def _overlay_rank(s: Service, low: str) -> int | None:

@@ -36,6 +36,7 @@ ROW_COLUMNS = (
     "id, name, port, port_end, protocol, description, status, assignee, contact, "
     "registered, modified, reference, service_code, unauthorized_use, notes"
 )
+_QUALIFIED = ", ".join(f"service.{c.strip()}" for c in ROW_COLUMNS.split(","))
 
 Row = tuple[
     int,
@@ -94,14 +95,10 @@ class RegistryDB:
     def by_ports(self, first: int, last: int) -> list[Row]:
         """Records whose port or range overlaps ``first..last``, in port then file order."""
         if first == last:
-            # Single ports by the (port, port_end) index; ranges by a scan of the
-            # partial index bounded by the longest range.
             return self._query(
-                f"SELECT {ROW_COLUMNS} FROM service WHERE port = ?1 AND port_end = ?1 "
-                f"UNION ALL SELECT {ROW_COLUMNS} FROM service "
-                "WHERE port_end > port AND port BETWEEN ?2 AND ?1 AND port_end >= ?1 "
-                "ORDER BY 3, 1",
-                (first, first - self.max_span),
+                f"SELECT {_QUALIFIED} FROM port_index JOIN service ON service.id = port_index.id "
+                "WHERE port_index.port = ? ORDER BY port_index.id",
+                (first,),
             )
         return self._query(
             f"SELECT {ROW_COLUMNS} FROM service "
