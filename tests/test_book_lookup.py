@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,3 +174,39 @@ def test_module_functions_use_the_default_book() -> None:
     assert portbook.lookup(22, "tcp")[0].name == "ssh"
     assert portbook.search("ssh", 1)[0].name == "ssh"
     assert portbook.registry_info().records > 10_000
+
+
+def test_a_lookup_loads_neither_the_builder_nor_the_network() -> None:
+    code = (
+        "import sys\n"
+        "from portbook._cli import main\n"
+        "main(['lookup', '443'])\n"
+        "heavy = ('xml.etree.ElementTree', 'csv', 'urllib.request', 'hashlib', "
+        "'portbook._registry_build', 'portbook._update')\n"
+        "print('LOADED', [m for m in heavy if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "LOADED []"
+
+
+def test_one_book_serves_many_threads() -> None:
+    book = Book(registry_path=PACKAGED_REGISTRY, services_path=SERVICES)
+    ports = list(range(0, 2000, 7))
+    fresh = Book(registry_path=PACKAGED_REGISTRY, services_path=SERVICES)
+    expected = {p: _keys(fresh.lookup(p)) for p in (22, 80, 443, 6003, 29500)}
+    names = {p: fresh.service_name(p, "tcp") for p in ports}
+    fresh.close()
+    results: list[bool] = []
+
+    def work() -> None:
+        ok = all(book.service_name(p, "tcp") == names[p] for p in ports)
+        ok = ok and all(_keys(book.lookup(p)) == keys for p, keys in expected.items())
+        results.append(ok)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [True] * 6
+    book.close()
