@@ -182,6 +182,8 @@ _PROTOCOL_BY_VALUE[None] = None
 _STATUS_BY_VALUE = {s.value: s for s in ServiceStatus}
 _ALL_PROTOCOLS = tuple(p.value for p in Protocol)
 _PROTOCOL_SET = frozenset(_ALL_PROTOCOLS)
+# Distinct ports asked of service_name/is_assigned before the whole table is loaded.
+_PRELOAD_AFTER = 256  # (port, protocol) pairs
 
 # The registry lists nothing above 49151: RFC 6335 leaves the Dynamic and/or
 # Private ports unassigned for good. A lookup there answers with that block.
@@ -287,6 +289,7 @@ class Book:
         self._overlay_index: _OverlayIndex | None = None
         self._names: dict[tuple[int, str], str] | None = None
         self._assigned: frozenset[tuple[int, str]] | None = None
+        self._facts: dict[tuple[int, str], tuple[bool, str | None]] = {}
 
     # -- sources, loaded on first use -------------------------------------------
 
@@ -353,50 +356,72 @@ class Book:
         return names
 
     def _build_name_tables(self) -> None:
-        # One pass over the registry's assignments, expanded per port and
-        # protocol, then the overlays: a dict lookup per socket afterwards.
-        names: dict[tuple[int, str], str] = {}
-        assigned: set[tuple[int, str]] = set()
-        for port, port_end, proto, name in self._registry().assigned_ports():
-            protocols = (proto,) if proto else _ALL_PROTOCOLS
-            for p in range(port, port_end + 1):
-                for pr in protocols:
-                    assigned.add((p, pr))
-                    if name:
-                        names.setdefault((p, pr), name)
+        # The registry's assignments come pre-expanded per port and protocol
+        # (built with the database); the overlays fill the gaps. Afterwards
+        # each socket costs one dict probe.
+        rows = self._registry().port_names()
+        assigned = frozenset((port, proto) for port, proto, _ in rows)
+        names = {(port, proto): name for port, proto, name in rows if name is not None}
         for e in self._etc_raw():
             names.setdefault((e.port, e.protocol), e.name)
         for first, last, proto_value, name, _, _ in self._unofficial_raw():
             for p in range(first, last + 1):
                 names.setdefault((p, proto_value), name)
-        self._assigned = frozenset(assigned)
+        self._assigned = assigned
         self._names = names
+
+    def _port_facts(self, port: int, protocol: Protocol | str) -> tuple[bool, str | None]:
+        """(IANA-assigned?, best name) of one port and protocol.
+
+        Until ``_PRELOAD_AFTER`` different ports were asked, each is one indexed
+        query, remembered: ``portbook ls`` with fifty sockets stays cheap. Past
+        that, the whole table is loaded once (a few milliseconds), so a table of
+        50,000 sockets on thousands of ephemeral ports costs a dict probe each.
+        """
+        names, assigned = self._names, self._assigned
+        if names is not None and assigned is not None:
+            key = (port, protocol)
+            if type(port) is not int or not 0 <= port <= MAX_PORT or protocol not in _PROTOCOL_SET:
+                _check_port(port)
+                key = (port, _proto_key(protocol))
+            return key in assigned, names.get(key)
+        cache = self._facts
+        facts = cache.get((port, protocol))
+        if facts is not None:
+            return facts
+        _check_port(port)
+        key = (port, _proto_key(protocol))
+        facts = cache.get(key)
+        if facts is None:
+            row = self._registry().port_name(port, key[1])
+            name = row[0] if row is not None else None
+            if name is None:
+                name = self._overlays().first_name(port, key[1])
+            facts = (row is not None, name)
+            cache[key] = facts
+            if len(cache) > _PRELOAD_AFTER:
+                self._name_table()
+        return facts
 
     def service_name(self, port: int, protocol: Protocol | str) -> str | None:
         """The best single name for ``port``/``protocol``, or ``None``.
 
         IANA's assigned name first (the registry's first entry for that port),
-        then ``/etc/services``, then the unofficial list. One dict lookup after
-        the first call, so it suits annotating every socket of a large table.
+        then ``/etc/services``, then the unofficial list. Answers are remembered,
+        so it suits annotating every socket of a large table.
         """
-        names = self._names if self._names is not None else self._name_table()
-        name = names.get((port, protocol))
-        if name is not None:
-            return name
-        if type(port) is int and 0 <= port <= MAX_PORT and protocol in _PROTOCOL_SET:
-            return None  # the common miss (an ephemeral port) stays one dict probe
-        _check_port(port)
-        return names.get((port, _proto_key(protocol)))
+        names = self._names
+        if names is not None:
+            name = names.get((port, protocol))
+            if name is not None:
+                return name
+            if type(port) is int and 0 <= port <= MAX_PORT and protocol in _PROTOCOL_SET:
+                return None  # the common miss (an ephemeral port) stays one dict probe
+        return self._port_facts(port, protocol)[1]
 
     def is_assigned(self, port: int, protocol: Protocol | str) -> bool:
         """True when IANA has an assigned (not Reserved, not Unassigned) entry for it."""
-        self._name_table()
-        assigned = self._assigned
-        assert assigned is not None
-        if (port, protocol) in assigned:
-            return True
-        _check_port(port)
-        return (port, _proto_key(protocol)) in assigned
+        return self._port_facts(port, protocol)[0]
 
     # -- lookup and search ---------------------------------------------------------
 
@@ -536,6 +561,7 @@ class Book:
         self._db = None
         self._names = None
         self._assigned = None
+        self._facts = {}
         if old is not None:
             old.close()
 
@@ -595,6 +621,17 @@ class _OverlayIndex:
 
     def by_name(self, name: str) -> list[Service]:
         return [self._service(i) for i in self.by_name_index.get(name, [])]
+
+    def first_name(self, port: int, protocol: str) -> str | None:
+        """Name of the first entry (/etc/services before unofficial) for port and protocol."""
+        for i in self.by_port_index.get(port, ()):
+            raw = self._raw[i]
+            if isinstance(raw, tuple):
+                if raw[2] == protocol:
+                    return raw[3]
+            elif raw.protocol == protocol:
+                return raw.name
+        return None
 
 
 def _overlay_rank(s: Service, low: str) -> int | None:

@@ -135,12 +135,16 @@ class RegistryDB:
         )
         return [(int(r[0]), r[1:]) for r in rows]  # type: ignore[misc]
 
-    def assigned_ports(self) -> list[tuple[int, int, str | None, str | None]]:
-        """(port, port_end, protocol, name) of every assignment with a port, in file order."""
-        return self._query(  # type: ignore[return-value]
-            "SELECT port, port_end, protocol, name FROM service "
-            "WHERE status = 'assigned' AND port IS NOT NULL ORDER BY id"
+    def port_name(self, port: int, protocol: str) -> tuple[str | None] | None:
+        """(name,) when IANA assigned ``port``/``protocol`` (name may be None), else None."""
+        rows = self._query(
+            "SELECT name FROM port_name WHERE port = ? AND protocol = ?", (port, protocol)
         )
+        return rows[0][:1] if rows else None  # type: ignore[return-value]
+
+    def port_names(self) -> list[tuple[int, str, str | None]]:
+        """(port, protocol, first name or None) of every port and protocol IANA assigned."""
+        return self._query("SELECT port, protocol, name FROM port_name")  # type: ignore[return-value]
 
     def all_rows(self) -> list[Row]:
         return self._query(f"SELECT {ROW_COLUMNS} FROM service ORDER BY id")

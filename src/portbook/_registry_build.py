@@ -432,6 +432,15 @@ CREATE TABLE port_index (
     id INTEGER NOT NULL,
     PRIMARY KEY (port, id)
 ) WITHOUT ROWID;
+-- The IANA assignments per (port, protocol), ranges and protocol-less entries
+-- expanded, with the first name the registry gives (NULL when none): loaded
+-- whole into a dict by service_name()/is_assigned(), one query.
+CREATE TABLE port_name (
+    port INTEGER NOT NULL,
+    protocol TEXT NOT NULL,
+    name TEXT,
+    PRIMARY KEY (port, protocol)
+) WITHOUT ROWID;
 -- Range queries (8000-8100) scan records by first port, from first - max_span.
 CREATE INDEX service_port ON service (port, port_end);
 CREATE INDEX service_name ON service (name COLLATE NOCASE);
@@ -486,11 +495,27 @@ def write_database(built: BuiltRegistry, path: Path) -> None:
                 for port in range(r.port, r.port_end + 1)
             ),
         )
+        conn.executemany(
+            "INSERT INTO port_name (port, protocol, name) VALUES (?, ?, ?)",
+            ((port, proto, name) for (port, proto), name in _port_names(built.records).items()),
+        )
         conn.execute("COMMIT")
         conn.execute("ANALYZE")
         conn.execute("VACUUM")
     finally:
         conn.close()
+
+
+def _port_names(records: Sequence[RawRecord]) -> dict[tuple[int, str], str | None]:
+    names: dict[tuple[int, str], str | None] = {}
+    for r in records:
+        if r.status != "assigned" or r.port is None or r.port_end is None:
+            continue
+        for port in range(r.port, r.port_end + 1):
+            for proto in (r.protocol,) if r.protocol else sorted(_PROTOCOLS):
+                if names.get((port, proto)) is None:
+                    names[(port, proto)] = r.name
+    return names
 
 
 def _row(r: RawRecord) -> tuple[object, ...]:
