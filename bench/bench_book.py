@@ -167,6 +167,8 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "portbook": portbook.__version__,
+        # The machine is shared: the load average says how busy it was.
+        "loadavg_1min": round(os.getloadavg()[0], 2),
     }
 
 

@@ -584,11 +584,11 @@ class _OverlayIndex:
         etc: list[EtcServicesEntry],
         unofficial: tuple[tuple[int, int, str, str, str, str], ...],
     ) -> None:
-        self._raw: list[EtcServicesEntry | tuple[int, int, str, str, str, str]] = [
-            *etc,
-            *unofficial,
-        ]
-        self._built: list[Service | None] = [None] * len(self._raw)
+        # Positions 0..len(etc)-1 are /etc/services lines, the rest unofficial
+        # entries; both kinds are tuples, so the position tells them apart.
+        self._etc = etc
+        self._unofficial = unofficial
+        self._built: list[Service | None] = [None] * (len(etc) + len(unofficial))
         self._spans: list[tuple[int, int]] = []
         self.by_port_index: dict[int, list[int]] = {}
         self.by_name_index: dict[str, list[int]] = {}
@@ -607,8 +607,11 @@ class _OverlayIndex:
     def _service(self, i: int) -> Service:
         built = self._built[i]
         if built is None:
-            raw = self._raw[i]
-            built = _unofficial_service(raw) if isinstance(raw, tuple) else _etc_service(raw)
+            n_etc = len(self._etc)
+            if i < n_etc:
+                built = _etc_service(self._etc[i])
+            else:
+                built = _unofficial_service(self._unofficial[i - n_etc])
             self._built[i] = built
         return built
 
@@ -624,13 +627,14 @@ class _OverlayIndex:
 
     def first_name(self, port: int, protocol: str) -> str | None:
         """Name of the first entry (/etc/services before unofficial) for port and protocol."""
+        n_etc = len(self._etc)
         for i in self.by_port_index.get(port, ()):
-            raw = self._raw[i]
-            if isinstance(raw, tuple):
-                if raw[2] == protocol:
-                    return raw[3]
-            elif raw.protocol == protocol:
-                return raw.name
+            if i < n_etc:
+                entry = self._etc[i]
+                if entry.protocol == protocol:
+                    return entry.name
+            elif self._unofficial[i - n_etc][2] == protocol:
+                return self._unofficial[i - n_etc][3]
         return None
 
 
