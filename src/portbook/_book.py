@@ -538,7 +538,8 @@ class Book:
 
         The file is validated (format, header, record count, ports, dates),
         written to a temporary database in the data directory and renamed over
-        the user's copy atomically; this book then uses it. On any failure
+        the user's copy atomically; this book then uses it (unless it was made
+        over an explicit ``registry_path``, which it keeps). On any failure
         :class:`portbook.RegistryUpdateError` is raised and the data in use
         stays as it was.
         """

@@ -136,6 +136,11 @@ def _render_services(out: Output, services: Sequence[Service]) -> None:
                     for s in group
                 ],
             )
+            # IANA's warnings are worth a line each; the rest is in --long.
+            seen = dict.fromkeys((s.name or "-", s.unauthorized_use) for s in group)
+            for name, warning in seen:
+                if warning:
+                    out.line(f"unauthorized use reported ({name}): {_first_line(warning)}")
 
 
 def _render_long(out: Output, services: Sequence[Service]) -> None:
@@ -157,7 +162,7 @@ def _render_long(out: Output, services: Sequence[Service]) -> None:
 
 
 def run_lookup(args: argparse.Namespace, out: Output) -> int:
-    from portbook import lookup, port_class
+    from portbook import lookup
 
     query: str = args.query
     services = lookup(query, args.proto)
@@ -171,20 +176,27 @@ def run_lookup(args: argparse.Namespace, out: Output) -> int:
         _render_long(out, services)
     else:
         _render_services(out, services)
-    if query.strip().isdigit():
-        from portbook import local_ranges
-
-        port = int(query)
-        cls = port_class(port)
-        ranges = local_ranges()
-        where = "inside" if ranges.is_ephemeral(port) else "outside"
-        reserved = "; reserved on this machine" if ranges.is_reserved(port) else ""
-        out.line()
-        out.line(
-            f"{port} is a {cls.iana_name} port ({cls.common_name}), {where} this machine's "
-            f"ephemeral range {ranges.ephemeral}{reserved}"
-        )
+    _port_footer(out, query)
     return 0
+
+
+def _port_footer(out: Output, query: str) -> None:
+    """For one port: its IANA class and where it sits in this machine's ranges."""
+    from portbook import local_ranges, parse_port_spec, port_class
+
+    ports = parse_port_spec(query).ports
+    if ports is None or not ports.single:
+        return
+    port = ports.first
+    cls = port_class(port)
+    ranges = local_ranges()
+    where = "inside" if port in ranges.ephemeral else "outside"
+    reserved = "; reserved on this machine" if ranges.is_reserved(port) else ""
+    out.line()
+    out.line(
+        f"{port} is a {cls.iana_name} port ({cls.common_name}), {where} this machine's "
+        f"ephemeral range {ranges.ephemeral}{reserved}"
+    )
 
 
 def run_search(args: argparse.Namespace, out: Output) -> int:
