@@ -17,6 +17,7 @@ Process details (name, command line, user) are read only for owners.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import pwd
 from collections.abc import Collection, Iterable, Iterator
@@ -150,6 +151,19 @@ class BackgroundWalk:
             self._read = read
         finally:
             os.close(write)
+
+    def cancel(self) -> None:
+        """Stop the helper (the caller gave up: an error or Ctrl-C)."""
+        if not self._pid:
+            return
+        import signal
+
+        with contextlib.suppress(OSError):
+            os.kill(self._pid, signal.SIGKILL)
+        os.close(self._read)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._pid, 0)
+        self._pid = 0
 
     def result(self) -> OwnerScan:
         if not self._pid:

@@ -109,9 +109,11 @@ def run_who(args: argparse.Namespace, out: Output) -> int:
         raise UsageError(f"the live table shows tcp and udp sockets, not {spec.protocol.value}")
     ports = spec.ports if spec.ports is not None else _resolve_name(spec.name or "", spec.protocol)
     sockets = list_sockets(protocols=None if spec.protocol is None else [spec.protocol], port=ports)
-    if spec.host is not None:
-        if isinstance(spec.host, str):
-            raise UsageError("give an IP address, not a host name, before the port")
+    if spec.host == "localhost":
+        sockets = [s for s in sockets if s.exposure.value == "loopback"]
+    elif isinstance(spec.host, str):
+        raise UsageError("give an IP address (or localhost), not a host name, before the port")
+    elif spec.host is not None:
         host = ip_address(spec.host)
         sockets = [s for s in sockets if s.local_address == host or _mapped(s) == host]
     if args.json:
