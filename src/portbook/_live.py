@@ -9,7 +9,7 @@ looked up only for the sockets that survive, and only when asked for.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ._exceptions import UsageError
@@ -32,11 +32,11 @@ def socket_backend() -> SocketBackend:
     return choose_backend()
 
 
-def _service_name(port: int, protocol: Protocol) -> str | None:
-    """What the book calls ``port``/``protocol``."""
-    from ._book import service_name
+def _service_names() -> Callable[[int, Protocol], str | None]:
+    """What the book calls a port (``service_name(port, protocol)``), looked up once per call."""
+    from ._book import default_book
 
-    return service_name(port, protocol)
+    return default_book().service_name
 
 
 def list_sockets(
@@ -214,7 +214,7 @@ def _annotate(
         scan=scan if owners else None,
         processes=details,
         ranges=local_ranges(),
-        service=_service_name,
+        service=_service_names(),
     )
 
 
