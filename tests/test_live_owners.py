@@ -142,3 +142,77 @@ def test_who_localhost_matches_loopback_sockets() -> None:
         bad = run_cli("who", f"example.org:{port}")
     assert result.status == 0 and f"127.0.0.1:{port}" in result.stdout
     assert bad.status == 2
+
+
+def test_the_normaliser_from_raw_facts() -> None:
+    from ipaddress import ip_address
+
+    from portbook import Exposure, PortClass, PortRange, SocketState
+    from portbook._owners import OwnerScan, ProcessInfo
+    from portbook._sockets import NOTE_NO_PROCESS, NOTE_NOT_FOUND, NOTE_NOT_VISIBLE, build_sockets
+    from portbook._system import LocalRanges
+
+    lo4 = bytes([127, 0, 0, 1])
+    any4 = bytes(4)
+    v6 = socket.inet_pton(socket.AF_INET6, "2001:db8::5")
+    raws = [
+        ("tcp", 4, 10, any4, 80, any4, 0, 11, 0, 0, 128, None, 0, None),
+        ("tcp", 4, 1, lo4, 40001, lo4, 80, 12, 1000, 1, 2, None, 3, None),
+        ("tcp", 4, 6, lo4, 40002, lo4, 80, 0, 0, 0, 0, None, 0, None),
+        ("udp", 6, 7, v6, 40003, bytes(16), 0, 13, 0, 0, 0, True, 0, None),
+        ("udp", 4, 1, lo4, 5353, lo4, 53, 14, 0, 0, 0, None, 0, None),
+    ]
+    scan = OwnerScan(single={11: 100, 13: 100}, shared={12: (100, 200)}, hidden=0)
+    details = {
+        100: ProcessInfo(100, "web", ("web", "-d"), "www"),
+        200: ProcessInfo(200, None, None, None),
+    }
+    ranges = LocalRanges(PortRange(40000, 41000), (PortRange(40003, 40003),), "test")
+    names = {(80, "tcp"): "http"}
+    socks = build_sockets(
+        raws,
+        scan=scan,
+        processes=details,
+        ranges=ranges,
+        service=lambda port, proto: names.get((port, proto.value)),
+    )
+    listen, estab, tw, udp6, udp4 = socks
+    assert listen.state is SocketState.LISTEN and listen.exposure is Exposure.ALL
+    assert (
+        listen.service == "http" and listen.port_class is PortClass.SYSTEM and not listen.ephemeral
+    )
+    assert listen.remote_address is None and listen.remote_port is None
+    assert [p.pid for p in listen.processes] == [100] and listen.processes[0].cmdline == (
+        "web",
+        "-d",
+    )
+    assert estab.state is SocketState.ESTAB and estab.remote_address == ip_address("127.0.0.1")
+    assert [p.pid for p in estab.processes] == [100, 200] and estab.processes[1].name is None
+    assert estab.ephemeral and estab.port_class is PortClass.USER and estab.interface == 3
+    assert tw.state is SocketState.TIME_WAIT and tw.owner_note == NOTE_NO_PROCESS
+    assert udp6.state is SocketState.UNCONN and udp6.exposure is Exposure.SPECIFIC
+    assert not udp6.ephemeral  # reserved on this machine
+    assert udp6.v6only is True and udp6.processes[0].pid == 100
+    assert udp4.state is SocketState.ESTAB and udp4.owner_note == NOTE_NOT_FOUND
+    hidden = build_sockets(
+        raws[4:],
+        scan=OwnerScan(hidden=3),
+        processes={},
+        ranges=ranges,
+        service=lambda port, proto: None,
+    )
+    assert hidden[0].owner_note == NOTE_NOT_VISIBLE
+    no_walk = build_sockets(
+        raws[:1], scan=None, processes={}, ranges=ranges, service=lambda p, q: None
+    )
+    assert no_walk[0].processes == () and no_walk[0].owner_note is None
+    assert (
+        PortClass.DYNAMIC
+        is build_sockets(
+            [("tcp", 4, 10, lo4, 50000, any4, 0, 1, 0, 0, 0, None, 0, ())],
+            scan=None,
+            processes={},
+            ranges=ranges,
+            service=lambda p, q: None,
+        )[0].port_class
+    )

@@ -201,13 +201,21 @@ def _annotate(
             if only_pid is not None and need:
                 # Only this process's sockets matter: read its descriptors
                 # first, then find every owner of just those.
-                need = list(find_owners(need, pids=[only_pid]).owners)
+                first = find_owners(need, pids=[only_pid])
+                need = [*first.single, *first.shared]
             scan = find_owners(need)
-        pids = {pid for r in raws if r[13] for pid in r[13] or ()}
-        wanted = {r[7] for r in raws if r[13] is None}
-        for inode, pid_list in scan.owners.items():
-            if inode in wanted:
-                pids.update(pid_list)
+        pids: set[int] = set()
+        for r in raws:
+            if r[13]:
+                pids.update(r[13])
+        single_get, shared_get = scan.single.get, scan.shared.get
+        for r in raws:
+            if r[13] is None and r[7]:
+                pid = single_get(r[7])
+                if pid is not None:
+                    pids.add(pid)
+                else:
+                    pids.update(shared_get(r[7], ()))
         details = process_details(sorted(pids))
     return build_sockets(
         raws,

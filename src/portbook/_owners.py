@@ -36,22 +36,50 @@ _PROC = "/proc"
 
 
 class OwnerScan:
-    """What the walk found.
+    """What the walk found: which pids hold each socket inode.
 
-    ``owners[inode]`` lists pids (ascending); ``hidden`` counts processes whose
-    descriptors could not be read (another user's, without root);
-    ``complete`` is False when the walk stopped early (every inode found,
-    their owners' families covered).
+    ``single`` maps an inode held by one process to its pid, ``shared`` an
+    inode held by several to their pids (ascending); :meth:`pids` reads
+    both. ``hidden`` counts processes whose descriptors could not be read
+    (another user's, without root); ``complete`` is False when the walk
+    stopped early (every inode found, their owners' families covered).
     """
 
-    __slots__ = ("complete", "hidden", "owners")
+    __slots__ = ("complete", "hidden", "shared", "single")
 
     def __init__(
-        self, owners: dict[int, list[int]] | None = None, hidden: int = 0, complete: bool = True
+        self,
+        single: dict[int, int] | None = None,
+        shared: dict[int, tuple[int, ...]] | None = None,
+        hidden: int = 0,
+        complete: bool = True,
     ) -> None:
-        self.owners: dict[int, list[int]] = {} if owners is None else owners
+        self.single: dict[int, int] = {} if single is None else single
+        self.shared: dict[int, tuple[int, ...]] = {} if shared is None else shared
         self.hidden = hidden
         self.complete = complete
+
+    @classmethod
+    def from_lists(
+        cls, found: dict[int, list[int]], hidden: int = 0, complete: bool = True
+    ) -> OwnerScan:
+        single = {inode: pids[0] for inode, pids in found.items() if len(pids) == 1}
+        shared = {inode: tuple(sorted(pids)) for inode, pids in found.items() if len(pids) > 1}
+        return cls(single, shared, hidden, complete)
+
+    def pids(self, inode: int) -> tuple[int, ...]:
+        """The pids holding ``inode`` (empty when none was seen)."""
+        pid = self.single.get(inode)
+        if pid is not None:
+            return (pid,)
+        return self.shared.get(inode, ())
+
+    @property
+    def owners(self) -> dict[int, list[int]]:
+        """Every inode seen, with its pids, as one mapping."""
+        merged = {inode: [pid] for inode, pid in self.single.items()}
+        merged.update((inode, list(pids)) for inode, pids in self.shared.items())
+        return merged
 
 
 class ProcessInfo(NamedTuple):
@@ -109,8 +137,8 @@ def scan_all(*, proc: str = _PROC) -> OwnerScan:
     """Every socket inode held by any visible process, with its pids, read here."""
     from ._walk import walk
 
-    owners, hidden = walk(proc)
-    return OwnerScan(owners, hidden)
+    single, shared, hidden = walk(proc)
+    return OwnerScan(single, shared, hidden)
 
 
 class BackgroundWalk:
@@ -180,10 +208,10 @@ class BackgroundWalk:
         try:
             if status != 0:
                 raise ValueError("the owner walk helper failed")
-            owners, hidden = marshal.loads(b"".join(chunks))
+            single, shared, hidden = marshal.loads(b"".join(chunks))
         except (ValueError, EOFError, TypeError):
             return scan_all(proc=self._proc)
-        return OwnerScan(owners, hidden)
+        return OwnerScan(single, shared, hidden)
 
 
 def _ppid(proc: str, pid: int) -> int | None:
@@ -295,19 +323,19 @@ def find_owners(
     the owners' families are covered, whichever order found them.
     """
     wanted = {i for i in inodes if i}
-    scan = OwnerScan()
+    found: dict[int, list[int]] = {}
     if not wanted:
-        return scan
-    found = scan.owners
+        return OwnerScan()
+    hidden = 0
     if pids is not None:
         for pid in pids:
             if not _scan_process(proc, pid, wanted, found):
-                scan.hidden += 1
-        return scan
+                hidden += 1
+        return OwnerScan.from_lists(found, hidden)
     try:
         order = _pids(proc)
     except OSError:
-        return scan
+        return OwnerScan()
     targets = sorted(wanted)
     remaining = len(wanted)
     done: set[int] = set()  # pids whose descriptors need no second look
@@ -328,12 +356,12 @@ def find_owners(
         if count <= 2 * _PROBE:
             # Small (or the kernel does not tell): read it whole now.
             if not _scan_process(proc, pid, wanted, found):
-                scan.hidden += 1
+                hidden += 1
             done.add(pid)
             continue
         dfd = _open_fd_dir(proc, pid)
         if isinstance(dfd, bool):
-            scan.hidden += not dfd
+            hidden += not dfd
             done.add(pid)
             continue
         try:
@@ -360,17 +388,14 @@ def find_owners(
         if not _scan_outward(
             proc, pid, start=start, count=count, wanted=wanted, found=found, remaining=remaining
         ):
-            scan.hidden += 1
+            hidden += 1
         done.add(pid)
 
     rest = [pid for pid in order if pid not in done]
     if rest:
         # Every inode has an owner: cover the owners' families, then stop.
-        scan.complete = False
-        scan.hidden += _scan_family(proc, rest, wanted, found)
-    for owner_pids in found.values():
-        owner_pids.sort()
-    return scan
+        hidden += _scan_family(proc, rest, wanted, found)
+    return OwnerScan.from_lists(found, hidden, complete=not rest)
 
 
 def _scan_outward(

@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any, cast
 
 from ._backends.base import TCP_CLOSE, TCP_NEW_SYN_RECV, TCP_SYN_RECV, RawSocket
-from ._model import Family, PortClass, Protocol, port_class
+from ._model import Family, PortClass, Protocol
 from ._owners import OwnerScan, ProcessInfo
 from ._system import LocalRanges
 
@@ -290,8 +290,10 @@ def build_sockets(
     single: dict[int, tuple[SocketProcess, ...]] = {
         pid: (record,) for pid, record in records.items()
     }
-    owners = scan.owners if scan is not None else {}
-    owners_get = owners.get
+    none_single: dict[int, int] = {}
+    none_shared: dict[int, tuple[int, ...]] = {}
+    single_get = (scan.single if scan is not None else none_single).get
+    shared_get = (scan.shared if scan is not None else none_shared).get
     hidden = scan is not None and scan.hidden > 0
     make = _make_socket
     out: list[Socket] = []
@@ -304,6 +306,10 @@ def build_sockets(
     family = Family.INET
     states = _TCP_STATE_BY_CODE
     ports: dict[int, tuple[str | None, PortClass, bool]] = {}
+    system, user, dynamic = PortClass.SYSTEM, PortClass.USER, PortClass.DYNAMIC
+    system_last, user_last = system.last, user.last
+    eph_first, eph_last = ranges.ephemeral.first, ranges.ephemeral.last
+    reserved = bool(ranges.reserved)
     ports_by_proto: dict[str, dict[int, tuple[str | None, PortClass, bool]]] = {}
     for (
         proto_name,
@@ -335,8 +341,10 @@ def build_sockets(
         if annotation is None:
             annotation = ports[lport] = (
                 service(lport, protocol),
-                port_class(lport),
-                ranges.is_ephemeral(lport),
+                # port_class() and is_ephemeral() inlined: thousands of
+                # distinct ephemeral ports in a large table.
+                system if lport <= system_last else user if lport <= user_last else dynamic,
+                eph_first <= lport <= eph_last and (not reserved or not ranges.is_reserved(lport)),
             )
         if rport == 0 and raddr in _UNSPECIFIED:
             remote_address: IPv4Address | IPv6Address | None = None
@@ -351,19 +359,19 @@ def build_sockets(
         procs: tuple[SocketProcess, ...] = ()
         if raw_pids is None:
             if scan is not None:
-                found = owners_get(inode)
-                if found is None:
-                    if inode == 0:
+                pid = single_get(inode)
+                if pid is not None:
+                    procs = single.get(pid) or single.setdefault(pid, owners_of((pid,)))
+                else:
+                    key = shared_get(inode)
+                    if key is not None:
+                        procs = owner_tuples.get(key) or owner_tuples.setdefault(
+                            key, owners_of(key)
+                        )
+                    elif inode == 0:
                         note = NOTE_NO_PROCESS
                     else:
                         note = NOTE_NOT_VISIBLE if hidden else NOTE_NOT_FOUND
-                elif len(found) == 1:
-                    procs = single.get(found[0]) or single.setdefault(
-                        found[0], owners_of((found[0],))
-                    )
-                else:
-                    key = tuple(found)
-                    procs = owner_tuples.get(key) or owner_tuples.setdefault(key, owners_of(key))
         elif raw_pids:
             procs = owner_tuples.get(raw_pids) or owner_tuples.setdefault(
                 raw_pids, owners_of(raw_pids)
