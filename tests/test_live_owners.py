@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from portbook import ProcfsBackend, list_sockets
 from portbook._backends.base import TableQuery
 from portbook._owners import BackgroundWalk, find_owners, process_details, scan_all
@@ -19,11 +21,20 @@ pytestmark = needs_linux
 
 _MANY = textwrap.dedent(
     """
-    import socket, sys
+    import os, resource, socket, sys
+    count, spread = int(sys.argv[1]), int(sys.argv[2])
+    if spread > 1:
+        # Descriptors far apart (a table much larger than the number open).
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
     keep = []
-    for _ in range(int(sys.argv[1])):
+    for i in range(count):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("127.0.0.1", 0))
+        if spread > 1:
+            fd = os.dup2(s.fileno(), 100 + i * spread)
+            os.close(s.detach())
+            s = socket.socket(fileno=fd)
         keep.append(s)
     print(" ".join(str(s.getsockname()[1]) for s in keep), flush=True)
     sys.stdin.read()
@@ -31,11 +42,13 @@ _MANY = textwrap.dedent(
 )
 
 
-def test_targeted_walk_finds_sockets_inside_a_process_with_many_descriptors() -> None:
+@pytest.mark.parametrize("spread", [1, 25])
+def test_targeted_walk_finds_sockets_inside_a_process_with_many_descriptors(spread: int) -> None:
     # 300 sockets: large enough that the walk probes this process instead of
-    # reading it whole, and reads outward from its best guess.
+    # reading it whole, and reads outward from its best guess; with spread
+    # descriptors (100, 125, 150, ...) it lists them instead.
     child = subprocess.Popen(
-        [sys.executable, "-c", _MANY, "300"],
+        [sys.executable, "-c", _MANY, "300", str(spread)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
