@@ -79,7 +79,7 @@ def list_sockets(
     chosen = backend if backend is not None else socket_backend()
     whole_table = owners and pid is None and ports is None and wanted_states is None
     walker = None
-    if whole_table and not chosen.provides_owners:
+    if whole_table and not chosen.provides_owners and _many_sockets():
         from ._owners import BackgroundWalk
 
         # The whole table needs every descriptor of every process read: start
@@ -116,6 +116,29 @@ def sockets_on_port(
         owners=owners,
         backend=backend,
     )
+
+
+# Below this many sockets the helper process costs more to start than the
+# overlap saves: the table is read and walked in this process.
+_HELPER_FROM = 1000
+
+
+def _many_sockets() -> bool:
+    """True unless /proc/net/sockstat says the machine has few sockets."""
+    total = 0
+    try:
+        for name in ("/proc/net/sockstat", "/proc/net/sockstat6"):
+            with open(name, "rb") as fh:
+                for line in fh:
+                    # "sockets: used N" counts every socket of the machine;
+                    # "TCP: inuse N ... tw N" this namespace's.
+                    fields = line.split()
+                    for key in (b"used", b"inuse", b"tw"):
+                        if key in fields:
+                            total += int(fields[fields.index(key) + 1])
+    except (OSError, ValueError, IndexError):
+        return True
+    return total >= _HELPER_FROM
 
 
 def _protocols(protocols: Iterable[Protocol | str] | None) -> frozenset[Protocol]:
