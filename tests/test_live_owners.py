@@ -229,3 +229,23 @@ def test_the_normaliser_from_raw_facts() -> None:
             service=lambda p, q: None,
         )[0].port_class
     )
+
+
+def test_whole_table_is_the_same_with_and_without_the_helper(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import portbook._live as live
+    from tests.live_helpers import portbook_rows
+
+    with open_sockets() as ss:
+        listener = ss.tcp_listener()
+        ss.tcp_pair(listener)
+        ss.udp_bound()
+        ports = {port_of(s) for s in ss.sockets}
+        monkeypatch.setattr(live, "_HELPER_FROM", 0)
+        with_helper = portbook_rows(list_sockets(), ports)
+        monkeypatch.setattr(live, "_HELPER_FROM", 10**9)
+        without = portbook_rows(list_sockets(), ports)
+    assert with_helper == without
+    assert {r[5] for r in with_helper} >= {"LISTEN", "ESTAB", "UNCONN"}
+    assert all(r[6] == frozenset({os.getpid()}) for r in with_helper if r[2] in ports)
