@@ -13,7 +13,15 @@ import pytest
 
 from portbook import ProcfsBackend, list_sockets
 from portbook._backends.base import TableQuery
-from portbook._owners import BackgroundWalk, find_owners, process_details, scan_all
+from portbook._owners import (
+    BackgroundWalk,
+    OwnerScan,
+    find_owners,
+    merge_scans,
+    process_details,
+    scan_all,
+    split_walk,
+)
 from tests.conftest import run_cli
 from tests.live_helpers import needs_linux, open_sockets, port_of
 
@@ -85,8 +93,14 @@ def test_helper_process_walk_equals_the_walk_here() -> None:
         assert helper._pid > 0  # the helper really ran
         background = helper.result()
         here = scan_all()
+        # and shared between a helper and this process
+        theirs, ours = split_walk()
+        split_helper = BackgroundWalk(pids=theirs)
+        merged = merge_scans(split_helper.result(), scan_all(pids=ours))
     assert background.owners[inode] == here.owners[inode] == [os.getpid()]
     assert background.hidden == here.hidden
+    assert merged.owners[inode] == [os.getpid()]
+    assert set(theirs).isdisjoint(ours) and theirs
 
 
 def test_cancelled_helper_leaves_nothing_behind() -> None:
@@ -249,3 +263,13 @@ def test_whole_table_is_the_same_with_and_without_the_helper(
     assert with_helper == without
     assert {r[5] for r in with_helper} >= {"LISTEN", "ESTAB", "UNCONN"}
     assert all(r[6] == frozenset({os.getpid()}) for r in with_helper if r[2] in ports)
+
+
+def test_merging_two_walks_joins_shared_sockets() -> None:
+    first = OwnerScan(single={1: 10, 2: 10, 3: 10}, shared={4: (10, 11)}, hidden=1)
+    second = OwnerScan(single={2: 20, 5: 20}, shared={3: (20, 21), 4: (22, 23)}, hidden=2)
+    merged = merge_scans(first, second)
+    assert merged.single == {1: 10, 5: 20}
+    assert merged.shared == {2: (10, 20), 3: (10, 20, 21), 4: (10, 11, 22, 23)}
+    assert merged.hidden == 3
+    assert merge_scans(second, first).owners == merged.owners

@@ -28,8 +28,10 @@ __all__ = [
     "OwnerScan",
     "ProcessInfo",
     "find_owners",
+    "merge_scans",
     "process_details",
     "scan_all",
+    "split_walk",
 ]
 
 _PROC = "/proc"
@@ -133,12 +135,71 @@ def _scan_process(
     return True
 
 
-def scan_all(*, proc: str = _PROC) -> OwnerScan:
-    """Every socket inode held by any visible process, with its pids, read here."""
+def scan_all(*, proc: str = _PROC, pids: list[int] | None = None) -> OwnerScan:
+    """Every socket inode held by any visible process (or by ``pids``), read here."""
     from ._walk import walk
 
-    single, shared, hidden = walk(proc)
+    single, shared, hidden = walk(proc, pids)
     return OwnerScan(single, shared, hidden)
+
+
+def merge_scans(first: OwnerScan, second: OwnerScan) -> OwnerScan:
+    """One scan from two walks over disjoint sets of processes."""
+    if len(first.single) < len(second.single):
+        first, second = second, first
+    single = dict(first.single)
+    shared = {inode: list(pids) for inode, pids in first.shared.items()}
+    for source in (second.shared.items(), ((i, (p,)) for i, p in second.single.items())):
+        for inode, pids in source:
+            mine = single.get(inode)
+            if mine is None and inode not in shared:
+                if len(pids) == 1:
+                    single[inode] = pids[0]
+                else:
+                    shared[inode] = list(pids)
+                continue
+            if mine is not None:
+                del single[inode]
+                shared[inode] = [mine]
+            shared[inode].extend(p for p in pids if p not in shared[inode])
+    return OwnerScan(
+        single,
+        {inode: tuple(sorted(pids)) for inode, pids in shared.items()},
+        first.hidden + second.hidden,
+    )
+
+
+def split_walk(proc: str = _PROC, *, own_work: int = 0) -> tuple[list[int], list[int]]:
+    """Share the whole walk between a helper and this process: ``(helper's, ours)``.
+
+    Each process weighs its number of descriptors (``stat`` of its fd
+    directory: one cheap call). ``own_work`` is this process's other work
+    in the same unit, so that both finish together: the helper takes half of
+    the total, this process the rest of the walk. Biggest processes first,
+    so the halves come out even.
+    """
+    from ._walk import all_pids
+
+    weighed = []
+    for pid in all_pids(proc):
+        try:
+            weight = os.stat(f"{proc}/{pid}/fd").st_size
+        except OSError:
+            weight = 0
+        weighed.append((weight or 1, pid))
+    weighed.sort(reverse=True)
+    total = sum(w for w, _ in weighed)
+    target = (total + own_work) // 2
+    helper: list[int] = []
+    ours: list[int] = []
+    taken = 0
+    for weight, pid in weighed:
+        if taken + weight <= target or not helper:
+            helper.append(pid)
+            taken += weight
+        else:
+            ours.append(pid)
+    return helper, ours
 
 
 class BackgroundWalk:
@@ -148,10 +209,11 @@ class BackgroundWalk:
     or fails, so the result is the same either way.
     """
 
-    def __init__(self, proc: str = _PROC) -> None:
+    def __init__(self, proc: str = _PROC, pids: list[int] | None = None) -> None:
         import sys
 
         self._proc = proc
+        self._pids = pids
         self._pid = 0
         self._read = -1
         executable = sys.executable
@@ -162,7 +224,8 @@ class BackgroundWalk:
         try:
             self._pid = os.posix_spawn(
                 executable,
-                [executable, "-I", "-S", helper, proc],
+                [executable, "-I", "-S", helper, proc]
+                + ([] if pids is None else [",".join(map(str, pids))]),
                 os.environ,
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, write, 1),
@@ -195,7 +258,7 @@ class BackgroundWalk:
 
     def result(self) -> OwnerScan:
         if not self._pid:
-            return scan_all(proc=self._proc)
+            return scan_all(proc=self._proc, pids=self._pids)
         import marshal
 
         chunks = []
@@ -210,7 +273,7 @@ class BackgroundWalk:
                 raise ValueError("the owner walk helper failed")
             single, shared, hidden = marshal.loads(b"".join(chunks))
         except (ValueError, EOFError, TypeError):
-            return scan_all(proc=self._proc)
+            return scan_all(proc=self._proc, pids=self._pids)
         return OwnerScan(single, shared, hidden)
 
 

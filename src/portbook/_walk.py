@@ -8,7 +8,8 @@ descriptor links is almost all kernel time, and a second process lets it use
 the second core; a thread cannot, because every link read must take the GIL
 back while the main thread is busy building records.
 
-Run as a helper it writes ``marshal.dumps((single, shared, hidden))`` to stdout.
+Run as a helper (``_walk.py PROC [PID,PID,...]``) it writes
+``marshal.dumps((single, shared, hidden))`` to stdout.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ import os
 Walk = tuple[dict[int, int], dict[int, tuple[int, ...]], int]
 
 
-def walk(proc: str = "/proc") -> Walk:
-    """``(single, shared, hidden)``.
+def all_pids(proc: str = "/proc") -> list[int]:
+    """Every process id, newest first."""
+    return sorted((int(n) for n in os.listdir(proc) if n.isdigit()), reverse=True)
+
+
+def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:
+    """``(single, shared, hidden)`` for the processes ``pids`` (default: all).
 
     ``single`` maps the inode of each socket held by exactly one process to
     its pid (the common case, and the cheapest to send between processes);
@@ -30,7 +36,7 @@ def walk(proc: str = "/proc") -> Walk:
     shared: dict[int, list[int]] = {}
     hidden = 0
     try:
-        order = sorted((int(n) for n in os.listdir(proc) if n.isdigit()), reverse=True)
+        order = all_pids(proc) if pids is None else pids
     except OSError:
         return single, {}, hidden
     setdefault = single.setdefault
@@ -76,7 +82,9 @@ def _main(argv: list[str]) -> int:
     import sys
 
     try:
-        data = marshal.dumps(walk(argv[1] if len(argv) > 1 else "/proc"))
+        proc = argv[1] if len(argv) > 1 else "/proc"
+        pids = [int(p) for p in argv[2].split(",") if p] if len(argv) > 2 else None
+        data = marshal.dumps(walk(proc, pids))
         out = sys.stdout.buffer
         out.write(data)
         out.flush()
