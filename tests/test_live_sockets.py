@@ -62,7 +62,7 @@ def test_tcp_listener_and_connected_pair(family: int) -> None:
     assert lsock.exposure is Exposure.LOOPBACK
     assert lsock.listening
 
-    accepted = _one(found, state=SocketState.ESTAB)
+    accepted = _one(found, state=SocketState.ESTAB, remote_port=cport)
     assert accepted.remote_address == loop and accepted.remote_port == cport
     assert accepted.inode == inodes[1]
 
@@ -90,7 +90,7 @@ def test_udp_unconnected_and_connected(family: int) -> None:
         udp_conn = sockets_on_port(port_of(connected), "udp")
     unconn = _one(udp, state=SocketState.UNCONN)
     assert unconn.protocol is Protocol.UDP and unconn.remote_port is None and unconn.listening
-    estab = _one(udp_conn, state=SocketState.ESTAB)
+    estab = _one(udp_conn, state=SocketState.ESTAB, remote_port=bport)
     assert estab.remote_port == bport and not estab.listening
     assert [p.pid for p in estab.processes] == [os.getpid()]
 

@@ -81,15 +81,14 @@ def list_sockets(
     walker = None
     ours: list[int] = []
     whole_walk = whole_table and not chosen.provides_owners
-    many = _socket_count() if whole_walk else 0
-    if whole_walk and many >= _HELPER_FROM:
+    if whole_walk and _open_files() >= _HELPER_FROM:
         from ._owners import BackgroundWalk, split_walk
 
         # The whole table needs every descriptor of every process read. A
         # helper process walks part of them on the other core while this
         # one reads the kernel's table and then walks the rest: reading the
         # table costs about as much as reading NETLINK_WEIGHT links per socket.
-        helper, ours = split_walk(own_work=many * _NETLINK_WEIGHT // 10)
+        helper, ours = split_walk(own_work=_socket_count() * _NETLINK_WEIGHT // 10)
         walker = BackgroundWalk(pids=helper)
     try:
         raws = _read(protos, fams, wanted_states, ports, chosen, fallback=backend is None)
@@ -128,27 +127,36 @@ def sockets_on_port(
     )
 
 
-# Below this many sockets the helper process costs more to start than the
-# overlap saves: the table is read and walked in this process.
-_HELPER_FROM = 1000
+# Below this many open files on the machine the whole walk is short, and a
+# helper process costs more to start than sharing the walk saves.
+_HELPER_FROM = 4000
 # Reading one socket from netlink and building its record costs about this
 # many tenths of reading one descriptor link (measured: ~2.5 us vs ~6 us).
 _NETLINK_WEIGHT = 4
 
 
+def _open_files() -> int:
+    """Open files on the whole machine (/proc/sys/fs/file-nr): what a whole walk reads."""
+    try:
+        with open("/proc/sys/fs/file-nr", "rb") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 1 << 30
+
+
 def _socket_count() -> int:
-    """About how many sockets the machine has (/proc/net/sockstat); large if unknown."""
+    """About how many TCP and UDP sockets this namespace has (/proc/net/sockstat*)."""
     total = 0
     try:
         for name in ("/proc/net/sockstat", "/proc/net/sockstat6"):
             with open(name, "rb") as fh:
                 for line in fh:
-                    # "sockets: used N" counts every socket of the machine;
-                    # "TCP: inuse N ... tw N" this namespace's.
+                    # "TCP: inuse N orphan N tw N ...", "UDP6: inuse N"
                     fields = line.split()
-                    for key in (b"used", b"inuse", b"tw"):
-                        if key in fields:
-                            total += int(fields[fields.index(key) + 1])
+                    if fields and fields[0] in (b"TCP:", b"UDP:", b"TCP6:", b"UDP6:"):
+                        for key in (b"inuse", b"tw"):
+                            if key in fields:
+                                total += int(fields[fields.index(key) + 1])
     except (OSError, ValueError, IndexError):
         return 1 << 30
     return total
