@@ -207,3 +207,15 @@ def test_who_by_service_name_uses_the_book() -> None:
     assert "ssh" in result.stdout  # the book's lines
     unknown = run_cli("who", "no-such-service-name-here")
     assert unknown.status == 1 and unknown.stderr.startswith("portbook: error:")
+
+
+def test_watch_json_events_are_one_object_per_line() -> None:
+    with open_sockets() as ss:
+        port = port_of(ss.tcp_listener())
+        result = run_cli(
+            "ls", "--watch", "--json", "--count", "1", "--interval", "0.01", "--port", str(port)
+        )
+    assert result.status == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events and all(e["event"] == "opened" for e in events)
+    assert any(e["socket"]["local_port"] == port for e in events)
