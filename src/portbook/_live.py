@@ -100,7 +100,15 @@ def list_sockets(
         if walker is not None:
             walker.cancel()
         raise
-    scan = merge_scans(walker.result(), mine) if walker is not None else None
+    if walker is not None:
+        scan: OwnerScan | None = merge_scans(walker.result(), mine)
+    elif whole_walk:
+        from ._owners import scan_all
+
+        # Every socket is asked for: read every link once, without probing.
+        scan = scan_all()
+    else:
+        scan = None
     sockets = _annotate(raws, owners=owners, only_pid=pid, scan=scan)
     if pid is not None:
         sockets = [s for s in sockets if any(p.pid == pid for p in s.processes)]
