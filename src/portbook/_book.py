@@ -290,6 +290,7 @@ class Book:
         self._names: dict[tuple[int, str], str] | None = None
         self._assigned: frozenset[tuple[int, str]] | None = None
         self._facts: dict[tuple[int, str], tuple[bool, str | None]] = {}
+        self._built: dict[int, Service] = {}
 
     # -- sources, loaded on first use -------------------------------------------
 
@@ -466,15 +467,28 @@ class Book:
                 index = self._overlay_index
         return index
 
+    def _services(self, rows: list[Any]) -> list[Service]:
+        # Records are frozen, so one per registry row is shared by every answer
+        # that includes it: the big Unassigned blocks answer for thousands of
+        # ports and are built once. Bounded by the registry's size.
+        built = self._built
+        out = []
+        for row in rows:
+            service = built.get(row[0])
+            if service is None:
+                service = built[row[0]] = _service_from_row(row)
+            out.append(service)
+        return out
+
     def _by_ports(self, first: int, last: int, proto: Protocol | None) -> list[Service]:
-        found = [_service_from_row(r) for r in self._registry().by_ports(first, last)]
+        found = self._services(self._registry().by_ports(first, last))
         if last >= PortClass.DYNAMIC.first:
             found.append(_DYNAMIC_BLOCK)
         found.extend(self._overlays().by_ports(first, last))
         return _filter_protocol(found, proto)
 
     def _by_name(self, name: str, proto: Protocol | None) -> list[Service]:
-        found = [_service_from_row(r) for r in self._registry().by_name(name)]
+        found = self._services(self._registry().by_name(name))
         found.extend(self._overlays().by_name(name))
         return _filter_protocol(found, proto)
 
@@ -563,6 +577,7 @@ class Book:
         self._names = None
         self._assigned = None
         self._facts = {}
+        self._built = {}
         if old is not None:
             old.close()
 
