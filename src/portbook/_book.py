@@ -291,6 +291,7 @@ class Book:
         self._assigned: frozenset[tuple[int, str]] | None = None
         self._facts: dict[tuple[int, str], tuple[bool, str | None]] = {}
         self._built: dict[int, Service] = {}
+        self._retired: list[Any] = []
 
     # -- sources, loaded on first use -------------------------------------------
 
@@ -441,6 +442,8 @@ class Book:
         differently; :class:`portbook.RegistryError` when no registry data is usable.
         """
         proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
+        if proto is not None and not isinstance(proto, Protocol):
+            raise InvalidPortSpecError(repr(protocol), "protocol must be tcp, udp, sctp or dccp")
         if isinstance(query, bool) or not isinstance(query, (int, str)):
             raise InvalidPortSpecError(repr(query), "expected a port number, range or name")
         if isinstance(query, int):
@@ -511,7 +514,7 @@ class Book:
             raise UsageError(f"search limit must be a positive integer, not {limit!r}")
         ranked: list[tuple[int, int, int, Service]] = []
         for i, (rank, row) in enumerate(self._registry().search(needle, limit)):
-            ranked.append((rank, 0, i, _service_from_row(row)))
+            ranked.append((rank, 0, i, self._services([row])[0]))
         low = needle.lower()
         for order, source in enumerate((self._etc_services(), self._unofficial_entries()), 1):
             for i, s in enumerate(source):
@@ -572,19 +575,23 @@ class Book:
         return self.registry_info()
 
     def _reset(self) -> None:
-        old = self._db
+        # The old connection is not closed here: another thread may be in the
+        # middle of a query on it. close() closes it with the current one.
+        if self._db is not None:
+            self._retired.append(self._db)
         self._db = None
         self._names = None
         self._assigned = None
         self._facts = {}
         self._built = {}
-        if old is not None:
-            old.close()
 
     def close(self) -> None:
         """Close the registry database (reopened on next use)."""
         with self._lock:
             self._reset()
+            for db in self._retired:
+                db.close()
+            self._retired.clear()
 
 
 class _OverlayIndex:
