@@ -73,7 +73,9 @@ def test_update_from_xml_then_csv_installs_each(tmp_path: Path, good_csv: Path) 
     assert book.lookup("x11", "tcp")[0].port_end == 6063  # the new data answers
     assert sorted(p.name for p in data_dir.iterdir()) == [USER_REGISTRY_NAME]  # no temp files
     # A second book (another process, later) picks the user copy up by itself.
-    assert Book(data_dir=data_dir).registry_info().source_format == "csv"
+    later = Book(data_dir=data_dir)
+    assert later.registry_info().source_format == "csv"
+    later.close()
     book.close()
 
 

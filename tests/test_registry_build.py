@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -142,3 +144,29 @@ def test_built_database_answers_through_a_book(tmp_path: Path, fixture: Path) ->
     assert old.registered == date(2007, 6, 1)  # IANA gave only the month
     assert book.lookup("argus")[0].port is None
     book.close()
+
+
+def test_build_script_writes_a_database(tmp_path: Path) -> None:
+    script = Path(__file__).parent.parent / "scripts" / "build_registry.py"
+    out = tmp_path / "sub" / "registry.sqlite3"
+    run = subprocess.run(
+        [sys.executable, str(script), str(SMALL_CSV), "-o", str(out), "--min-records", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "30 records" in run.stdout
+    book = Book(registry_path=out, services_path=False)
+    assert book.registry_info().source_format == "csv"
+    book.close()
+    refused = subprocess.run(
+        [sys.executable, str(script), str(SMALL_XML), "-o", str(tmp_path / "x.sqlite3")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1 and "truncated" in refused.stderr
+    assert not (tmp_path / "x.sqlite3").exists()

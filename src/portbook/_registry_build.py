@@ -578,7 +578,7 @@ def install_database(built: BuiltRegistry, dest: Path) -> None:
 
 
 def _check_written(path: Path, expected: int) -> None:
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         (ok,) = conn.execute("PRAGMA integrity_check").fetchone()
         (count,) = conn.execute("SELECT count(*) FROM service").fetchone()
