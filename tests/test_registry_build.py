@@ -135,6 +135,7 @@ def test_built_database_answers_through_a_book(tmp_path: Path, fixture: Path) ->
     info = book.registry_info()
     assert (info.records, info.source_name, info.origin) == (30, fixture.name, "file")
     assert info.updated == (date(2026, 8, 17) if fixture.suffix == ".xml" else None)
+    assert info.newest_record is not None and info.newest_record.year >= 2025
     [x11] = book.lookup("6010/udp")
     assert (x11.name, x11.port, x11.port_end, x11.protocol) == ("x11", 6000, 6063, Protocol.UDP)
     assert x11.source is ServiceSource.IANA and x11.status is ServiceStatus.ASSIGNED

@@ -138,7 +138,9 @@ class RegistryInfo:
     by ``update`` into the user data directory) or ``"file"`` (given
     explicitly). ``updated`` is the registry's own date (the XML's
     ``<updated>``; ``None`` when built from the CSV, which has none).
-    ``warning`` says why a user copy was skipped, if one was.
+    ``newest_record`` is the latest registration or modification date of any
+    record (how recent the data is, also for a CSV). ``warning`` says why a
+    user copy was skipped, if one was.
     """
 
     path: str
@@ -152,6 +154,7 @@ class RegistryInfo:
     reserved: int
     unassigned: int
     names_only: int
+    newest_record: date | None
     etc_services_path: str | None
     etc_services_entries: int
     unofficial_entries: int
@@ -170,6 +173,7 @@ class RegistryInfo:
             "reserved": self.reserved,
             "unassigned": self.unassigned,
             "names_only": self.names_only,
+            "newest_record": self.newest_record.isoformat() if self.newest_record else None,
             "etc_services_path": self.etc_services_path,
             "etc_services_entries": self.etc_services_entries,
             "unofficial_entries": self.unofficial_entries,
@@ -544,6 +548,7 @@ class Book:
             reserved=int(meta.get("reserved", "0")),
             unassigned=int(meta.get("unassigned", "0")),
             names_only=int(meta.get("names_only", "0")),
+            newest_record=_date(meta.get("newest_record") or None),
             etc_services_path=str(self._etc_path) if self._etc_path is not None else None,
             etc_services_entries=len(etc),
             unofficial_entries=len(self._unofficial_raw()),

@@ -486,6 +486,10 @@ def write_database(built: BuiltRegistry, path: Path) -> None:
         "names_only": str(sum(1 for r in built.records if r.port is None)),
         "protocols": ",".join(f"{k}={v}" for k, v in sorted(protocols.items())),
         "max_span": str(max_span),
+        # The CSV form has no <updated> date; its newest record date says how recent it is.
+        "newest_record": max(
+            (d for r in built.records for d in (r.registered, r.modified) if d), default=""
+        ),
         **built.extra_meta,
     }
     conn = sqlite3.connect(path, isolation_level=None)
