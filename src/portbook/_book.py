@@ -349,7 +349,7 @@ class Book:
             self._unofficial = [_unofficial_service(u) for u in self._unofficial_raw()]
         return self._unofficial
 
-    # -- fast helpers for the live table and the port picker -----------------
+    # -- fast per-socket answers for the live table and the port picker ------
 
     def _name_table(self) -> dict[tuple[int, str], str]:
         names = self._names
