@@ -171,3 +171,16 @@ def test_build_script_writes_a_database(tmp_path: Path) -> None:
     )
     assert refused.returncode == 1 and "truncated" in refused.stderr
     assert not (tmp_path / "x.sqlite3").exists()
+
+
+def test_csv_line_ends_and_encoding() -> None:
+    crlf = SMALL_CSV.read_bytes()
+    lf = crlf.replace(b"\r\n", b"\n")
+    assert (
+        parse_registry(lf, "lf.csv", min_records=1).records
+        == parse_registry(crlf, "crlf.csv", min_records=1).records
+    )
+    bom = b"\xef\xbb\xbf" + crlf
+    assert len(parse_registry(bom, "bom.csv", min_records=1).records) == 30
+    with pytest.raises(RegistryUpdateError, match="UTF-8"):
+        parse_registry(crlf.replace(b"Finger", b"Fing\xff"), "latin.csv", min_records=1)
