@@ -445,6 +445,8 @@ class Book:
         query or protocol that does not parse, or a protocol given twice
         differently; :class:`portbook.RegistryError` when no registry data is usable.
         """
+        if type(query) is int and protocol is None and 0 <= query <= MAX_PORT:
+            return self._by_ports(query, query, None)  # the common call, kept short
         proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
         if proto is not None and not isinstance(proto, Protocol):
             raise InvalidPortSpecError(repr(protocol), "protocol must be tcp, udp, sctp or dccp")
@@ -487,8 +489,21 @@ class Book:
             out.append(service)
         return out
 
+    def _at_port(self, port: int) -> list[Service]:
+        db = self._registry()
+        built = self._built
+        ids = [row[0] for row in db.ids_at_port(port)]
+        missing = [i for i in ids if i not in built]
+        if missing:
+            for row in db.rows_by_id(missing):
+                built[row[0]] = _service_from_row(row)
+        return [built[i] for i in ids]
+
     def _by_ports(self, first: int, last: int, proto: Protocol | None) -> list[Service]:
-        found = self._services(self._registry().by_ports(first, last))
+        if first == last:
+            found = self._at_port(first)
+        else:
+            found = self._services(self._registry().by_ports(first, last))
         if last >= PortClass.DYNAMIC.first:
             found.append(_DYNAMIC_BLOCK)
         found.extend(self._overlays().by_ports(first, last))
