@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import InvalidPortSpecError, UsageError
+from ._exceptions import InvalidPortSpecError, RegistryError, UsageError
 from ._model import MAX_PORT, PortClass, PortRange, Protocol, parse_port_spec, parse_protocol
 
 if TYPE_CHECKING:
@@ -304,8 +304,12 @@ class Book:
         if db is None:
             with self._lock:
                 if self._db is None:
-                    from ._registry import open_registry
-
+                    try:
+                        from ._registry import open_registry
+                    except ImportError as exc:  # Python built without _sqlite3
+                        raise RegistryError(
+                            f"the registry needs Python's sqlite3 module, which is missing ({exc})"
+                        ) from exc
                     self._db, self._warning = open_registry(self._registry_path, self._data_dir)
                 db = self._db
         return db
