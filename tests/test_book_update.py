@@ -159,3 +159,17 @@ def test_cli_update_and_info(tmp_path: Path, good_csv: Path) -> None:
     assert "user data" in text and "14512" in text
     missing = run_portbook("update", env=env)
     assert missing.returncode == 2 and "--from" in missing.stderr
+
+
+def test_a_temporary_file_left_by_a_killed_update_is_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    stale = tmp_path / f".{USER_REGISTRY_NAME}.{int(dead.stdout)}.tmp"
+    stale.write_bytes(b"half a database")
+    book = Book(data_dir=tmp_path, services_path=False)
+    book.update_registry(IANA_XML)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [USER_REGISTRY_NAME]
+    book.close()

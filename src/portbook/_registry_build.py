@@ -24,6 +24,7 @@ import io
 import os
 import re
 import sqlite3
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
@@ -578,6 +579,7 @@ def install_database(built: BuiltRegistry, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(dest)
         tmp.unlink(missing_ok=True)
         write_database(built, tmp)
         _check_written(tmp, len(built.records))
@@ -592,6 +594,25 @@ def install_database(built: BuiltRegistry, dest: Path) -> None:
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_temporaries(dest: Path) -> None:
+    # An update killed mid-write leaves its temporary file (never the real one:
+    # that is only ever renamed over). Remove those whose writer is gone.
+    # Not on Windows, where os.kill(pid, 0) would terminate the process.
+    if sys.platform == "win32":
+        return
+    for tmp in dest.parent.glob(f".{dest.name}.*.tmp"):
+        pid_text = tmp.name[len(dest.name) + 2 : -len(".tmp")]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        except OSError:
+            pass  # alive, or not ours to ask about: leave it
 
 
 def _check_written(path: Path, expected: int) -> None:
