@@ -28,7 +28,7 @@ import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._exceptions import RegistryUpdateError
@@ -46,6 +46,7 @@ __all__ = [
     "parse_csv",
     "parse_registry",
     "parse_xml",
+    "validate",
     "write_database",
 ]
 
@@ -103,7 +104,6 @@ class BuiltRegistry:
     source_sha256: str
     source_format: str  # "xml" or "csv"
     updated: str | None  # the registry's own <updated> date; the CSV has none
-    extra_meta: dict[str, str] = field(default_factory=dict)
 
 
 def detect_format(data: bytes) -> str:
@@ -491,7 +491,6 @@ def write_database(built: BuiltRegistry, path: Path) -> None:
         "newest_record": max(
             (d for r in built.records for d in (r.registered, r.modified) if d), default=""
         ),
-        **built.extra_meta,
     }
     conn = sqlite3.connect(path, isolation_level=None)
     try:
