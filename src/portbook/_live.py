@@ -77,38 +77,15 @@ def list_sockets(
     if (pid is not None or user is not None or program is not None) and not owners:
         raise UsageError("selecting by pid, user or program needs owners=True")
     chosen = backend if backend is not None else socket_backend()
+
+    def read() -> list[RawSocket]:
+        return _read(protos, fams, wanted_states, ports, chosen, fallback=backend is None)
+
     whole_table = owners and pid is None and ports is None and wanted_states is None
-    walker = None
-    ours: list[int] = []
-    whole_walk = whole_table and not chosen.provides_owners
-    if whole_walk and _open_files() >= _HELPER_FROM:
-        from ._owners import BackgroundWalk, split_walk
-
-        # The whole table needs every descriptor of every process read. A
-        # helper process walks part of them on the other core while this
-        # one reads the kernel's table and then walks the rest: reading the
-        # table costs about as much as reading NETLINK_WEIGHT links per socket.
-        helper, ours = split_walk(own_work=_socket_count() * _NETLINK_WEIGHT // 10)
-        walker = BackgroundWalk(pids=helper)
-    try:
-        raws = _read(protos, fams, wanted_states, ports, chosen, fallback=backend is None)
-        if walker is not None:
-            from ._owners import merge_scans, scan_all
-
-            mine = scan_all(pids=ours)
-    except BaseException:
-        if walker is not None:
-            walker.cancel()
-        raise
-    if walker is not None:
-        scan: OwnerScan | None = merge_scans(walker.result(), mine)
-    elif whole_walk:
-        from ._owners import scan_all
-
-        # Every socket is asked for: read every link once, without probing.
-        scan = scan_all()
+    if whole_table and not chosen.provides_owners:
+        raws, scan = _read_and_walk_all(read)
     else:
-        scan = None
+        raws, scan = read(), None
     sockets = _annotate(raws, owners=owners, only_pid=pid, scan=scan)
     if pid is not None:
         sockets = [s for s in sockets if any(p.pid == pid for p in s.processes)]
@@ -133,6 +110,31 @@ def sockets_on_port(
         owners=owners,
         backend=backend,
     )
+
+
+def _read_and_walk_all(read: Callable[[], list[RawSocket]]) -> tuple[list[RawSocket], OwnerScan]:
+    """The table from ``read()``, and the walk of every process's descriptors.
+
+    Every socket is asked for, so every link is read once, without probing.
+    On a machine with many open files a helper process walks part of them
+    on the other core while this one reads the kernel's table and then walks
+    the rest; reading the table costs about as much as reading
+    ``_NETLINK_WEIGHT`` tenths of a link per socket, which sets the split.
+    """
+    from ._owners import BackgroundWalk, merge_scans, scan_all, split_walk
+
+    if _open_files() < _HELPER_FROM:
+        raws = read()
+        return raws, scan_all()
+    helper, ours = split_walk(own_work=_socket_count() * _NETLINK_WEIGHT // 10)
+    walker = BackgroundWalk(pids=helper)
+    try:
+        raws = read()
+        mine = scan_all(pids=ours)
+    except BaseException:
+        walker.cancel()  # an error or Ctrl-C: leave no helper behind
+        raise
+    return raws, merge_scans(walker.result(), mine)
 
 
 # Below this many open files on the machine the whole walk is short, and a
