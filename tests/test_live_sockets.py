@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import sys
+import time
 from dataclasses import fields
 from typing import Any
 
@@ -217,9 +218,17 @@ def test_time_wait_has_no_process_and_says_why() -> None:
         client, server = ss.tcp_pair(listener)
         cport = port_of(client)
         # The side that closes first goes to TIME-WAIT.
+        lport = port_of(listener)
         client.close()
         server.close()
-        found = list_sockets(states=["TIME-WAIT"], port=cport)
+        # The last FIN crosses loopback asynchronously: look until it has.
+        deadline = time.monotonic() + 5
+        found: list[Socket] = []
+        while not found and time.monotonic() < deadline:
+            found = [
+                s for s in list_sockets(states=["TIME-WAIT"], port=cport) if s.remote_port == lport
+            ]
+            time.sleep(0.01)
     assert len(found) == 1
     assert found[0].processes == () and found[0].inode == 0
     assert found[0].owner_note == "held by the kernel, not by a process"
