@@ -229,6 +229,25 @@ def test_the_normaliser_from_raw_facts() -> None:
         service=lambda port, proto: None,
     )
     assert hidden[0].owner_note == NOTE_NOT_VISIBLE
+    # Not root, and the socket is another user's: hidden even when no walk failed.
+    as_user = build_sockets(
+        raws[4:],
+        scan=OwnerScan(),
+        processes={},
+        ranges=ranges,
+        service=lambda port, proto: None,
+        viewer_uid=1000,
+    )
+    assert as_user[0].owner_note == NOTE_NOT_VISIBLE
+    own = build_sockets(
+        [raws[1]],
+        scan=OwnerScan(),
+        processes={},
+        ranges=ranges,
+        service=lambda port, proto: None,
+        viewer_uid=1000,
+    )
+    assert own[0].uid == 1000 and own[0].owner_note == NOTE_NOT_FOUND
     no_walk = build_sockets(
         raws[:1], scan=None, processes={}, ranges=ranges, service=lambda p, q: None
     )

@@ -277,6 +277,7 @@ def _annotate(
         processes=details,
         ranges=local_ranges(),
         service=_service_names(),
+        viewer_uid=os.geteuid() if hasattr(os, "geteuid") else 0,
     )
 
 

@@ -268,13 +268,15 @@ def build_sockets(
     processes: Mapping[int, ProcessInfo],
     ranges: LocalRanges,
     service: Callable[[int, Protocol], str | None],
+    viewer_uid: int = 0,
 ) -> list[Socket]:
     """The one place public :class:`Socket` records are made.
 
     ``scan`` is the owner walk (``None`` when owners were not asked for);
-    ``processes`` the details of every owning pid. Values repeated across
-    thousands of sockets (addresses, per-port annotations, owner tuples) are
-    computed once and shared.
+    ``processes`` the details of every owning pid; ``viewer_uid`` the
+    effective uid of the reader (0: root, who sees every owner). Values
+    repeated across thousands of sockets (addresses, per-port annotations,
+    owner tuples) are computed once and shared.
     """
     addresses: dict[bytes, tuple[IPv4Address | IPv6Address, Exposure]] = {}
     owner_tuples: dict[tuple[int, ...], tuple[SocketProcess, ...]] = {}
@@ -371,7 +373,15 @@ def build_sockets(
                     elif inode == 0:
                         note = NOTE_NO_PROCESS
                     else:
-                        note = NOTE_NOT_VISIBLE if hidden else NOTE_NOT_FOUND
+                        # Without root, another user's socket whose owner
+                        # was not seen is hidden from us, even where /proc
+                        # does not list that user's processes at all
+                        # (hidepid) and so no walk ever failed.
+                        note = (
+                            NOTE_NOT_VISIBLE
+                            if hidden or (viewer_uid != 0 and uid != viewer_uid)
+                            else NOTE_NOT_FOUND
+                        )
         elif raw_pids:
             procs = owner_tuples.get(raw_pids) or owner_tuples.setdefault(
                 raw_pids, owners_of(raw_pids)
