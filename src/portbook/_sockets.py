@@ -379,7 +379,7 @@ def build_sockets(
                         # (hidepid) and so no walk ever failed.
                         note = (
                             NOTE_NOT_VISIBLE
-                            if hidden or (viewer_uid != 0 and uid != viewer_uid)
+                            if hidden or viewer_uid not in (0, uid)
                             else NOTE_NOT_FOUND
                         )
         elif raw_pids:
