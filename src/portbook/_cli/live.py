@@ -140,12 +140,11 @@ def _resolve_name(name: str, protocol: Protocol | None) -> PortRange:
     """The port the book gives ``name`` (``who postgresql``)."""
     from portbook import NotFoundError, lookup
 
-    for service in lookup(name, protocol):
-        if service.ports is not None and service.name == name:
-            return service.ports
-    for service in lookup(name, protocol):
-        if service.ports is not None:
-            return service.ports
+    # The entry named exactly so first, then an alias's.
+    found = [s for s in lookup(name, protocol) if s.ports is not None]
+    for service in sorted(found, key=lambda s: s.name != name):
+        assert service.ports is not None
+        return service.ports
     raise NotFoundError(f"no port is known by the name {name!r}")
 
 
