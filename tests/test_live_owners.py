@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from portbook import ProcfsBackend, list_sockets
-from portbook._backends.base import TableQuery
+from portbook._backends.base import RawSocket, TableQuery
 from portbook._owners import (
     BackgroundWalk,
     OwnerScan,
@@ -296,3 +296,81 @@ def test_merging_two_walks_joins_shared_sockets() -> None:
     assert merged.shared == {2: (10, 20), 3: (10, 20, 21), 4: (10, 11, 22, 23)}
     assert merged.hidden == 3
     assert merge_scans(second, first).owners == merged.owners
+
+
+class _RecordingBackend:
+    """A backend at the designed seam: records the queries, returns fixed facts."""
+
+    name = "fake"
+    provides_owners = True
+
+    def __init__(self) -> None:
+        self.queries: list[TableQuery] = []
+
+    def available(self) -> bool:
+        return True
+
+    def sockets(self, query: TableQuery) -> list[RawSocket]:
+        self.queries.append(query)
+        lo = bytes([127, 0, 0, 1])
+        return [
+            (
+                proto,
+                4,
+                10 if proto == "tcp" else 7,
+                lo,
+                7000,
+                bytes(4),
+                0,
+                0,
+                -1,
+                0,
+                0,
+                None,
+                0,
+                (1,),
+            )
+            for proto in sorted(query.protocols)
+        ]
+
+
+def test_queries_reach_the_backend_as_kernel_state_masks() -> None:
+    from portbook import SocketState
+
+    backend = _RecordingBackend()
+    found = list_sockets(listening=True, backend=backend)
+    masks = {tuple(sorted(q.protocols)): q.state_mask for q in backend.queries}
+    assert masks == {("tcp",): 1 << 10, ("udp",): 1 << 7}  # LISTEN; UNCONN is TCP_CLOSE
+    assert {s.state for s in found} == {SocketState.LISTEN, SocketState.UNCONN}
+    assert all(s.processes[0].pid == 1 for s in found)
+
+    backend.queries.clear()
+    list_sockets(states=["SYN-RECV"], protocols=["tcp"], families=[6], port=7000, backend=backend)
+    (query,) = backend.queries
+    assert query.state_mask == (1 << 3) | (1 << 12)  # request sockets: NEW_SYN_RECV too
+    assert query.families == frozenset({6}) and query.ports == (7000, 7000)
+
+    backend.queries.clear()
+    assert list_sockets(states=["LISTEN"], protocols=["udp"], backend=backend) == []
+    assert backend.queries == []  # no UDP state matches: nothing asked
+
+
+def test_a_refused_netlink_dump_falls_back_to_proc_net(monkeypatch: pytest.MonkeyPatch) -> None:
+    import portbook._backends as backends
+    from portbook import SocketTableError
+
+    class Refused:
+        name = "netlink"
+        provides_owners = False
+
+        def available(self) -> bool:
+            return True
+
+        def sockets(self, query: TableQuery) -> list[RawSocket]:
+            raise SocketTableError("refused")
+
+    monkeypatch.setattr(backends, "_chosen", Refused())
+    with open_sockets() as ss:
+        port = port_of(ss.tcp_listener())
+        (found,) = list_sockets(port=port)
+    assert found.local_port == port and found.processes[0].pid == os.getpid()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, cast
 
-from ._backends.base import TCP_CLOSE, TCP_NEW_SYN_RECV, TCP_SYN_RECV, RawSocket
+from ._backends.base import TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_RECV, RawSocket
 from ._model import Family, PortClass, Protocol
 from ._owners import OwnerScan, ProcessInfo
 from ._system import LocalRanges
@@ -61,7 +61,12 @@ _UDP_STATE_BY_CODE = {**_TCP_STATE_BY_CODE, TCP_CLOSE: SocketState.UNCONN}
 
 def state_mask(states: Iterable[SocketState], protocol: Protocol) -> int:
     """The kernel state bit mask that selects ``states`` for ``protocol``."""
-    table = _UDP_STATE_BY_CODE if protocol is Protocol.UDP else _TCP_STATE_BY_CODE
+    if protocol is Protocol.UDP:
+        # A UDP socket is only ever connected or not: the kernel keeps it in
+        # TCP_ESTABLISHED or TCP_CLOSE.
+        table = {TCP_ESTABLISHED: SocketState.ESTAB, TCP_CLOSE: SocketState.UNCONN}
+    else:
+        table = _TCP_STATE_BY_CODE
     wanted = set(states)
     mask = 0
     for code, state in table.items():
