@@ -243,6 +243,8 @@ def test_bad_filters_are_usage_errors() -> None:
         list_sockets(port=70000)
     with pytest.raises(UsageError, match="owners"):
         list_sockets(pid=1, owners=False)
+    with pytest.raises(UsageError, match="families"):
+        list_sockets(families=[5])
 
 
 def test_json_contract_and_fast_text_match_to_json() -> None:

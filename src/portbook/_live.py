@@ -63,7 +63,7 @@ def list_sockets(
     still listed, with ``owner_note`` saying so.
     """
     protos = _protocols(protocols)
-    fams = frozenset(Family(int(f)) for f in families) if families is not None else None
+    fams = _families(families)
     wanted_states = _states(states)
     if listening:
         listen_states = {SocketState.LISTEN, SocketState.UNCONN}
@@ -181,6 +181,15 @@ def _protocols(protocols: Iterable[Protocol | str] | None) -> frozenset[Protocol
         names = ", ".join(sorted(p.value for p in unsupported))
         raise UsageError(f"the live table shows tcp and udp sockets, not {names}")
     return chosen
+
+
+def _families(families: Iterable[Family | int] | None) -> frozenset[Family] | None:
+    if families is None:
+        return None
+    try:
+        return frozenset(Family(int(f)) for f in families)
+    except (TypeError, ValueError):
+        raise UsageError(f"address families are 4 and 6, not {families!r}") from None
 
 
 def _states(states: Iterable[SocketState | str] | None) -> set[SocketState] | None:
