@@ -51,13 +51,37 @@ _EXPORTS: dict[str, str] = {
     # this machine's ranges
     "LocalRanges": "_system",
     "local_ranges": "_system",
+    # your names: leases, names and their store
+    "Assignment": "_names",
+    "Holder": "_procinfo",
+    "Lease": "_leases",
+    "Listener": "_names",
+    "NameStatus": "_names",
+    "Store": "_store",
+    "assign": "_names",
+    "bind_free_port": "_picker",
+    "export_names": "_names",
+    "get": "_names",
+    "import_names": "_names",
+    "lease_name": "_names",
+    "list_leases": "_leases",
+    "list_names": "_names",
+    "name_status": "_names",
+    "pick_port": "_picker",
+    "release": "_names",
+    "release_lease": "_leases",
 }
 
 __all__ = [
+    "Assignment",
     "Family",
+    "Holder",
     "InvalidNameError",
     "InvalidPortSpecError",
+    "Lease",
+    "Listener",
     "LocalRanges",
+    "NameStatus",
     "NotFoundError",
     "PortClass",
     "PortRange",
@@ -70,6 +94,7 @@ __all__ = [
     "RegistryError",
     "RegistryUpdateError",
     "SocketTableError",
+    "Store",
     "StoreCorruptError",
     "StoreError",
     "StoreLockedError",
@@ -78,12 +103,24 @@ __all__ = [
     "UsageError",
     "WaitTimeoutError",
     "__version__",
+    "assign",
+    "bind_free_port",
+    "export_names",
+    "get",
+    "import_names",
+    "lease_name",
+    "list_leases",
+    "list_names",
     "local_ranges",
+    "name_status",
     "parse_port",
     "parse_port_range",
     "parse_port_spec",
     "parse_protocol",
+    "pick_port",
     "port_class",
+    "release",
+    "release_lease",
 ]
 
 if TYPE_CHECKING:
@@ -106,6 +143,7 @@ if TYPE_CHECKING:
         UsageError,
         WaitTimeoutError,
     )
+    from ._leases import Lease, list_leases, release_lease
     from ._model import (
         Family,
         PortClass,
@@ -118,6 +156,22 @@ if TYPE_CHECKING:
         parse_protocol,
         port_class,
     )
+    from ._names import (
+        Assignment,
+        Listener,
+        NameStatus,
+        assign,
+        export_names,
+        get,
+        import_names,
+        lease_name,
+        list_names,
+        name_status,
+        release,
+    )
+    from ._picker import bind_free_port, pick_port
+    from ._procinfo import Holder
+    from ._store import Store
     from ._system import LocalRanges, local_ranges
 
 
