@@ -172,7 +172,7 @@ class Store:
     def read(self) -> Iterator[sqlite3.Connection]:
         """A read transaction: one consistent snapshot for all its statements."""
         with self._lock, self._translated():
-            conn = self._connection()
+            conn = self._reader()
             conn.execute("BEGIN")
             try:
                 yield conn
@@ -191,6 +191,39 @@ class Store:
         if self._conn is None:
             self._conn = self._open()
         return self._conn
+
+    def _reader(self) -> sqlite3.Connection:
+        try:
+            return self._connection()
+        except sqlite3.OperationalError:
+            if not self.path.is_file() or _writable(self.path):
+                raise
+        # A WAL database cannot be opened read-only the usual way when its
+        # -shm file cannot be created (a read-only mount, a directory that is
+        # not ours). Then nobody can be writing it either, and SQLite's
+        # "immutable" open reads it without any lock or -shm.
+        from urllib.parse import quote
+
+        conn = sqlite3.connect(
+            f"file:{quote(str(self.path))}?mode=ro&immutable=1",
+            uri=True,
+            timeout=self.timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            app_id, version = _header(conn)
+            self._check_header(conn, app_id, version)
+            if app_id == 0:
+                conn.close()
+                raise StoreReadOnlyError(
+                    f"the store {self.path} is read-only and was never written", path=str(self.path)
+                )
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
 
     def _open(self) -> sqlite3.Connection:
         self._create_file()
