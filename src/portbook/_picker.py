@@ -73,17 +73,12 @@ FreeCheck = Callable[[int, Sequence[Protocol], Sequence[Family]], bool]
 
 
 def _book_is_assigned() -> AssignedCheck:
-    # The IANA registry lives in the book; the picker only asks it.
-    try:
-        from ._book import is_assigned  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:  # pragma: no cover - the book is part of portbook
-        return _nothing_assigned
-    check: AssignedCheck = is_assigned
-    return check
+    # The IANA registry lives in the book; the picker only asks it. Imported
+    # here, not at the top, because loading the registry takes a while and a
+    # pick with allow_assigned never needs it.
+    from ._book import is_assigned
 
-
-def _nothing_assigned(port: int, protocol: Protocol) -> bool:
-    return False
+    return is_assigned
 
 
 _FAMILY_AF = {Family.INET: socket.AF_INET, Family.INET6: socket.AF_INET6}
