@@ -82,11 +82,25 @@ _EXPORTS: dict[str, str] = {
     "search": "_book",
     "service_name": "_book",
     "update_registry": "_book",
+    # the live table
+    "Exposure": "_sockets",
+    "Socket": "_sockets",
+    "SocketProcess": "_sockets",
+    "SocketState": "_sockets",
+    "list_sockets": "_live",
+    "socket_backend": "_live",
+    "sockets_on_port": "_live",
+    "sockets_json": "_sockets",
+    "NetlinkBackend": "_backends",
+    "ProcfsBackend": "_backends",
+    "PsutilBackend": "_backends",
+    "SocketBackend": "_backends",
 }
 
 __all__ = [
     "Assignment",
     "Book",
+    "Exposure",
     "Family",
     "Holder",
     "InvalidNameError",
@@ -95,6 +109,7 @@ __all__ = [
     "Listener",
     "LocalRanges",
     "NameStatus",
+    "NetlinkBackend",
     "NotFoundError",
     "PortClass",
     "PortRange",
@@ -102,7 +117,9 @@ __all__ = [
     "PortUnavailableError",
     "PortbookError",
     "ProcessSignalError",
+    "ProcfsBackend",
     "Protocol",
+    "PsutilBackend",
     "RangeExhaustedError",
     "RegistryError",
     "RegistryInfo",
@@ -110,6 +127,10 @@ __all__ = [
     "Service",
     "ServiceSource",
     "ServiceStatus",
+    "Socket",
+    "SocketBackend",
+    "SocketProcess",
+    "SocketState",
     "SocketTableError",
     "Store",
     "StoreCorruptError",
@@ -129,6 +150,7 @@ __all__ = [
     "lease_name",
     "list_leases",
     "list_names",
+    "list_sockets",
     "local_ranges",
     "lookup",
     "name_status",
@@ -143,6 +165,9 @@ __all__ = [
     "release_lease",
     "search",
     "service_name",
+    "socket_backend",
+    "sockets_json",
+    "sockets_on_port",
     "update_registry",
 ]
 
@@ -179,7 +204,6 @@ if TYPE_CHECKING:
         UsageError,
         WaitTimeoutError,
     )
-    from ._leases import Lease, list_leases, release_lease
     from ._model import (
         Family,
         PortClass,
@@ -192,6 +216,15 @@ if TYPE_CHECKING:
         parse_protocol,
         port_class,
     )
+    from ._system import LocalRanges, local_ranges
+
+if TYPE_CHECKING:  # the live table
+    from ._backends import NetlinkBackend, ProcfsBackend, PsutilBackend, SocketBackend
+    from ._live import list_sockets, socket_backend, sockets_on_port
+    from ._sockets import Exposure, Socket, SocketProcess, SocketState, sockets_json
+
+if TYPE_CHECKING:  # your names
+    from ._leases import Lease, list_leases, release_lease
     from ._names import (
         Assignment,
         Listener,
@@ -208,7 +241,6 @@ if TYPE_CHECKING:
     from ._picker import bind_free_port, pick_port
     from ._procinfo import Holder
     from ._store import Store
-    from ._system import LocalRanges, local_ranges
 
 
 def __getattr__(name: str) -> Any:

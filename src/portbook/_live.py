@@ -1,0 +1,264 @@
+"""The live table: every TCP and UDP socket of this machine, with the processes that hold it.
+
+Public functions: :func:`list_sockets`, :func:`sockets_on_port` and
+:func:`socket_backend`. Filtering happens as early as possible: protocol,
+family, state and port in the kernel (netlink) or the backend; owners are
+looked up only for the sockets that survive, and only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from ._exceptions import UsageError
+from ._model import Family, PortRange, Protocol, parse_protocol
+from ._sockets import Socket, SocketState, build_sockets, state_mask
+
+if TYPE_CHECKING:
+    from ._backends.base import RawSocket, SocketBackend
+    from ._owners import OwnerScan
+
+__all__ = ["list_sockets", "socket_backend", "sockets_on_port"]
+
+_LIVE_PROTOCOLS = (Protocol.TCP, Protocol.UDP)
+
+
+def socket_backend() -> SocketBackend:
+    """The backend portbook uses on this machine (netlink, procfs or psutil)."""
+    from ._backends import choose_backend
+
+    return choose_backend()
+
+
+def _service_name(port: int, protocol: Protocol) -> str | None:
+    """What the book calls ``port``/``protocol`` (``None`` until the book is available)."""
+    return None
+
+
+def list_sockets(
+    *,
+    protocols: Iterable[Protocol | str] | None = None,
+    families: Iterable[Family | int] | None = None,
+    states: Iterable[SocketState | str] | None = None,
+    listening: bool = False,
+    port: int | PortRange | None = None,
+    pid: int | None = None,
+    user: str | int | None = None,
+    program: str | None = None,
+    owners: bool = True,
+    backend: SocketBackend | None = None,
+) -> list[Socket]:
+    """Sockets of this machine, filtered; every filter given must hold.
+
+    ``listening=True`` keeps TCP ``LISTEN`` and unconnected bound UDP
+    (``UNCONN``) sockets. ``port`` is a local port or a :class:`PortRange`.
+    ``pid``, ``user`` (name or uid of an owning process, or the socket's uid)
+    and ``program`` (process name or command basename) select by owner.
+    ``owners=False`` skips the /proc walk (``processes`` stays empty). Without
+    root, owners of other users' sockets cannot be seen: such sockets are
+    still listed, with ``owner_note`` saying so.
+    """
+    protos = _protocols(protocols)
+    fams = frozenset(Family(int(f)) for f in families) if families is not None else None
+    wanted_states = _states(states)
+    if listening:
+        listen_states = {SocketState.LISTEN, SocketState.UNCONN}
+        wanted_states = listen_states if wanted_states is None else wanted_states & listen_states
+    ports: tuple[int, int] | None = None
+    if isinstance(port, PortRange):
+        ports = (port.first, port.last)
+    elif port is not None:
+        checked = PortRange(port, port)
+        ports = (checked.first, checked.last)
+    if (pid is not None or user is not None or program is not None) and not owners:
+        raise UsageError("selecting by pid, user or program needs owners=True")
+    whole_table = owners and pid is None and ports is None and wanted_states is None
+    walker = _OwnerWalk() if whole_table else None
+    try:
+        raws = _read(protos, fams, wanted_states, ports, backend)
+    finally:
+        scan = walker.result() if walker is not None else None
+    sockets = _annotate(raws, owners=owners, only_pid=pid, scan=scan)
+    if pid is not None:
+        sockets = [s for s in sockets if any(p.pid == pid for p in s.processes)]
+    if user is not None:
+        sockets = [s for s in sockets if _user_matches(s, user)]
+    if program is not None:
+        sockets = [s for s in sockets if _program_matches(s, program)]
+    return sockets
+
+
+def sockets_on_port(
+    port: int,
+    protocol: Protocol | str | None = None,
+    *,
+    owners: bool = True,
+    backend: SocketBackend | None = None,
+) -> list[Socket]:
+    """Every socket whose local port is exactly ``port`` (any state), with owners."""
+    return list_sockets(
+        protocols=None if protocol is None else [protocol],
+        port=port,
+        owners=owners,
+        backend=backend,
+    )
+
+
+def _protocols(protocols: Iterable[Protocol | str] | None) -> frozenset[Protocol]:
+    if protocols is None:
+        return frozenset(_LIVE_PROTOCOLS)
+    chosen = frozenset(p if isinstance(p, Protocol) else parse_protocol(p) for p in protocols)
+    unsupported = chosen - set(_LIVE_PROTOCOLS)
+    if unsupported:
+        names = ", ".join(sorted(p.value for p in unsupported))
+        raise UsageError(f"the live table shows tcp and udp sockets, not {names}")
+    return chosen
+
+
+def _states(states: Iterable[SocketState | str] | None) -> set[SocketState] | None:
+    if states is None:
+        return None
+    chosen: set[SocketState] = set()
+    for state in states:
+        if isinstance(state, SocketState):
+            chosen.add(state)
+            continue
+        key = state.strip().upper().replace("_", "-")
+        aliases = {"ESTABLISHED": "ESTAB", "UNCONNECTED": "UNCONN", "CLOSED": "CLOSE"}
+        key = aliases.get(key, key)
+        try:
+            chosen.add(SocketState(key))
+        except ValueError:
+            known = ", ".join(s.value for s in SocketState)
+            raise UsageError(f"unknown socket state {state!r} (known: {known})") from None
+    return chosen
+
+
+def _read(
+    protocols: frozenset[Protocol],
+    families: frozenset[Family] | None,
+    states: set[SocketState] | None,
+    ports: tuple[int, int] | None,
+    backend: SocketBackend | None,
+) -> list[RawSocket]:
+    from ._backends.base import ALL_STATES_MASK, TableQuery
+
+    chosen = backend if backend is not None else socket_backend()
+    fams = frozenset(int(f) for f in (families if families is not None else (4, 6)))
+    result: list[RawSocket] = []
+    # TCP and UDP need different masks when states are given (UNCONN is
+    # TCP_CLOSE for UDP), so each protocol is its own query.
+    for protocol in _LIVE_PROTOCOLS:
+        if protocol not in protocols:
+            continue
+        mask = ALL_STATES_MASK if states is None else state_mask(states, protocol)
+        if mask == 0:
+            continue
+        query = TableQuery(
+            protocols=frozenset({protocol.value}), families=fams, state_mask=mask, ports=ports
+        )
+        result.extend(chosen.sockets(query))
+    return result
+
+
+class _OwnerWalk:
+    """The whole /proc walk, run in a thread while the socket table is read.
+
+    Reading descriptor links is almost all kernel time (``readlink`` releases
+    the GIL), and so is the netlink dump: on a machine with two or more cores
+    the two overlap, and the whole table costs about the larger of the two
+    instead of their sum. Sockets opened between the walk and the dump show
+    no owner, as they would with a walk a moment later.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        from ._owners import scan_all
+
+        self._scan: OwnerScan | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._scan = scan_all()
+            except BaseException as exc:  # re-raised in the caller's thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="portbook-owners", daemon=True)
+        self._thread.start()
+
+    def result(self) -> OwnerScan:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._scan is not None
+        return self._scan
+
+
+def _annotate(
+    raws: list[RawSocket], *, owners: bool, only_pid: int | None, scan: OwnerScan | None
+) -> list[Socket]:
+    from ._owners import find_owners, process_details
+    from ._system import local_ranges
+
+    # r[7] is a raw socket's inode, r[13] the pids its backend knows (or None).
+    details = {}
+    if owners:
+        if scan is None:
+            need = [r[7] for r in raws if r[13] is None and r[7]]
+            if only_pid is not None and need:
+                # Only this process's sockets matter: read its descriptors
+                # first, then find every owner of just those.
+                need = list(find_owners(need, pids=[only_pid]).owners)
+            scan = find_owners(need)
+        pids = {pid for r in raws if r[13] for pid in r[13] or ()}
+        wanted = {r[7] for r in raws if r[13] is None}
+        for inode, pid_list in scan.owners.items():
+            if inode in wanted:
+                pids.update(pid_list)
+        details = process_details(sorted(pids))
+    return build_sockets(
+        raws,
+        scan=scan if owners else None,
+        processes=details,
+        ranges=local_ranges(),
+        service=_service_name,
+    )
+
+
+def _user_matches(sock: Socket, user: str | int) -> bool:
+    text = str(user)
+    if text.isdigit():
+        uid = int(text)
+        return sock.uid == uid or any(_uid_of(p.pid) == uid for p in sock.processes)
+    return any(p.user == text for p in sock.processes) or _uid_name(sock.uid) == text
+
+
+def _uid_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def _uid_name(uid: int) -> str | None:
+    if uid < 0:
+        return None
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+def _program_matches(sock: Socket, program: str) -> bool:
+    for proc in sock.processes:
+        if proc.name == program:
+            return True
+        if proc.cmdline and os.path.basename(proc.cmdline[0]) == program:
+            return True
+    return False
