@@ -55,7 +55,6 @@ _EXPORTS: dict[str, str] = {
     "Assignment": "_names",
     "Holder": "_procinfo",
     "Lease": "_leases",
-    "Listener": "_names",
     "NameStatus": "_names",
     "Store": "_store",
     "assign": "_names",
@@ -106,7 +105,6 @@ __all__ = [
     "InvalidNameError",
     "InvalidPortSpecError",
     "Lease",
-    "Listener",
     "LocalRanges",
     "NameStatus",
     "NetlinkBackend",
@@ -227,7 +225,6 @@ if TYPE_CHECKING:  # your names
     from ._leases import Lease, list_leases, release_lease
     from ._names import (
         Assignment,
-        Listener,
         NameStatus,
         assign,
         export_names,

@@ -24,11 +24,11 @@ from ._leases import Lease, insert_lease, live_lease_on
 from ._model import Family, PortRange, Protocol, parse_port, parse_protocol
 from ._picker import Policy, choose_port, ipv6_available
 from ._procinfo import Holder, this_process
+from ._sockets import SocketProcess
 from ._store import Store, default_store
 
 __all__ = [
     "Assignment",
-    "Listener",
     "NameStatus",
     "assign",
     "export_names",
@@ -57,14 +57,6 @@ class Assignment:
 
 
 @dataclass(frozen=True, slots=True)
-class Listener:
-    """A program holding a named port: its pid and command name."""
-
-    pid: int
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
 class NameStatus:
     """A name, and whether a program is listening on its port right now (and which).
 
@@ -75,11 +67,11 @@ class NameStatus:
 
     assignment: Assignment
     listening: bool
-    processes: tuple[Listener, ...]
+    processes: tuple[SocketProcess, ...]
     held_by: Lease | None = None
 
 
-ListenerCheck = Callable[[int, Protocol], tuple[bool, tuple[Listener, ...]]]
+ListenerCheck = Callable[[int, Protocol], tuple[bool, tuple[SocketProcess, ...]]]
 
 
 def validate_name(name: str) -> str:
@@ -226,7 +218,7 @@ def _check_port_free_for_name(
         )
     if not rules.is_free(port, (proto,), _families()):
         _, procs = (listeners or default_listeners)(port, proto)
-        who = ", ".join(f"pid {p.pid} ({p.name})" for p in procs) or "another program"
+        who = ", ".join(f"pid {p.pid} ({p.name or '?'})" for p in procs) or "another program"
         raise PortUnavailableError(
             f"{proto}/{port} is in use by {who}",
             port=port,
@@ -325,26 +317,20 @@ def name_status(
     return result
 
 
-def default_listeners(port: int, protocol: Protocol) -> tuple[bool, tuple[Listener, ...]]:
-    """Is a program listening on ``protocol``/``port``, and which (from the live table)."""
-    try:
-        from ._live import sockets_on_port  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        # Without the live table the only sign is that the port cannot be
-        # bound; the owner stays unknown.
-        from ._picker import probe_free
+def default_listeners(port: int, protocol: Protocol) -> tuple[bool, tuple[SocketProcess, ...]]:
+    """Is a program listening on ``protocol``/``port`` right now, and which (the live table)."""
+    from ._live import sockets_on_port
 
-        return (not probe_free(port, (protocol,), _families()), ())
-    socks = sockets_on_port(port, protocol)
-    procs: dict[int, Listener] = {}
+    procs: dict[int, SocketProcess] = {}
     listening = False
-    for sock in socks:
-        state = str(getattr(sock, "state", "")).lower()
-        if protocol is Protocol.TCP and "listen" not in state:
+    for sock in sockets_on_port(port, protocol):
+        # A TCP port with only connections on it (or TIME-WAIT leftovers) is
+        # not being served; a bound UDP socket is.
+        if not sock.listening:
             continue
         listening = True
-        for proc in getattr(sock, "processes", ()):
-            procs.setdefault(int(proc.pid), Listener(int(proc.pid), str(proc.name)))
+        for proc in sock.processes:
+            procs.setdefault(proc.pid, proc)
     return listening, tuple(sorted(procs.values(), key=lambda p: p.pid))
 
 

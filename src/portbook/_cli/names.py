@@ -293,7 +293,7 @@ def run_names(args: argparse.Namespace, out: Output) -> int:
                 {
                     **_assignment_json(s.assignment),
                     "listening": s.listening,
-                    "processes": [{"pid": p.pid, "name": p.name} for p in s.processes],
+                    "processes": [p.to_json() for p in s.processes],
                 }
                 for s in statuses
             ]
@@ -310,7 +310,7 @@ def run_names(args: argparse.Namespace, out: Output) -> int:
                 str(s.assignment.port),
                 s.assignment.protocol.value,
                 "yes" if s.listening else "no",
-                ", ".join(f"{p.name}[{p.pid}]" for p in s.processes)
+                ", ".join(f"{p.name or '?'}[{p.pid}]" for p in s.processes)
                 or (f"(held by pid {s.held_by.pid})" if s.held_by else ""),
             ]
             for s in statuses
