@@ -56,7 +56,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from ._exceptions import PortUnavailableError, RangeExhaustedError, UsageError
-from ._leases import Lease, insert_lease, is_live, leases_by_port, sweep_expired
+from ._leases import Lease, insert_lease, live_lease_on, sweep_expired
 from ._model import Family, PortClass, PortRange, Protocol
 from ._procinfo import Holder, this_process
 from ._store import Store, default_store
@@ -171,11 +171,13 @@ _default_policy: Policy | None = None
 
 
 def _candidates(segments: list[PortRange], near: int | None, rng: random.Random) -> Iterator[int]:
-    """Every allowed port once: outward from ``near``, else from a random start.
+    """Allowed ports to try: outward from ``near``, else at random, then all of them.
 
-    A random start (rather than always the lowest port) keeps pickers on
-    different machines or stores from piling onto the same numbers, and
-    makes a retry after a failed bind land elsewhere.
+    Random tries first (rather than always the lowest port) keep pickers
+    with different stores, or none, from piling onto the same numbers, and
+    skip in a few steps over the long runs of IANA-assigned ports low in
+    the range; the sweep after them still visits every port once, so a
+    nearly full range is found free or reported exhausted, never missed.
     """
     if not segments:
         return
@@ -192,15 +194,25 @@ def _candidates(segments: list[PortRange], near: int | None, rng: random.Random)
                 if lo <= port <= hi and allowed(port):
                     yield port
         return
-    total = sum(len(s) for s in segments)
+    sizes = [len(s) for s in segments]
+    total = sum(sizes)
+
+    def nth(index: int) -> int:
+        for seg, size in zip(segments, sizes, strict=True):
+            if index < size:
+                return seg.first + index
+            index -= size
+        raise AssertionError("index beyond the segments")  # pragma: no cover
+
+    for _ in range(min(_RANDOM_TRIES, total)):
+        yield nth(rng.randrange(total))
     start = rng.randrange(total)
     for offset in range(total):
-        index = (start + offset) % total
-        for seg in segments:
-            if index < len(seg):
-                yield seg.first + index
-                break
-            index -= len(seg)
+        yield nth((start + offset) % total)
+
+
+# Random candidates tried before the exhaustive sweep.
+_RANDOM_TRIES = 32
 
 
 def _normalise(
@@ -249,24 +261,22 @@ def choose_port(
     """
     now = time.time()
     sweep_expired(conn, now)
-    leases = leases_by_port(conn)
-    named = {int(r[0]) for r in conn.execute("SELECT DISTINCT port FROM names")}
     wanted = port_range if port_range is not None else DEFAULT_RANGE
     if near is not None and near not in wanted:
         raise UsageError(f"--near {near} is outside the range {wanted}")
     segments = policy.segments(wanted)
     try_claim = claim or (lambda port: policy.is_free(port, protocols, families))
     rng = random.Random()
+    # Each candidate is looked up by its own indexed query rather than by
+    # loading every lease and name first: a pick usually succeeds at its first
+    # candidate, and the store may hold thousands of leases.
     for port in _candidates(segments, near, rng):
-        if port in named:
-            continue
         if not allow_assigned and any(policy.is_assigned(port, p) for p in protocols):
             continue
-        lease = leases.get(port)
-        if lease is not None:
-            if is_live(lease, now):
-                continue
-            conn.execute("DELETE FROM leases WHERE id = ?", (lease.id,))
+        if conn.execute("SELECT 1 FROM names WHERE port = ? LIMIT 1", (port,)).fetchone():
+            continue
+        if live_lease_on(conn, port, now) is not None:
+            continue  # (a dead lease on it was deleted: reclaimed)
         if try_claim(port):
             return port
     raise RangeExhaustedError(_exhausted_message(wanted, segments, allow_assigned))

@@ -58,11 +58,17 @@ def process_start_time(pid: int) -> int | None:
     return _portable_start_time(pid)
 
 
+_this: Holder | None = None
+
+
 def this_process() -> Holder:
-    """The calling process as a lease holder."""
+    """The calling process as a lease holder (read once per process, re-read after fork)."""
+    global _this
     pid = os.getpid()
-    start = process_start_time(pid)
-    return Holder(pid, start if start is not None else 0)
+    if _this is None or _this.pid != pid:
+        start = process_start_time(pid)
+        _this = Holder(pid, start if start is not None else 0)
+    return _this
 
 
 def holder_for(pid: int) -> Holder:

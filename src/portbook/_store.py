@@ -32,8 +32,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import random
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -54,6 +56,9 @@ STORE_FILENAME = "names.sqlite3"
 APPLICATION_ID = 0x706F7274
 SCHEMA_VERSION = 2
 DEFAULT_TIMEOUT = 10.0
+# Polling for the write lock: first wait and longest wait, in seconds.
+_POLL_FIRST = 0.0002
+_POLL_MAX = 0.002
 
 
 def _v1(conn: sqlite3.Connection) -> None:
@@ -160,13 +165,38 @@ class Store:
             if self._synchronous != wanted:
                 conn.execute(f"PRAGMA synchronous={wanted}")
                 self._synchronous = wanted
-            conn.execute("BEGIN IMMEDIATE")
+            self._begin_immediate(conn)
             try:
                 yield conn
             except BaseException:
                 conn.rollback()
                 raise
             conn.commit()
+
+    def _begin_immediate(self, conn: sqlite3.Connection) -> None:
+        # SQLite's own busy handler backs off in steps that grow to 100 ms,
+        # so with many writers queued a short transaction may wait far longer
+        # than the lock is held. Waiting for the write lock here instead, in
+        # short jittered polls, keeps the wait close to the time the lock is
+        # actually held; statements inside the transaction keep the full
+        # busy timeout for the rare waits they meet (a WAL checkpoint).
+        conn.execute("PRAGMA busy_timeout=0")
+        deadline = time.monotonic() + self.timeout
+        delay = _POLL_FIRST
+        try:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if _primary(exc) not in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                        raise
+                    if time.monotonic() >= deadline:
+                        raise
+                time.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, _POLL_MAX)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -337,10 +367,14 @@ _SQLITE_CANTOPEN = 14
 _SQLITE_NOTADB = 26
 
 
+def _primary(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
 def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
     where = str(path)
-    code = getattr(exc, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None
+    primary = _primary(exc)
     text = str(exc)
     if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text:
         return StoreLockedError(
