@@ -77,31 +77,71 @@ def test_run_passes_the_exit_status(tmp_path: Path) -> None:
     assert proc.returncode == 127 and err.count("\n") == 1
 
 
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
+
+
+def _command_lease(store: Path, runner: subprocess.Popen[str]) -> int:
+    """Wait until the run's lease is held by its command (a child of the runner); its pid."""
+    deadline = time.monotonic() + 30
+    while True:
+        leases = list_leases(store=Store(store))
+        if leases and leases[0].pid != runner.pid:
+            assert leases[0].pid is not None
+            return leases[0].pid
+        assert time.monotonic() < deadline, "the run never handed its lease to the command"
+        time.sleep(0.05)
+
+
+@pytest.mark.linux
 def test_run_holds_the_name_while_the_command_runs(tmp_path: Path) -> None:
     store = tmp_path / "s.sqlite3"
     first = _portbook("run", "api", "--", "sleep", "30", store=store)
     try:
-        deadline = time.monotonic() + 30
-        while not list_leases(store=Store(store)):
-            assert time.monotonic() < deadline, "the first run never took its lease"
-            time.sleep(0.05)
-        lease = list_leases(store=Store(store))[0]
-        assert lease.name == "api" and lease.pid == first.pid
+        holder = _command_lease(store, first)
+        assert _ppid(holder) == first.pid  # the command itself holds the port
+        assert list_leases(store=Store(store))[0].name == "api"
         second = _portbook("run", "api", "--", "true", store=store)
         _, err = second.communicate(timeout=60)
-        assert second.returncode == 1 and f"held by pid {first.pid}" in err
+        assert second.returncode == 1 and f"held by pid {holder}" in err
         listing = subprocess.run(
             [sys.executable, "-m", "portbook", "names", "--store", str(store)],
             capture_output=True,
             text=True,
             check=True,
         )
-        assert f"held by pid {first.pid}" in listing.stdout
+        assert f"held by pid {holder}" in listing.stdout
     finally:
         first.terminate()  # passed on to the command; portbook then gives the port back
         first.communicate(timeout=60)
     assert first.returncode == 128 + 15
     assert list_leases(store=Store(store)) == []
+
+
+@pytest.mark.linux
+def test_the_command_keeps_the_name_when_portbook_is_killed(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite3"
+    first = _portbook("run", "api", "--", "sleep", "30", store=store)
+    holder = _command_lease(store, first)
+    first.kill()  # portbook only; its command runs on
+    first.wait(timeout=60)  # not communicate(): the command still holds the pipes open
+    for pipe in (first.stdout, first.stderr):
+        if pipe is not None:
+            pipe.close()
+    try:
+        second = _portbook("run", "api", "--", "true", store=store)
+        _, err = second.communicate(timeout=60)
+        assert second.returncode == 1 and f"held by pid {holder}" in err
+    finally:
+        os.kill(holder, 9)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{holder}").exists():  # reaped by init once portbook is gone
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    third = _portbook("run", "api", "--", "true", store=store)
+    third.communicate(timeout=60)
+    assert third.returncode == 0
 
 
 def test_run_socket_hands_over_a_listening_socket_systemd_style(tmp_path: Path) -> None:

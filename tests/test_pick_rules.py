@@ -180,8 +180,9 @@ def test_bad_arguments_are_usage_errors(store: Store) -> None:
         pick_port(protocols=[], store=store)
     with pytest.raises(UsageError):
         pick_port(protocols="sctp", store=store)
-    with pytest.raises(UsageError):
-        pick_port(ttl=0, store=store)
+    for ttl in (0, -1, float("nan"), float("inf"), 1e12):
+        with pytest.raises(UsageError, match="TTL"):
+            pick_port(ttl=ttl, store=store)
     with pytest.raises(UsageError):
         pick_port(near=80, port_range=PortRange(2000, 3000), store=store)
     with pytest.raises(UsageError, match="pid 1"):

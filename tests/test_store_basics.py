@@ -192,6 +192,8 @@ def test_read_only_store_is_a_clear_error(tmp_path: Path) -> None:
     # Reading still works: a read-only store is still a store.
     status, stderr = _run_read_only(path, "get", "api")
     assert status == 0, stderr
+    status, stderr = _run_read_only(path, "assign", "api")  # known: answered by a read
+    assert status == 0, stderr
     with Store(path) as store:
         assert [a.name for a in list_names(store=store)] == ["api"]
 

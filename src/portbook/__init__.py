@@ -69,6 +69,7 @@ _EXPORTS: dict[str, str] = {
     "pick_port": "_picker",
     "release": "_names",
     "release_lease": "_leases",
+    "transfer_lease": "_leases",
     # the book: what a port number means
     "Book": "_book",
     "RegistryInfo": "_book",
@@ -166,6 +167,7 @@ __all__ = [
     "socket_backend",
     "sockets_json",
     "sockets_on_port",
+    "transfer_lease",
     "update_registry",
 ]
 
@@ -222,7 +224,7 @@ if TYPE_CHECKING:  # the live table
     from ._sockets import Exposure, Socket, SocketProcess, SocketState, sockets_json
 
 if TYPE_CHECKING:  # your names
-    from ._leases import Lease, list_leases, release_lease
+    from ._leases import Lease, list_leases, release_lease, transfer_lease
     from ._names import (
         Assignment,
         NameStatus,

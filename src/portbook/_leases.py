@@ -14,14 +14,14 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ._exceptions import NotFoundError
 from ._model import Family, Protocol
 from ._procinfo import Holder, holder_alive
 from ._store import Store, default_store
 
-__all__ = ["Lease", "list_leases", "release_lease"]
+__all__ = ["Lease", "list_leases", "release_lease", "transfer_lease"]
 
 # Probe for "is this holder still the process that took the lease?"; tests
 # never need to replace it (they record a differing start time instead), but
@@ -151,6 +151,21 @@ def release_lease(lease: Lease | int, *, store: Store | None = None) -> None:
         cur = conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
         if cur.rowcount == 0:
             raise NotFoundError(f"no lease {lease_id}: it was released or reclaimed")
+
+
+def transfer_lease(lease: Lease, holder: Holder, *, store: Store | None = None) -> Lease:
+    """Hand a lease to another holder (``portbook run`` gives it to the command it starts).
+
+    Raises :class:`~portbook.NotFoundError` when the lease is gone.
+    """
+    with (store or default_store()).write(durable=False) as conn:
+        cur = conn.execute(
+            "UPDATE leases SET pid = ?, start_time = ? WHERE id = ?",
+            (holder.pid, holder.start_time, lease.id),
+        )
+        if cur.rowcount == 0:
+            raise NotFoundError(f"no lease {lease.id}: it was released or reclaimed")
+    return replace(lease, pid=holder.pid, start_time=holder.start_time)
 
 
 def list_leases(*, store: Store | None = None) -> list[Lease]:

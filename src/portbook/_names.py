@@ -153,7 +153,19 @@ def assign(
         if port == 0:
             raise UsageError("port 0 means 'any port' to the kernel; it cannot be a name's")
     rules = policy or Policy.default()
-    with (store or default_store()).write(durable=True) as conn:
+    chosen = store or default_store()
+    # A name that exists already is answered from a read: no write lock, and
+    # it works on a read-only store. Names change only by release, so what
+    # the read sees is re-checked by the write below only for new names.
+    with chosen.read() as conn:
+        known = _lookup(conn, name)
+    if (
+        known is not None
+        and (port is None or port == known.port)
+        and (proto is None or proto is known.protocol)
+    ):
+        return known
+    with chosen.write(durable=True) as conn:
         existing = _lookup(conn, name)
         if existing is not None:
             if (port is not None and port != existing.port) or (

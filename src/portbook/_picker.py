@@ -68,6 +68,8 @@ __all__ = ["Policy", "bind_free_port", "ipv6_available", "pick_port", "probe_fre
 # well-known service's: a pick never lands there unless a range asks for it.
 DEFAULT_RANGE = PortRange(PortClass.USER.first, PortClass.DYNAMIC.last)
 
+_MAX_TTL = 10 * 366 * 86400.0
+
 AssignedCheck = Callable[[int, Protocol], bool]
 FreeCheck = Callable[[int, Sequence[Protocol], Sequence[Family]], bool]
 
@@ -294,8 +296,10 @@ def _exhausted_message(wanted: PortRange, segments: list[PortRange], allow_assig
 
 def _lease_terms(ttl: float | None, holder: Holder | None) -> tuple[Holder | None, float | None]:
     if ttl is not None:
-        if not ttl > 0:
-            raise UsageError(f"a lease's TTL must be positive, not {ttl}")
+        # NaN fails both comparisons; the upper bound keeps expiry times
+        # representable as dates (JSON shows them as ISO 8601).
+        if not 0 < ttl <= _MAX_TTL:
+            raise UsageError(f"a lease's TTL must be more than 0 and at most 10 years, not {ttl}")
         return holder, time.time() + ttl
     return (holder if holder is not None else this_process()), None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._output import Output
@@ -170,10 +171,20 @@ def register(subparsers: Any) -> None:
     env.set_defaults(handler=run_env)
 
 
-def _store(args: argparse.Namespace) -> Store:
-    from portbook import Store
+def _with_store(
+    handler: Callable[[argparse.Namespace, Output, Store], int],
+) -> Callable[[argparse.Namespace, Output], int]:
+    """Open the store named by --store (or the default) for one command, and close it after."""
 
-    return Store(args.store)
+    def run(args: argparse.Namespace, out: Output) -> int:
+        from portbook import Store
+
+        with Store(args.store) as store:
+            return handler(args, out, store)
+
+    run.__name__ = handler.__name__
+    run.__doc__ = handler.__doc__
+    return run
 
 
 def _assignment_json(a: Assignment) -> dict[str, Any]:
@@ -190,7 +201,8 @@ def _lease_json(lease: Lease) -> dict[str, Any]:
     return {"id": lease.id, "pid": lease.pid, "expires": expires}
 
 
-def run_pick(args: argparse.Namespace, out: Output) -> int:
+@_with_store
+def run_pick(args: argparse.Namespace, out: Output, store: Store) -> int:
     from portbook import parse_port, parse_port_range, pick_port
     from portbook._procinfo import holder_for
 
@@ -214,7 +226,7 @@ def run_pick(args: argparse.Namespace, out: Output) -> int:
         allow_assigned=args.allow_assigned,
         ttl=ttl,
         holder=holder,
-        store=_store(args),
+        store=store,
     )
     if args.json:
         out.json(
@@ -230,7 +242,8 @@ def run_pick(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def run_assign(args: argparse.Namespace, out: Output) -> int:
+@_with_store
+def run_assign(args: argparse.Namespace, out: Output, store: Store) -> int:
     from portbook import assign, parse_port, parse_port_range
 
     a = assign(
@@ -240,7 +253,7 @@ def run_assign(args: argparse.Namespace, out: Output) -> int:
         port_range=parse_port_range(args.range) if args.range else None,
         near=parse_port(args.near) if args.near is not None else None,
         allow_assigned=args.allow_assigned,
-        store=_store(args),
+        store=store,
     )
     _print_assignment(a, args.json, out)
     return 0
@@ -253,17 +266,19 @@ def _print_assignment(a: Assignment, as_json: bool, out: Output) -> None:
         out.line(str(a.port))
 
 
-def run_get(args: argparse.Namespace, out: Output) -> int:
+@_with_store
+def run_get(args: argparse.Namespace, out: Output, store: Store) -> int:
     from portbook import get
 
-    _print_assignment(get(args.name, store=_store(args)), args.json, out)
+    _print_assignment(get(args.name, store=store), args.json, out)
     return 0
 
 
-def run_release(args: argparse.Namespace, out: Output) -> int:
+@_with_store
+def run_release(args: argparse.Namespace, out: Output, store: Store) -> int:
     from portbook import release
 
-    a = release(args.name, store=_store(args))
+    a = release(args.name, store=store)
     if args.json:
         out.json(_assignment_json(a))
     else:
@@ -271,10 +286,10 @@ def run_release(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def run_names(args: argparse.Namespace, out: Output) -> int:
+@_with_store
+def run_names(args: argparse.Namespace, out: Output, store: Store) -> int:
     from portbook import export_names, import_names, name_status
 
-    store = _store(args)
     if args.export:
         out.json(export_names(store=store))
         return 0
@@ -337,12 +352,12 @@ def env_variable(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.upper()) + "_PORT"
 
 
-def run_env(args: argparse.Namespace, out: Output) -> int:
+@_with_store
+def run_env(args: argparse.Namespace, out: Output, store: Store) -> int:
     import shlex
 
     from portbook import UsageError, get
 
-    store = _store(args)
     seen: dict[str, str] = {}
     lines = []
     for name in args.names:
@@ -357,17 +372,26 @@ def run_env(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
-def run_run(args: argparse.Namespace, out: Output) -> int:
+@_with_store
+def run_run(args: argparse.Namespace, out: Output, store: Store) -> int:
+    import contextlib
     import signal
     import subprocess
 
-    from portbook import assign, lease_name, release_lease
+    from portbook import (
+        NotFoundError,
+        PortbookError,
+        assign,
+        lease_name,
+        release_lease,
+        transfer_lease,
+    )
+    from portbook._procinfo import holder_for
 
     command = _split_run_command(args)
     if not command:
         out.error("run needs a command after the name: portbook run NAME -- CMD ...")
         return 2
-    store = _store(args)
     a = assign(args.name, store=store)
     _, lease = lease_name(args.name, store=store)
     try:
@@ -388,6 +412,11 @@ def run_run(args: argparse.Namespace, out: Output) -> int:
         finally:
             if sock is not None:
                 sock.close()  # the child has its own copy
+        # The command, not portbook, is what uses the port: the lease now
+        # lasts as long as it does, even if portbook itself is killed. (Its
+        # pid and start time stay the same through the re-exec.)
+        with contextlib.suppress(PortbookError):
+            lease = transfer_lease(lease, holder_for(child.pid), store=store)
         # Ctrl-C reaches the whole foreground process group: the child gets
         # it itself, and portbook stays to collect the exit status and give
         # the port back. SIGTERM/SIGHUP sent to portbook alone are passed on.
@@ -402,7 +431,9 @@ def run_run(args: argparse.Namespace, out: Output) -> int:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
     finally:
-        release_lease(lease, store=store)
+        # `portbook release NAME` during the run has dropped the lease already.
+        with contextlib.suppress(NotFoundError):
+            release_lease(lease, store=store)
     return status if status >= 0 else 128 - status
 
 
