@@ -8,20 +8,23 @@ import sys
 import textwrap
 from pathlib import Path
 
-from portbook import PortRange, Store, pick_port, release_lease
+from portbook import PortRange, Store, pick_port
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def spare_port(tmp_path: Path) -> int:
-    """A port outside the ephemeral range that is free right now (picked in a scratch store)."""
-    scratch = Store(tmp_path / "scratch.sqlite3")
+    """A port outside the ephemeral range, free right now, and given to no other test.
+
+    Leased (to this test process, for its life) in a store shared by every
+    test process of the run (pytest-xdist workers included: the store sits
+    next to their temporary directories), so two tests never get one port.
+    """
+    shared = Store(tmp_path.parent.parent / "portbook-spare-ports.sqlite3")
     try:
-        lease = pick_port(store=scratch)
-        release_lease(lease, store=scratch)
+        return pick_port(store=shared).port
     finally:
-        scratch.close()
-    return lease.port
+        shared.close()
 
 
 def single(port: int) -> PortRange:
