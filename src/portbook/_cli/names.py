@@ -60,8 +60,12 @@ def register(subparsers: Any) -> None:
         ),
     )
     proto = pick.add_mutually_exclusive_group()
-    proto.add_argument("--tcp", dest="protocols", action="store_const", const=("tcp",))
-    proto.add_argument("--udp", dest="protocols", action="store_const", const=("udp",))
+    proto.add_argument(
+        "--tcp", dest="protocols", action="store_const", const=("tcp",), help="free on TCP"
+    )
+    proto.add_argument(
+        "--udp", dest="protocols", action="store_const", const=("udp",), help="free on UDP"
+    )
     proto.add_argument(
         "--both",
         dest="protocols",
