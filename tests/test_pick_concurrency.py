@@ -57,8 +57,7 @@ print("done", flush=True)
 
 @pytest.mark.slow
 def test_16_processes_picking_and_binding_never_collide(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    Store(path).close()
+    path = tmp_path / "s.sqlite3"  # not created yet: the workers race to create it too
     children = [python_child(_PICKER, str(path), "5") for _ in range(WORKERS)]
     reports = []
     try:
@@ -78,8 +77,7 @@ def test_16_processes_picking_and_binding_never_collide(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_16_processes_assigning_20_names_each(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite3"
-    Store(path).close()
+    path = tmp_path / "s.sqlite3"  # not created yet: the workers race to create it too
     children = [python_child(_ASSIGNER, str(path), str(w)) for w in range(WORKERS)]
     for child in children:
         assert child.stdin is not None

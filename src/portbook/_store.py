@@ -242,8 +242,8 @@ class Store:
             check_same_thread=False,
         )
         try:
-            app_id, version = _header(conn)
-            self._check_header(conn, app_id, version)
+            app_id, version, has_tables = _header(conn)
+            self._check_header(app_id, version, has_tables)
             if app_id == 0:
                 conn.close()
                 raise StoreReadOnlyError(
@@ -298,15 +298,25 @@ class Store:
             os.close(fd)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        app_id, version = _header(conn)
-        if app_id == APPLICATION_ID and version == SCHEMA_VERSION:
+        # The header fields and the tables are read in one snapshot: read
+        # apart, another process's schema creation could land in between
+        # and make a fresh portbook store look like another program's.
+        conn.execute("BEGIN")
+        try:
+            header = _header(conn)
+        finally:
+            conn.rollback()
+        if header == (APPLICATION_ID, SCHEMA_VERSION, True):
             return
-        self._check_header(conn, app_id, version)
+        self._check_header(*header)
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Another process may have migrated while we waited for the lock.
-            app_id, version = _header(conn)
-            self._check_header(conn, app_id, version)
+            app_id, version, has_tables = _header(conn)
+            self._check_header(app_id, version, has_tables)
+            if app_id == APPLICATION_ID and version == SCHEMA_VERSION:
+                conn.rollback()
+                return
             for step in _MIGRATIONS[version:]:
                 step(conn)
             conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -316,9 +326,9 @@ class Store:
             raise
         conn.commit()
 
-    def _check_header(self, conn: sqlite3.Connection, app_id: int, version: int) -> None:
+    def _check_header(self, app_id: int, version: int, has_tables: bool) -> None:
         where = str(self.path)
-        if app_id not in (0, APPLICATION_ID):
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and has_tables):
             raise StoreCorruptError(
                 f"{where} is an SQLite database of another program, not a portbook store",
                 path=where,
@@ -329,13 +339,6 @@ class Store:
                 f"understands ({SCHEMA_VERSION}); upgrade portbook to use it",
                 path=where,
             )
-        if app_id == 0:
-            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables:
-                raise StoreCorruptError(
-                    f"{where} is an SQLite database of another program, not a portbook store",
-                    path=where,
-                )
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -349,10 +352,12 @@ class Store:
             ) from exc
 
 
-def _header(conn: sqlite3.Connection) -> tuple[int, int]:
+def _header(conn: sqlite3.Connection) -> tuple[int, int, bool]:
+    """(application_id, user_version, whether any table exists)."""
     app_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    return app_id, version
+    tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    return app_id, version, bool(tables)
 
 
 # Primary SQLite result codes (the low byte of an extended code).
