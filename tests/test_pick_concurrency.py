@@ -136,7 +136,7 @@ def test_a_reused_pid_does_not_keep_the_lease(tmp_path: Path) -> None:
                 pick_port(port_range=single(port), store=store)
             # Same port, same pid, but the process that started then is gone.
             other = spare_port(tmp_path)
-            stale = Holder(child.pid, now - 12345)
+            stale = Holder(child.pid, now + 12345)
             pick_port(port_range=single(other), holder=stale, store=store)
             assert pick_port(port_range=single(other), store=store).port == other
         finally:

@@ -27,6 +27,10 @@ __all__ = ["Holder", "holder_alive", "holder_for", "process_start_time", "this_p
 # one platform still check the other platform's branch.
 _HAVE_PROC_STAT: bool = sys.platform.startswith("linux")
 
+# The start time reported for a process that exists but whose start time
+# cannot be read.
+UNKNOWN_START = 0
+
 
 @dataclass(frozen=True, slots=True)
 class Holder:
@@ -67,7 +71,7 @@ def this_process() -> Holder:
     pid = os.getpid()
     if _this is None or _this.pid != pid:
         start = process_start_time(pid)
-        _this = Holder(pid, start if start is not None else 0)
+        _this = Holder(pid, start if start is not None else UNKNOWN_START)
     return _this
 
 
@@ -87,9 +91,16 @@ def holder_for(pid: int) -> Holder:
 
 
 def holder_alive(pid: int, start_time: int) -> bool:
-    """True while process ``pid`` exists and is the one that started at ``start_time``."""
+    """True while process ``pid`` exists and is the one that started at ``start_time``.
+
+    A start time of 0 means "could not be read" (another user's process
+    behind ``hidepid``, no psutil): then the pid alone decides, since
+    declaring a living holder dead would hand its port to someone else.
+    """
     now = process_start_time(pid)
-    return now is not None and now == start_time
+    if now is None:
+        return False
+    return now == start_time or UNKNOWN_START in (now, start_time)
 
 
 def _linux_start_time(pid: int) -> int | None:
@@ -102,7 +113,7 @@ def _linux_start_time(pid: int) -> int | None:
         # /proc hidden (hidepid=2) or otherwise unreadable: fall back to
         # asking whether the pid exists, which is better than declaring a
         # living holder dead.
-        return 0 if _pid_exists(pid) else None
+        return UNKNOWN_START if _pid_exists(pid) else None
     # The command name (field 2) is in parentheses and may itself contain
     # spaces and ")", so fields are counted from the *last* ")".
     tail = data[data.rfind(b")") + 2 :].split()
@@ -114,14 +125,14 @@ def _linux_start_time(pid: int) -> int | None:
             return None
         return int(tail[19])
     except (IndexError, ValueError):
-        return 0 if _pid_exists(pid) else None
+        return UNKNOWN_START if _pid_exists(pid) else None
 
 
 def _portable_start_time(pid: int) -> int | None:
     try:
         import psutil
     except ImportError:
-        return 0 if _pid_exists(pid) else None
+        return UNKNOWN_START if _pid_exists(pid) else None
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -130,7 +141,7 @@ def _portable_start_time(pid: int) -> int | None:
     except psutil.NoSuchProcess:
         return None
     except psutil.Error:
-        return 0 if _pid_exists(pid) else None
+        return UNKNOWN_START if _pid_exists(pid) else None
 
 
 def _pid_exists(pid: int) -> bool:
