@@ -272,3 +272,28 @@ def test_env_refuses_two_names_with_one_variable(env_store: Path) -> None:
     run_cli("assign", "my_db")
     result = run_cli("env", "my-db", "my_db")
     assert result.status == 2 and "MY_DB_PORT" in result.stderr
+
+
+def test_time_wait_leftovers_do_not_refuse_a_port(store: Store, tmp_path: Path) -> None:
+    port = spare_port(tmp_path)
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen()
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server's end lingers in TIME-WAIT
+    client.close()
+    server.close()
+    # No program holds the port any more: asking for it is fine.
+    assert assign("api", port=port, store=store).port == port
+
+
+def test_udp_port_held_by_a_program_is_refused(store: Store, tmp_path: Path) -> None:
+    port = spare_port(tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", port))
+        with pytest.raises(PortUnavailableError, match=f"udp/{port} is in use by pid"):
+            assign("dns", port=port, protocol="udp", store=store)
+        # TCP on the same number is another matter.
+        assert assign("web", port=port, protocol="tcp", store=store).port == port

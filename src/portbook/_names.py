@@ -19,12 +19,18 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._exceptions import InvalidNameError, NotFoundError, PortUnavailableError, UsageError
+from ._exceptions import (
+    InvalidNameError,
+    NotFoundError,
+    PortUnavailableError,
+    SocketTableError,
+    UsageError,
+)
 from ._leases import Lease, insert_lease, live_lease_on
 from ._model import Family, PortRange, Protocol, parse_port, parse_protocol
 from ._picker import Policy, choose_port, ipv6_available
 from ._procinfo import Holder, this_process
-from ._sockets import SocketProcess
+from ._sockets import Socket, SocketProcess, SocketState
 from ._store import Store, default_store
 
 __all__ = [
@@ -228,15 +234,23 @@ def _check_port_free_for_name(
             protocol=proto.value,
             holder=who,
         )
-    if not rules.is_free(port, (proto,), _families()):
-        _, procs = (listeners or default_listeners)(port, proto)
-        who = ", ".join(f"pid {p.pid} ({p.name or '?'})" for p in procs) or "another program"
-        raise PortUnavailableError(
-            f"{proto}/{port} is in use by {who}",
-            port=port,
-            protocol=proto.value,
-            holder=who,
-        )
+    if rules.is_free(port, (proto,), _families()):
+        return
+    # Not bindable right now. Only a live program makes that a refusal: the
+    # TIME-WAIT leftovers of an earlier run go away by themselves (and a
+    # server that sets SO_REUSEADDR binds over them anyway).
+    held, procs = (listeners or port_holders)(port, proto)
+    if not held:
+        return
+    who = ", ".join(f"pid {p.pid} ({p.name or '?'})" for p in procs) or (
+        "a program portbook cannot see (another user's: run as root to see which)"
+    )
+    raise PortUnavailableError(
+        f"{proto}/{port} is in use by {who}",
+        port=port,
+        protocol=proto.value,
+        holder=who,
+    )
 
 
 def get(name: str, *, store: Store | None = None) -> Assignment:
@@ -331,19 +345,38 @@ def name_status(
 
 def default_listeners(port: int, protocol: Protocol) -> tuple[bool, tuple[SocketProcess, ...]]:
     """Is a program listening on ``protocol``/``port`` right now, and which (the live table)."""
+    # A TCP port with only connections on it (or TIME-WAIT leftovers) is not
+    # being served; a bound UDP socket is.
+    return _live(port, protocol, lambda sock: sock.listening)
+
+
+def port_holders(port: int, protocol: Protocol) -> tuple[bool, tuple[SocketProcess, ...]]:
+    """Does a live program hold ``protocol``/``port`` (any socket but TIME-WAIT), and which."""
+    return _live(port, protocol, lambda sock: sock.state is not SocketState.TIME_WAIT)
+
+
+def _live(
+    port: int, protocol: Protocol, counts: Callable[[Socket], bool]
+) -> tuple[bool, tuple[SocketProcess, ...]]:
     from ._live import sockets_on_port
 
+    try:
+        sockets = sockets_on_port(port, protocol)
+    except SocketTableError:
+        # No socket table on this system: a port that cannot be bound is
+        # taken by someone we cannot name.
+        from ._picker import probe_free
+
+        return (not probe_free(port, (protocol,), _families()), ())
     procs: dict[int, SocketProcess] = {}
-    listening = False
-    for sock in sockets_on_port(port, protocol):
-        # A TCP port with only connections on it (or TIME-WAIT leftovers) is
-        # not being served; a bound UDP socket is.
-        if not sock.listening:
+    found = False
+    for sock in sockets:
+        if not counts(sock):
             continue
-        listening = True
+        found = True
         for proc in sock.processes:
             procs.setdefault(proc.pid, proc)
-    return listening, tuple(sorted(procs.values(), key=lambda p: p.pid))
+    return found, tuple(sorted(procs.values(), key=lambda p: p.pid))
 
 
 # -- export and import ------------------------------------------------------
