@@ -46,3 +46,30 @@ def test_helpers_refuse_bad_input(bad: tuple[int, str]) -> None:
 def test_helpers_are_exported() -> None:
     assert portbook.service_name is service_name
     assert "is_assigned" in portbook.__all__
+
+
+def test_per_port_answers_agree_with_the_preloaded_table() -> None:
+    """The first few hundred ports are answered one query each, later ones from a
+    table loaded whole; both paths give the same answers."""
+    from portbook import Book
+    from portbook._book import _PRELOAD_AFTER
+
+    ports = [0, 1, 2, 4, 22, 24, 53, 80, 443, 1021, 5173, 6000, 6063, 6400, 8080, 27017, 50000]
+    ports += list(range(3000, 3000 + _PRELOAD_AFTER // 8))  # 4 protocols each: under the limit
+    lazy, loaded = Book(), Book()
+    loaded._name_table()
+    for port in ports:
+        for proto in ("tcp", "udp", "sctp", "dccp"):
+            want = (loaded.is_assigned(port, proto), loaded.service_name(port, proto))
+            assert (lazy.is_assigned(port, proto), lazy.service_name(port, proto)) == want
+    assert not _loaded(lazy)  # still answering port by port
+    for port in range(10_000, 10_000 + _PRELOAD_AFTER + 1):
+        lazy.service_name(port, "tcp")
+    assert _loaded(lazy)  # past the threshold, the table was loaded
+    assert lazy.service_name(6003, "udp") == "x11" and lazy.is_assigned(443, Protocol.TCP)
+    lazy.close()
+    loaded.close()
+
+
+def _loaded(book: object) -> bool:
+    return getattr(book, "_names", None) is not None

@@ -15,16 +15,19 @@ functions use one default instance created on first use.
 
 from __future__ import annotations
 
+import _thread
 import enum
 import os
-import threading
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import InvalidPortSpecError, UsageError
 from ._model import MAX_PORT, PortClass, PortRange, Protocol, parse_port_spec, parse_protocol
+
+if TYPE_CHECKING:
+    from ._etc_services import EtcServicesEntry
 
 __all__ = [
     "Book",
@@ -179,6 +182,8 @@ _PROTOCOL_BY_VALUE[None] = None
 _STATUS_BY_VALUE = {s.value: s for s in ServiceStatus}
 _ALL_PROTOCOLS = tuple(p.value for p in Protocol)
 _PROTOCOL_SET = frozenset(_ALL_PROTOCOLS)
+# Distinct ports asked of service_name/is_assigned before the whole table is loaded.
+_PRELOAD_AFTER = 256  # (port, protocol) pairs
 
 # The registry lists nothing above 49151: RFC 6335 leaves the Dynamic and/or
 # Private ports unassigned for good. A lookup there answers with that block.
@@ -224,6 +229,33 @@ def _service_from_row(row: tuple[Any, ...]) -> Service:
     )
 
 
+def _etc_service(e: EtcServicesEntry) -> Service:
+    return Service(
+        name=e.name,
+        port=e.port,
+        port_end=e.port,
+        protocol=_PROTOCOL_BY_VALUE[e.protocol],
+        description=e.comment or "",
+        source=ServiceSource.ETC_SERVICES,
+        status=ServiceStatus.ASSIGNED,
+        aliases=e.aliases,
+    )
+
+
+def _unofficial_service(entry: tuple[int, int, str, str, str, str]) -> Service:
+    first, last, proto, name, software, description = entry
+    return Service(
+        name=name,
+        port=first,
+        port_end=last,
+        protocol=_PROTOCOL_BY_VALUE[proto],
+        description=description,
+        source=ServiceSource.UNOFFICIAL,
+        status=ServiceStatus.UNASSIGNED,
+        software=software,
+    )
+
+
 class Book:
     """The book over one registry file, one services file and the unofficial list.
 
@@ -247,14 +279,17 @@ class Book:
         self._services_arg = services_path
         self._data_dir = Path(data_dir) if data_dir is not None else None
         self._use_unofficial = unofficial
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()
         self._db: Any = None  # _registry.RegistryDB, imported lazily (sqlite3)
         self._warning: str | None = None
+        self._etc_entries: list[EtcServicesEntry] | None = None
         self._etc: list[Service] | None = None
         self._etc_path: Path | None = None
         self._unofficial: list[Service] | None = None
+        self._overlay_index: _OverlayIndex | None = None
         self._names: dict[tuple[int, str], str] | None = None
         self._assigned: frozenset[tuple[int, str]] | None = None
+        self._facts: dict[tuple[int, str], tuple[bool, str | None]] = {}
 
     # -- sources, loaded on first use -------------------------------------------
 
@@ -269,16 +304,16 @@ class Book:
                 db = self._db
         return db
 
-    def _etc_services(self) -> list[Service]:
-        entries = self._etc
+    def _etc_raw(self) -> list[EtcServicesEntry]:
+        entries = self._etc_entries
         if entries is None:
             with self._lock:
-                if self._etc is None:
-                    self._etc = self._load_etc_services()
-                entries = self._etc
+                if self._etc_entries is None:
+                    self._etc_entries = self._load_etc_services()
+                entries = self._etc_entries
         return entries
 
-    def _load_etc_services(self) -> list[Service]:
+    def _load_etc_services(self) -> list[EtcServicesEntry]:
         from ._etc_services import default_services_path, read_etc_services
 
         arg = self._services_arg
@@ -288,48 +323,25 @@ class Book:
         self._etc_path = path
         if path is None:
             return []
-        services = []
-        for e in read_etc_services(path):
-            proto = _PROTOCOL_BY_VALUE.get(e.protocol)
-            if proto is None:  # "ddp" and other non-IP protocols have no port numbers here
-                continue
-            services.append(
-                Service(
-                    name=e.name,
-                    port=e.port,
-                    port_end=e.port,
-                    protocol=proto,
-                    description=e.comment or "",
-                    source=ServiceSource.ETC_SERVICES,
-                    status=ServiceStatus.ASSIGNED,
-                    aliases=e.aliases,
-                )
-            )
-        return services
+        # "ddp" and other non-IP protocols have no place among IP port numbers.
+        return [e for e in read_etc_services(path) if e.protocol in _PROTOCOL_SET]
+
+    def _etc_services(self) -> list[Service]:
+        if self._etc is None:
+            self._etc = [_etc_service(e) for e in self._etc_raw()]
+        return self._etc
+
+    def _unofficial_raw(self) -> tuple[tuple[int, int, str, str, str, str], ...]:
+        if not self._use_unofficial:
+            return ()
+        from ._unofficial import UNOFFICIAL_PORTS
+
+        return UNOFFICIAL_PORTS
 
     def _unofficial_entries(self) -> list[Service]:
-        entries = self._unofficial
-        if entries is None:
-            if not self._use_unofficial:
-                entries = []
-            else:
-                from ._unofficial import UNOFFICIAL_PORTS
-
-                entries = [
-                    Service(
-                        name=name,
-                        port=first,
-                        port_end=last,
-                        protocol=Protocol(proto),
-                        description=description,
-                        source=ServiceSource.UNOFFICIAL,
-                        status=ServiceStatus.UNASSIGNED,
-                        software=software,
-                    )
-                    for first, last, proto, name, software, description in UNOFFICIAL_PORTS
-                ]
-            self._unofficial = entries
-        return entries
+        if self._unofficial is None:
+            self._unofficial = [_unofficial_service(u) for u in self._unofficial_raw()]
+        return self._unofficial
 
     # -- fast helpers for the live table and the port picker -----------------
 
@@ -344,51 +356,72 @@ class Book:
         return names
 
     def _build_name_tables(self) -> None:
-        # One pass over the registry's assignments, expanded per port and
-        # protocol, then the overlays: a dict lookup per socket afterwards.
-        names: dict[tuple[int, str], str] = {}
-        assigned: set[tuple[int, str]] = set()
-        for port, port_end, proto, name in self._registry().assigned_ports():
-            protocols = (proto,) if proto else _ALL_PROTOCOLS
-            for p in range(port, port_end + 1):
-                for pr in protocols:
-                    assigned.add((p, pr))
-                    if name:
-                        names.setdefault((p, pr), name)
-        for source in (self._etc_services(), self._unofficial_entries()):
-            for s in source:
-                if s.name and s.port is not None and s.protocol is not None:
-                    last = s.port_end if s.port_end is not None else s.port
-                    for p in range(s.port, last + 1):
-                        names.setdefault((p, s.protocol.value), s.name)
-        self._assigned = frozenset(assigned)
+        # The registry's assignments come pre-expanded per port and protocol
+        # (built with the database); the overlays fill the gaps. Afterwards
+        # each socket costs one dict probe.
+        rows = self._registry().port_names()
+        assigned = frozenset((port, proto) for port, proto, _ in rows)
+        names = {(port, proto): name for port, proto, name in rows if name is not None}
+        for e in self._etc_raw():
+            names.setdefault((e.port, e.protocol), e.name)
+        for first, last, proto_value, name, _, _ in self._unofficial_raw():
+            for p in range(first, last + 1):
+                names.setdefault((p, proto_value), name)
+        self._assigned = assigned
         self._names = names
+
+    def _port_facts(self, port: int, protocol: Protocol | str) -> tuple[bool, str | None]:
+        """(IANA-assigned?, best name) of one port and protocol.
+
+        Until ``_PRELOAD_AFTER`` different ports were asked, each is one indexed
+        query, remembered: ``portbook ls`` with fifty sockets stays cheap. Past
+        that, the whole table is loaded once (a few milliseconds), so a table of
+        50,000 sockets on thousands of ephemeral ports costs a dict probe each.
+        """
+        names, assigned = self._names, self._assigned
+        if names is not None and assigned is not None:
+            key = (port, protocol)
+            if type(port) is not int or not 0 <= port <= MAX_PORT or protocol not in _PROTOCOL_SET:
+                _check_port(port)
+                key = (port, _proto_key(protocol))
+            return key in assigned, names.get(key)
+        cache = self._facts
+        facts = cache.get((port, protocol))
+        if facts is not None:
+            return facts
+        _check_port(port)
+        key = (port, _proto_key(protocol))
+        facts = cache.get(key)
+        if facts is None:
+            row = self._registry().port_name(port, key[1])
+            name = row[0] if row is not None else None
+            if name is None:
+                name = self._overlays().first_name(port, key[1])
+            facts = (row is not None, name)
+            cache[key] = facts
+            if len(cache) > _PRELOAD_AFTER:
+                self._name_table()
+        return facts
 
     def service_name(self, port: int, protocol: Protocol | str) -> str | None:
         """The best single name for ``port``/``protocol``, or ``None``.
 
         IANA's assigned name first (the registry's first entry for that port),
-        then ``/etc/services``, then the unofficial list. One dict lookup after
-        the first call, so it suits annotating every socket of a large table.
+        then ``/etc/services``, then the unofficial list. Answers are remembered,
+        so it suits annotating every socket of a large table.
         """
-        names = self._names if self._names is not None else self._name_table()
-        name = names.get((port, protocol))
-        if name is not None:
-            return name
-        if type(port) is int and 0 <= port <= MAX_PORT and protocol in _PROTOCOL_SET:
-            return None  # the common miss (an ephemeral port) stays one dict probe
-        _check_port(port)
-        return names.get((port, _proto_key(protocol)))
+        names = self._names
+        if names is not None:
+            name = names.get((port, protocol))
+            if name is not None:
+                return name
+            if type(port) is int and 0 <= port <= MAX_PORT and protocol in _PROTOCOL_SET:
+                return None  # the common miss (an ephemeral port) stays one dict probe
+        return self._port_facts(port, protocol)[1]
 
     def is_assigned(self, port: int, protocol: Protocol | str) -> bool:
         """True when IANA has an assigned (not Reserved, not Unassigned) entry for it."""
-        self._name_table()
-        assigned = self._assigned
-        assert assigned is not None
-        if (port, protocol) in assigned:
-            return True
-        _check_port(port)
-        return (port, _proto_key(protocol)) in assigned
+        return self._port_facts(port, protocol)[0]
 
     # -- lookup and search ---------------------------------------------------------
 
@@ -411,43 +444,38 @@ class Book:
             raise InvalidPortSpecError(repr(query), "expected a port number, range or name")
         if isinstance(query, int):
             _check_port(query)
-            ports: PortRange | None = PortRange(query, query)
-            name = None
-        else:
-            spec = parse_port_spec(query)
-            if spec.protocol is not None:
-                if proto is not None and proto is not spec.protocol:
-                    raise InvalidPortSpecError(
-                        query, f"protocol {spec.protocol} conflicts with {proto}"
-                    )
-                proto = spec.protocol
-            ports, name = spec.ports, spec.name
-        if ports is not None:
-            return self._by_ports(ports, proto)
-        assert name is not None
-        return self._by_name(name, proto)
+            return self._by_ports(query, query, proto)
+        spec = parse_port_spec(query)
+        if spec.protocol is not None:
+            if proto is not None and proto is not spec.protocol:
+                raise InvalidPortSpecError(
+                    query, f"protocol {spec.protocol} conflicts with {proto}"
+                )
+            proto = spec.protocol
+        if spec.ports is not None:
+            return self._by_ports(spec.ports.first, spec.ports.last, proto)
+        assert spec.name is not None
+        return self._by_name(spec.name, proto)
 
-    def _by_ports(self, ports: PortRange, proto: Protocol | None) -> list[Service]:
-        first, last = ports.first, ports.last
+    def _overlays(self) -> _OverlayIndex:
+        index = self._overlay_index
+        if index is None:
+            with self._lock:
+                if self._overlay_index is None:
+                    self._overlay_index = _OverlayIndex(self._etc_raw(), self._unofficial_raw())
+                index = self._overlay_index
+        return index
+
+    def _by_ports(self, first: int, last: int, proto: Protocol | None) -> list[Service]:
         found = [_service_from_row(r) for r in self._registry().by_ports(first, last)]
-        if last >= _DYNAMIC_BLOCK.port:  # type: ignore[operator]
+        if last >= PortClass.DYNAMIC.first:
             found.append(_DYNAMIC_BLOCK)
-        for source in (self._etc_services(), self._unofficial_entries()):
-            found.extend(
-                s
-                for s in source
-                if s.port is not None and s.port <= last and (s.port_end or s.port) >= first
-            )
+        found.extend(self._overlays().by_ports(first, last))
         return _filter_protocol(found, proto)
 
     def _by_name(self, name: str, proto: Protocol | None) -> list[Service]:
         found = [_service_from_row(r) for r in self._registry().by_name(name)]
-        for source in (self._etc_services(), self._unofficial_entries()):
-            found.extend(
-                s
-                for s in source
-                if (s.name or "").lower() == name or name in (a.lower() for a in s.aliases)
-            )
+        found.extend(self._overlays().by_name(name))
         return _filter_protocol(found, proto)
 
     def search(self, text: str, limit: int = 20) -> list[Service]:
@@ -485,7 +513,7 @@ class Book:
         """Which registry data is in use, its source, date and counts, and the overlays."""
         db = self._registry()
         meta: dict[str, str] = db.meta
-        etc = self._etc_services()
+        etc = self._etc_raw()
         updated = meta.get("updated") or None
         return RegistryInfo(
             path=str(db.path),
@@ -501,7 +529,7 @@ class Book:
             names_only=int(meta.get("names_only", "0")),
             etc_services_path=str(self._etc_path) if self._etc_path is not None else None,
             etc_services_entries=len(etc),
-            unofficial_entries=len(self._unofficial_entries()),
+            unofficial_entries=len(self._unofficial_raw()),
             warning=self._warning,
         )
 
@@ -510,7 +538,8 @@ class Book:
 
         The file is validated (format, header, record count, ports, dates),
         written to a temporary database in the data directory and renamed over
-        the user's copy atomically; this book then uses it. On any failure
+        the user's copy atomically; this book then uses it (unless it was made
+        over an explicit ``registry_path``, which it keeps). On any failure
         :class:`portbook.RegistryUpdateError` is raised and the data in use
         stays as it was.
         """
@@ -533,6 +562,7 @@ class Book:
         self._db = None
         self._names = None
         self._assigned = None
+        self._facts = {}
         if old is not None:
             old.close()
 
@@ -540,6 +570,73 @@ class Book:
         """Close the registry database (reopened on next use)."""
         with self._lock:
             self._reset()
+
+
+class _OverlayIndex:
+    """/etc/services and unofficial entries indexed by port and by name.
+
+    Records are built on first use and then shared (they are frozen): a cold
+    ``portbook lookup`` pays for the few it shows, a long-lived process pays
+    one dict probe per lookup instead of a scan of both lists.
+    """
+
+    def __init__(
+        self,
+        etc: list[EtcServicesEntry],
+        unofficial: tuple[tuple[int, int, str, str, str, str], ...],
+    ) -> None:
+        # Positions 0..len(etc)-1 are /etc/services lines, the rest unofficial
+        # entries; both kinds are tuples, so the position tells them apart.
+        self._etc = etc
+        self._unofficial = unofficial
+        self._built: list[Service | None] = [None] * (len(etc) + len(unofficial))
+        self._spans: list[tuple[int, int]] = []
+        self.by_port_index: dict[int, list[int]] = {}
+        self.by_name_index: dict[str, list[int]] = {}
+        for i, e in enumerate(etc):
+            self._add(i, e.port, e.port, (e.name, *e.aliases))
+        for i, u in enumerate(unofficial, len(etc)):
+            self._add(i, u[0], u[1], (u[3],))
+
+    def _add(self, i: int, first: int, last: int, names: tuple[str, ...]) -> None:
+        self._spans.append((first, last))
+        for port in range(first, last + 1):
+            self.by_port_index.setdefault(port, []).append(i)
+        for name in {n.lower() for n in names}:
+            self.by_name_index.setdefault(name, []).append(i)
+
+    def _service(self, i: int) -> Service:
+        built = self._built[i]
+        if built is None:
+            n_etc = len(self._etc)
+            if i < n_etc:
+                built = _etc_service(self._etc[i])
+            else:
+                built = _unofficial_service(self._unofficial[i - n_etc])
+            self._built[i] = built
+        return built
+
+    def by_ports(self, first: int, last: int) -> list[Service]:
+        if first == last:
+            hits: list[int] = self.by_port_index.get(first, [])
+        else:
+            hits = [i for i, (lo, hi) in enumerate(self._spans) if lo <= last and hi >= first]
+        return [self._service(i) for i in hits]
+
+    def by_name(self, name: str) -> list[Service]:
+        return [self._service(i) for i in self.by_name_index.get(name, [])]
+
+    def first_name(self, port: int, protocol: str) -> str | None:
+        """Name of the first entry (/etc/services before unofficial) for port and protocol."""
+        n_etc = len(self._etc)
+        for i in self.by_port_index.get(port, ()):
+            if i < n_etc:
+                entry = self._etc[i]
+                if entry.protocol == protocol:
+                    return entry.name
+            elif self._unofficial[i - n_etc][2] == protocol:
+                return self._unofficial[i - n_etc][3]
+        return None
 
 
 def _overlay_rank(s: Service, low: str) -> int | None:
@@ -582,7 +679,7 @@ def _check_port(port: int) -> None:
 # -- the default book and module-level functions ------------------------------------
 
 _default: Book | None = None
-_default_lock = threading.Lock()
+_default_lock = _thread.allocate_lock()
 
 
 def default_book() -> Book:

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["EtcServicesEntry", "default_services_path", "parse_etc_services", "read_etc_services"]
 
 
-@dataclass(frozen=True, slots=True)
-class EtcServicesEntry:
-    """One line of a services file. ``protocol`` is kept as written ("tcp", "ddp", ...)."""
+class EtcServicesEntry(NamedTuple):
+    """One line of a services file. ``protocol`` is kept as written ("tcp", "ddp", ...).
+
+    A named tuple rather than a dataclass: this private row type is made for
+    every line on a cold ``portbook lookup``, and a dataclass costs about a
+    millisecond to define at import. The public record is :class:`portbook.Service`.
+    """
 
     name: str
     port: int

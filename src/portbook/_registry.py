@@ -13,8 +13,8 @@ user copy is skipped with a warning rather than failing every lookup.
 
 from __future__ import annotations
 
+import _thread
 import sqlite3
-import threading
 from pathlib import Path
 
 from ._exceptions import RegistryError
@@ -36,6 +36,7 @@ ROW_COLUMNS = (
     "id, name, port, port_end, protocol, description, status, assignee, contact, "
     "registered, modified, reference, service_code, unauthorized_use, notes"
 )
+_QUALIFIED = ", ".join(f"service.{c.strip()}" for c in ROW_COLUMNS.split(","))
 
 Row = tuple[
     int,
@@ -64,7 +65,7 @@ class RegistryDB:
         self.path = path
         self.origin = origin  # "packaged", "user" or "file" (given explicitly)
         uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
         try:
             self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
             self.meta: dict[str, str] = dict(self._conn.execute("SELECT key, value FROM meta"))
@@ -94,14 +95,10 @@ class RegistryDB:
     def by_ports(self, first: int, last: int) -> list[Row]:
         """Records whose port or range overlaps ``first..last``, in port then file order."""
         if first == last:
-            # Single ports by the (port, port_end) index; ranges by a scan of the
-            # partial index bounded by the longest range.
             return self._query(
-                f"SELECT {ROW_COLUMNS} FROM service WHERE port = ?1 AND port_end = ?1 "
-                f"UNION ALL SELECT {ROW_COLUMNS} FROM service "
-                "WHERE port_end > port AND port BETWEEN ?2 AND ?1 AND port_end >= ?1 "
-                "ORDER BY 3, 1",
-                (first, first - self.max_span),
+                f"SELECT {_QUALIFIED} FROM port_index JOIN service ON service.id = port_index.id "
+                "WHERE port_index.port = ? ORDER BY port_index.id",
+                (first,),
             )
         return self._query(
             f"SELECT {ROW_COLUMNS} FROM service "
@@ -138,12 +135,16 @@ class RegistryDB:
         )
         return [(int(r[0]), r[1:]) for r in rows]  # type: ignore[misc]
 
-    def assigned_ports(self) -> list[tuple[int, int, str | None, str | None]]:
-        """(port, port_end, protocol, name) of every assignment with a port, in file order."""
-        return self._query(  # type: ignore[return-value]
-            "SELECT port, port_end, protocol, name FROM service "
-            "WHERE status = 'assigned' AND port IS NOT NULL ORDER BY id"
+    def port_name(self, port: int, protocol: str) -> tuple[str | None] | None:
+        """(name,) when IANA assigned ``port``/``protocol`` (name may be None), else None."""
+        rows = self._query(
+            "SELECT name FROM port_name WHERE port = ? AND protocol = ?", (port, protocol)
         )
+        return rows[0][:1] if rows else None  # type: ignore[return-value]
+
+    def port_names(self) -> list[tuple[int, str, str | None]]:
+        """(port, protocol, first name or None) of every port and protocol IANA assigned."""
+        return self._query("SELECT port, protocol, name FROM port_name")  # type: ignore[return-value]
 
     def all_rows(self) -> list[Row]:
         return self._query(f"SELECT {ROW_COLUMNS} FROM service ORDER BY id")
