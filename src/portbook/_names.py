@@ -11,13 +11,12 @@ acknowledged name survives a crash of anything.
 
 from __future__ import annotations
 
-import configparser
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import (
     InvalidNameError,
@@ -30,8 +29,14 @@ from ._leases import Lease, insert_lease, live_lease_on
 from ._model import Family, PortRange, Protocol, parse_port, parse_protocol
 from ._picker import Policy, choose_port, ipv6_available
 from ._procinfo import Holder, this_process
-from ._sockets import Socket, SocketProcess, SocketState
 from ._store import Store, default_store
+
+if TYPE_CHECKING:
+    # The live table is loaded only when a command asks who holds a port.
+    from ._sockets import Socket, SocketProcess
+
+    # Who holds (or listens on) a port: (whether anyone does, which processes).
+    ListenerCheck = Callable[[int, Protocol], tuple[bool, tuple[SocketProcess, ...]]]
 
 __all__ = [
     "Assignment",
@@ -75,9 +80,6 @@ class NameStatus:
     listening: bool
     processes: tuple[SocketProcess, ...]
     held_by: Lease | None = None
-
-
-ListenerCheck = Callable[[int, Protocol], tuple[bool, tuple[SocketProcess, ...]]]
 
 
 def validate_name(name: str) -> str:
@@ -352,6 +354,8 @@ def default_listeners(port: int, protocol: Protocol) -> tuple[bool, tuple[Socket
 
 def port_holders(port: int, protocol: Protocol) -> tuple[bool, tuple[SocketProcess, ...]]:
     """Does a live program hold ``protocol``/``port`` (any socket but TIME-WAIT), and which."""
+    from ._sockets import SocketState
+
     return _live(port, protocol, lambda sock: sock.state is not SocketState.TIME_WAIT)
 
 
@@ -429,6 +433,8 @@ def _parse_json(text: str) -> list[Assignment]:
 
 
 def _parse_port_for_ini(text: str) -> list[Assignment]:
+    import configparser
+
     # port-for writes its ConfigParser's DEFAULT section: "app = port" lines.
     parser = configparser.ConfigParser(interpolation=None)
     try:
