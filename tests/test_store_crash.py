@@ -51,3 +51,34 @@ def test_sigkill_mid_write_keeps_every_acknowledged_name(tmp_path: Path, round_:
         ports = [a.port for a in list_names(store=store)]
     assert set(acknowledged) <= present
     assert len(ports) == len(set(ports))
+
+
+_FORKER = """
+import os, sys
+from portbook import Store, assign, get
+store = Store(sys.argv[1])
+assign("parent-before", store=store)
+pid = os.fork()
+if pid == 0:
+    # The child reuses the Store object: it must open a connection of its own.
+    for i in range(20):
+        assign(f"child-{i}", store=store)
+    store.close()
+    os._exit(0)
+for i in range(20):
+    assign(f"parent-{i}", store=store)
+_, status = os.waitpid(pid, 0)
+assert get("child-19", store=store).name == "child-19"
+print(os.waitstatus_to_exitcode(status), store.integrity_check()[0], flush=True)
+"""
+
+
+@pytest.mark.linux
+def test_a_forked_child_gets_its_own_connection(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    child = python_child(_FORKER, str(path))
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert out.split() == ["0", "ok"]
+    with Store(path) as store:
+        assert len(list_names(store=store)) == 41

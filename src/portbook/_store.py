@@ -132,6 +132,7 @@ class Store:
         self.path = store_path(path)
         self.timeout = timeout
         self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
         self._synchronous = ""
         self._lock = threading.RLock()
 
@@ -146,9 +147,9 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
+            if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
-                self._conn = None
+            self._conn = None
 
     # -- transactions ---------------------------------------------------
 
@@ -218,8 +219,15 @@ class Store:
     # -- opening ----------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
+        if self._conn is not None and self._pid != os.getpid():
+            # A forked child must not use its parent's connection: their
+            # locks and WAL index would mix. Nor may it close it (that could
+            # checkpoint the parent's WAL under its feet): it is left alone.
+            self._conn = None
         if self._conn is None:
             self._conn = self._open()
+            self._pid = os.getpid()
+            self._synchronous = ""
         return self._conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -253,6 +261,7 @@ class Store:
             conn.close()
             raise
         self._conn = conn
+        self._pid = os.getpid()
         return conn
 
     def _open(self) -> sqlite3.Connection:
