@@ -302,7 +302,8 @@ class Store:
                 f"cannot create the store {path}: {exc.strerror}", path=str(path)
             ) from exc
         try:
-            os.fchmod(fd, 0o600)  # a umask of 0o200 would have left 0400
+            if hasattr(os, "fchmod"):  # POSIX; Windows has no such modes
+                os.fchmod(fd, 0o600)  # a umask of 0o200 would have left 0400
         finally:
             os.close(fd)
 

@@ -426,7 +426,7 @@ def run_run(args: argparse.Namespace, out: Output, store: Store) -> int:
         # the port back. SIGTERM/SIGHUP sent to portbook alone are passed on.
         previous = {
             sig: signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
-            for sig in (signal.SIGTERM, signal.SIGHUP)
+            for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM))
         }
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
