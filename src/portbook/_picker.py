@@ -75,9 +75,10 @@ FreeCheck = Callable[[int, Sequence[Protocol], Sequence[Family]], bool]
 
 
 def _book_is_assigned() -> AssignedCheck:
-    # The IANA registry lives in the book; the picker only asks it. Imported
-    # here, not at the top, because loading the registry takes a while and a
-    # pick with allow_assigned never needs it.
+    # The IANA registry lives in the book; the picker only asks it. The book
+    # is imported when a Policy is made rather than with this module (so
+    # `portbook get` never loads it), and its registry data on the first
+    # question (so a pick with allow_assigned never reads it).
     from ._book import is_assigned
 
     return is_assigned
