@@ -163,3 +163,35 @@ with Store(sys.argv[1]).write() as conn:
         assert time.monotonic() - started >= 0.1
     finally:
         child.communicate()
+
+
+_BINDER = """
+import json, sys
+from portbook import Store, bind_free_port
+store = Store(sys.argv[1])
+sys.stdin.readline()  # start together
+held = [bind_free_port(host="127.0.0.1", store=store) for _ in range(5)]
+print(json.dumps([sock.getsockname()[1] for sock, _ in held]), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_bind_free_port_hands_out_bound_distinct_ports(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    children = [python_child(_BINDER, str(path)) for _ in range(8)]
+    ports: list[int] = []
+    try:
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        for child in children:
+            assert child.stdout is not None
+            line = child.stdout.readline()
+            assert line, child.stderr.read() if child.stderr else ""
+            ports += json.loads(line)
+    finally:
+        for child in children:
+            child.communicate(input="", timeout=60)
+    assert len(ports) == 40 and len(set(ports)) == 40
