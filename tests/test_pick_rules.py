@@ -130,7 +130,7 @@ def test_range_inside_the_ephemeral_range_says_so(store: Store) -> None:
 
 
 def test_default_range_avoids_this_machines_ephemeral_range(store: Store) -> None:
-    from portbook import local_ranges
+    from portbook import is_assigned, local_ranges
 
     ranges = local_ranges()
     for _ in range(30):
@@ -138,6 +138,18 @@ def test_default_range_avoids_this_machines_ephemeral_range(store: Store) -> Non
         assert lease.port >= 1024
         assert lease.port not in ranges.ephemeral
         assert not ranges.is_reserved(lease.port)
+        assert not is_assigned(lease.port, "tcp")  # the book's registry, for real
+
+
+def test_near_a_registered_port_lands_beside_it(store: Store) -> None:
+    from portbook import is_assigned
+
+    assert is_assigned(8080, "tcp")
+    lease = pick_port(near=8080, store=store)
+    assert lease.port != 8080 and not is_assigned(lease.port, "tcp")
+    assert abs(lease.port - 8080) < 50
+    allowed = pick_port(near=8080, allow_assigned=True, families=[4], store=store)
+    assert abs(allowed.port - 8080) < 50  # 8080 itself unless something holds it
 
 
 def test_near_picks_the_closest_allowed_port(store: Store) -> None:
