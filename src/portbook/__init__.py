@@ -51,6 +51,25 @@ _EXPORTS: dict[str, str] = {
     # this machine's ranges
     "LocalRanges": "_system",
     "local_ranges": "_system",
+    # your names: leases, names and their store
+    "Assignment": "_names",
+    "Holder": "_procinfo",
+    "Lease": "_leases",
+    "NameStatus": "_names",
+    "Store": "_store",
+    "assign": "_names",
+    "bind_free_port": "_picker",
+    "export_names": "_names",
+    "get": "_names",
+    "import_names": "_names",
+    "lease_name": "_names",
+    "list_leases": "_leases",
+    "list_names": "_names",
+    "name_status": "_names",
+    "pick_port": "_picker",
+    "release": "_names",
+    "release_lease": "_leases",
+    "transfer_lease": "_leases",
     # the book: what a port number means
     "Book": "_book",
     "RegistryInfo": "_book",
@@ -79,12 +98,16 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "Assignment",
     "Book",
     "Exposure",
     "Family",
+    "Holder",
     "InvalidNameError",
     "InvalidPortSpecError",
+    "Lease",
     "LocalRanges",
+    "NameStatus",
     "NetlinkBackend",
     "NotFoundError",
     "PortClass",
@@ -108,6 +131,7 @@ __all__ = [
     "SocketProcess",
     "SocketState",
     "SocketTableError",
+    "Store",
     "StoreCorruptError",
     "StoreError",
     "StoreLockedError",
@@ -116,21 +140,34 @@ __all__ = [
     "UsageError",
     "WaitTimeoutError",
     "__version__",
+    "assign",
+    "bind_free_port",
+    "export_names",
+    "get",
+    "import_names",
     "is_assigned",
+    "lease_name",
+    "list_leases",
+    "list_names",
     "list_sockets",
     "local_ranges",
     "lookup",
+    "name_status",
     "parse_port",
     "parse_port_range",
     "parse_port_spec",
     "parse_protocol",
+    "pick_port",
     "port_class",
     "registry_info",
+    "release",
+    "release_lease",
     "search",
     "service_name",
     "socket_backend",
     "sockets_json",
     "sockets_on_port",
+    "transfer_lease",
     "update_registry",
 ]
 
@@ -185,6 +222,24 @@ if TYPE_CHECKING:  # the live table
     from ._backends import NetlinkBackend, ProcfsBackend, PsutilBackend, SocketBackend
     from ._live import list_sockets, socket_backend, sockets_on_port
     from ._sockets import Exposure, Socket, SocketProcess, SocketState, sockets_json
+
+if TYPE_CHECKING:  # your names
+    from ._leases import Lease, list_leases, release_lease, transfer_lease
+    from ._names import (
+        Assignment,
+        NameStatus,
+        assign,
+        export_names,
+        get,
+        import_names,
+        lease_name,
+        list_names,
+        name_status,
+        release,
+    )
+    from ._picker import bind_free_port, pick_port
+    from ._procinfo import Holder
+    from ._store import Store
 
 
 def __getattr__(name: str) -> Any:
