@@ -1,46 +1,40 @@
-"""Socket records built from sockets a test opened itself (a seam for the pure route logic).
+"""Sockets a test opens itself, and a socket-table backend that reports just them.
 
-The records carry the attributes :func:`portbook._route.route_packet` reads, taken
-from the kernel through the socket itself (getsockname, getpeername, getsockopt,
-fstat for the inode), so the decision logic can be checked against real delivery
-without reading the whole socket table.
+The backend (the designed seam of the live table) reads each socket's facts
+through the socket itself (getsockname, getpeername, getsockopt, fstat for the
+inode), so decisions can be checked against real delivery both on these
+records and on the kernel's own table.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import select
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 
-from portbook._model import Family, Protocol
+from portbook._backends.base import (
+    TCP_CLOSE,
+    TCP_ESTABLISHED,
+    TCP_LISTEN,
+    RawSocket,
+    TableQuery,
+)
+from portbook._sockets import Socket
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
-
-
-@dataclass(frozen=True, slots=True)
-class Rec:
-    protocol: Protocol
-    family: Family
-    state: str
-    local_address: str
-    local_port: int
-    remote_address: str | None
-    remote_port: int | None
-    v6only: bool | None
-    interface: int | None
-    inode: int
 
 
 def inode(sock: socket.socket) -> int:
     return os.fstat(sock.fileno()).st_ino
 
 
-def record(sock: socket.socket) -> Rec:
+def raw(sock: socket.socket) -> RawSocket:
+    """The raw facts of a socket this process holds, read through the socket itself."""
     tcp = sock.type == socket.SOCK_STREAM
-    fam = Family.INET6 if sock.family == socket.AF_INET6 else Family.INET
+    v6 = sock.family == socket.AF_INET6
     local = sock.getsockname()
     try:
         peer: tuple[str, int] | None = sock.getpeername()[:2]
@@ -48,27 +42,52 @@ def record(sock: socket.socket) -> Rec:
         peer = None
     if tcp:
         listening = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-        state = "LISTEN" if listening else ("ESTAB" if peer else "CLOSE")
+        state = TCP_LISTEN if listening else (TCP_ESTABLISHED if peer else TCP_CLOSE)
     else:
-        state = "ESTAB" if peer else "UNCONN"
-    v6only = (
-        bool(sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
-        if fam == Family.INET6
-        else None
-    )
+        state = TCP_ESTABLISHED if peer else TCP_CLOSE
+    v6only = bool(sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)) if v6 else None
     dev = sock.getsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, 16).rstrip(b"\0").decode()
-    return Rec(
-        protocol=Protocol.TCP if tcp else Protocol.UDP,
-        family=fam,
+    size = 16 if v6 else 4
+
+    def packed(addr: str | None) -> bytes:
+        return ipaddress.ip_address(addr.split("%")[0]).packed if addr else bytes(size)
+
+    return RawSocket(
+        protocol="tcp" if tcp else "udp",
+        family=6 if v6 else 4,
         state=state,
-        local_address=local[0],
+        local_address=packed(local[0]),
         local_port=local[1],
-        remote_address=peer[0] if peer else None,
-        remote_port=peer[1] if peer else None,
-        v6only=v6only,
-        interface=socket.if_nametoindex(dev) if dev else None,
+        remote_address=packed(peer[0] if peer else None),
+        remote_port=peer[1] if peer else 0,
         inode=inode(sock),
+        uid=os.getuid(),
+        recv_queue=0,
+        send_queue=0,
+        v6only=v6only,
+        interface=socket.if_nametoindex(dev) if dev else 0,
+        pids=(os.getpid(),),
     )
+
+
+class OwnSockets:
+    """A socket-table backend that reports only the sockets a test opened itself."""
+
+    name = "own"
+
+    def __init__(self, socks: Sockets) -> None:
+        self._socks = socks
+
+    def available(self) -> bool:
+        return True
+
+    def sockets(self, query: TableQuery) -> Iterable[RawSocket]:
+        for r in (raw(s) for s in self._socks.opened if s.fileno() >= 0):
+            if r.protocol not in query.protocols or r.family not in query.families:
+                continue
+            if query.ports is not None and not query.ports[0] <= r.local_port <= query.ports[1]:
+                continue
+            yield r
 
 
 class Sockets:
@@ -131,8 +150,10 @@ class Sockets:
         self.opened.append(sock)
         return sock
 
-    def records(self) -> list[Rec]:
-        return [record(s) for s in self.opened if s.fileno() >= 0]
+    def records(self) -> list[Socket]:
+        from portbook._live import list_sockets
+
+        return list_sockets(backend=OwnSockets(self), owners=False)
 
 
 def which_accepts(listeners: Sequence[socket.socket], adopt: Sockets) -> socket.socket:

@@ -15,8 +15,8 @@ import pytest
 
 from portbook._exceptions import InvalidPortSpecError, UsageError
 from portbook._model import Protocol
-from portbook._route import Endpoint, RouteRule, parse_route_args, route_packet
-from tests._sockrec import Sockets, inode, ipv6_loopback, which_accepts, which_receives
+from portbook._route import Endpoint, Route, RouteRule, parse_route_args, route, route_packet
+from tests._sockrec import OwnSockets, Sockets, inode, ipv6_loopback, which_accepts, which_receives
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux lookup rules")
 
@@ -34,10 +34,31 @@ def ep(text: str, port: int) -> Endpoint:
     return Endpoint(ipaddress.ip_address(text), port)
 
 
+def check(
+    socks: Sockets,
+    proto: str,
+    dst: Endpoint,
+    *,
+    source: Endpoint | None = None,
+    device: int | None = LO,
+) -> Route:
+    """The decision over this test's own sockets, which must equal the one over the
+    kernel's whole table (read by the live table's default backend)."""
+    own = route(proto, dst, source=source, device=device, backend=OwnSockets(socks))
+    live = route(proto, dst, source=source, device=device)
+
+    def key(r: Route) -> tuple[object, ...]:
+        chosen = r.socket.inode if r.socket is not None and r.group_size == 1 else None
+        return (r.rule, chosen, frozenset(s.inode for s in r.candidates), r.dual_stack)
+
+    assert key(own) == key(live)
+    return own
+
+
 def decide(
     socks: Sockets, proto: str, dst: Endpoint, src: Endpoint | None = None, device: int | None = LO
 ) -> tuple[RouteRule, set[int], int | None]:
-    r = route_packet(proto, dst, socks.records(), source=src, device=device)
+    r = check(socks, proto, dst, source=src, device=device)
     chosen = r.socket.inode if r.socket is not None else None
     return r.rule, {s.inode for s in r.candidates}, chosen
 
@@ -70,7 +91,7 @@ def test_tcp_ipv4_socket_beats_dual_stack_wildcard(socks: Sockets) -> None:
     port = dual.getsockname()[1]
     v4 = socks.tcp("0.0.0.0", port, reuseport=True)
 
-    r = route_packet("tcp", ep("127.0.0.1", port), socks.records(), device=LO)
+    r = check(socks, "tcp", ep("127.0.0.1", port), device=LO)
     assert r.rule is RouteRule.WILDCARD_LISTENER and r.socket is not None
     assert r.socket.inode == inode(v4) and not r.dual_stack
     socks.connect("127.0.0.1", port)
@@ -87,7 +108,7 @@ def test_tcp_ipv4_socket_beats_dual_stack_wildcard(socks: Sockets) -> None:
 def test_tcp_dual_stack_wildcard_takes_ipv4(socks: Sockets) -> None:
     dual = socks.tcp("::", v6only=False)
     port = dual.getsockname()[1]
-    r = route_packet("tcp", ep("127.0.0.1", port), socks.records(), device=LO)
+    r = check(socks, "tcp", ep("127.0.0.1", port), device=LO)
     assert r.rule is RouteRule.WILDCARD_LISTENER and r.dual_stack
     assert r.socket is not None and r.socket.inode == inode(dual)
     assert "IPV6_V6ONLY" in r.reason
@@ -99,7 +120,7 @@ def test_tcp_dual_stack_wildcard_takes_ipv4(socks: Sockets) -> None:
 def test_tcp_v6only_wildcard_refuses_ipv4(socks: Sockets) -> None:
     only6 = socks.tcp("::", v6only=True)
     port = only6.getsockname()[1]
-    r = route_packet("tcp", ep("127.0.0.1", port), socks.records(), device=LO)
+    r = check(socks, "tcp", ep("127.0.0.1", port), device=LO)
     assert r.rule is RouteRule.NONE and r.socket is None
     assert "RST" in r.reason
     with pytest.raises(ConnectionRefusedError):
@@ -111,7 +132,7 @@ def test_tcp_ipv4_mapped_bind_is_an_exact_ipv4_listener(socks: Sockets) -> None:
     wild = socks.tcp("0.0.0.0", reuseport=True)
     port = wild.getsockname()[1]
     mapped = socks.tcp("::ffff:127.0.0.1", port, reuseport=True)
-    r = route_packet("tcp", ep("127.0.0.1", port), socks.records(), device=LO)
+    r = check(socks, "tcp", ep("127.0.0.1", port), device=LO)
     assert r.rule is RouteRule.EXACT_LISTENER and r.dual_stack
     assert r.socket is not None and r.socket.inode == inode(mapped)
     socks.connect("127.0.0.1", port)
@@ -125,7 +146,7 @@ def test_tcp_reuseport_group_one_of_n(socks: Sockets) -> None:
     group.append(socks.tcp("127.0.0.1", port, reuseport=True))
     other = socks.tcp("0.0.0.0", port, reuseport=True)  # a lower-ranked bucket
 
-    r = route_packet("tcp", ep("127.0.0.1", port), socks.records(), device=LO)
+    r = check(socks, "tcp", ep("127.0.0.1", port), device=LO)
     assert r.rule is RouteRule.REUSEPORT_GROUP and r.group_size == 3
     assert {s.inode for s in r.candidates} == {inode(s) for s in group}
     assert "hash" in r.reason
@@ -146,18 +167,14 @@ def test_tcp_established_connection_wins(socks: Sockets) -> None:
     socks.adopt(conn)
     cport = client.getsockname()[1]
 
-    r = route_packet(
-        "tcp", ep("127.0.0.1", port), socks.records(), source=ep("127.0.0.1", cport), device=LO
-    )
+    r = check(socks, "tcp", ep("127.0.0.1", port), source=ep("127.0.0.1", cport), device=LO)
     assert r.rule is RouteRule.ESTABLISHED
     assert r.socket is not None and r.socket.inode == inode(conn)
     client.sendall(b"hello")
     assert which_receives([listener, conn], b"hello") is conn
 
     # The reverse direction: the client's own socket takes what the server sends.
-    r = route_packet(
-        "tcp", ep("127.0.0.1", cport), socks.records(), source=ep("127.0.0.1", port), device=LO
-    )
+    r = check(socks, "tcp", ep("127.0.0.1", cport), source=ep("127.0.0.1", port), device=LO)
     assert r.rule is RouteRule.ESTABLISHED
     assert r.socket is not None and r.socket.inode == inode(client)
 
@@ -170,7 +187,7 @@ def test_tcp_nothing_listening_answers_rst(socks: Sockets) -> None:
     # A bound socket that does not listen holds the port but takes no connection.
     holder = socks.tcp("127.0.0.1", listen=False)
     port = holder.getsockname()[1]
-    r = route_packet("tcp", ep("127.0.0.1", port), socks.records(), device=LO)
+    r = check(socks, "tcp", ep("127.0.0.1", port), device=LO)
     assert r.rule is RouteRule.NONE and r.candidates == ()
     assert "TCP answers RST" in r.notes
     with pytest.raises(ConnectionRefusedError):
@@ -183,7 +200,7 @@ def test_tcp_device_bound_listener_outranks_unbound(socks: Sockets) -> None:
     plain = socks.tcp("0.0.0.0", reuseport=True)
     port = plain.getsockname()[1]
     bound = socks.tcp("0.0.0.0", port, reuseport=True, device="lo")
-    r = route_packet("tcp", ep("127.0.0.1", port), socks.records(), device=LO)
+    r = check(socks, "tcp", ep("127.0.0.1", port), device=LO)
     assert r.rule is RouteRule.WILDCARD_LISTENER
     assert r.socket is not None and r.socket.inode == inode(bound)
     assert "device lo" in r.reason
@@ -238,7 +255,7 @@ def test_udp_connected_beats_unconnected(socks: Sockets) -> None:
     assert which_receives([unconnected, connected], b"from-stranger") is unconnected
 
     # Without a source the connected socket cannot be judged; the answer says so.
-    r = route_packet("udp", ep("127.0.0.1", port), socks.records(), device=LO)
+    r = check(socks, "udp", ep("127.0.0.1", port), device=LO)
     assert any("receives only from that peer" in n for n in r.notes)
 
 
@@ -248,7 +265,7 @@ def test_udp_ipv4_socket_beats_dual_stack(socks: Sockets) -> None:
     port = dual.getsockname()[1]
     v4 = socks.udp("0.0.0.0", port, reuseaddr=True)
     sender = socks.udp("127.0.0.1")
-    r = route_packet("udp", ep("127.0.0.1", port), socks.records(), device=LO)
+    r = check(socks, "udp", ep("127.0.0.1", port), device=LO)
     assert r.rule is RouteRule.WILDCARD_LISTENER and r.socket is not None
     assert r.socket.inode == inode(v4)
     sender.sendto(b"v4", ("127.0.0.1", port))
@@ -260,7 +277,7 @@ def test_udp_dual_stack_alone_takes_ipv4(socks: Sockets) -> None:
     dual = socks.udp("::", v6only=False)
     port = dual.getsockname()[1]
     sender = socks.udp("127.0.0.1")
-    r = route_packet("udp", ep("127.0.0.1", port), socks.records(), device=LO)
+    r = check(socks, "udp", ep("127.0.0.1", port), device=LO)
     assert r.rule is RouteRule.WILDCARD_LISTENER and r.dual_stack
     sender.sendto(b"mapped", ("127.0.0.1", port))
     assert which_receives([dual], b"mapped") is dual
@@ -271,10 +288,10 @@ def test_udp_reuseport_group(socks: Sockets) -> None:
     port = first.getsockname()[1]
     group = [first, socks.udp("127.0.0.1", port, reuseport=True)]
     sender = socks.udp("127.0.0.1")
-    r = route_packet(
+    r = check(
+        socks,
         "udp",
         ep("127.0.0.1", port),
-        socks.records(),
         source=ep("127.0.0.1", sender.getsockname()[1]),
         device=LO,
     )
@@ -293,10 +310,10 @@ def test_udp_nothing_answers_port_unreachable(socks: Sockets) -> None:
     port = holder.getsockname()[1]
     sender = socks.udp("127.0.0.1")
     sender.connect(("127.0.0.1", port))  # a connected sender sees the ICMP error
-    r = route_packet(
+    r = check(
+        socks,
         "udp",
         ep("127.0.0.1", port),
-        socks.records(),
         source=ep("127.0.0.1", sender.getsockname()[1]),
         device=LO,
     )

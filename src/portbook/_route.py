@@ -52,17 +52,21 @@ import ipaddress
 import socket as _socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-from typing import Protocol as _TypingProtocol
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import InvalidPortSpecError, UsageError
 from ._model import Family, Protocol, parse_port_spec, parse_protocol
+from ._sockets import Socket, SocketState
+
+if TYPE_CHECKING:
+    from ._backends.base import SocketBackend
 
 __all__ = [
     "Endpoint",
     "Route",
     "RouteRule",
     "parse_route_args",
+    "route",
     "route_packet",
 ]
 
@@ -77,31 +81,6 @@ class RouteRule(enum.StrEnum):
     WILDCARD_LISTENER = "wildcard-listener"
     REUSEPORT_GROUP = "reuseport-group"
     NONE = "none"
-
-
-class SocketRecord(_TypingProtocol):
-    """What :func:`route_packet` reads from a socket record (``portbook.Socket`` has it)."""
-
-    @property
-    def protocol(self) -> Protocol: ...
-    @property
-    def family(self) -> Family: ...
-    @property
-    def state(self) -> Any: ...
-    @property
-    def local_address(self) -> str: ...
-    @property
-    def local_port(self) -> int: ...
-    @property
-    def remote_address(self) -> str | None: ...
-    @property
-    def remote_port(self) -> int | None: ...
-    @property
-    def v6only(self) -> bool | None: ...
-    @property
-    def interface(self) -> int | None: ...
-    @property
-    def inode(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +112,8 @@ class Route:
     source: Endpoint | None
     destination: Endpoint
     rule: RouteRule
-    socket: SocketRecord | None
-    candidates: tuple[SocketRecord, ...]
+    socket: Socket | None
+    candidates: tuple[Socket, ...]
     dual_stack: bool
     device: int | None
     reason: str
@@ -145,17 +124,6 @@ class Route:
         return len(self.candidates)
 
     def to_json(self) -> dict[str, Any]:
-        def sock(s: SocketRecord) -> dict[str, Any]:
-            to_json = getattr(s, "to_json", None)
-            if callable(to_json):
-                value: dict[str, Any] = to_json()
-                return value
-            return {
-                "local_address": s.local_address,
-                "local_port": s.local_port,
-                "inode": s.inode,
-            }
-
         return {
             "protocol": self.protocol.value,
             "source": _endpoint_json(self.source),
@@ -165,8 +133,8 @@ class Route:
             "dual_stack": self.dual_stack,
             "device": self.device,
             "group_size": self.group_size,
-            "socket": sock(self.socket) if self.socket is not None else None,
-            "candidates": [sock(s) for s in self.candidates],
+            "socket": self.socket.to_json() if self.socket is not None else None,
+            "candidates": [s.to_json() for s in self.candidates],
             "notes": list(self.notes),
         }
 
@@ -179,22 +147,7 @@ def _endpoint_json(ep: Endpoint | None) -> dict[str, Any] | None:
 
 # States that live in the connection (established) hash: everything but a
 # listener, a closed socket and an unconnected UDP socket.
-_NOT_CONNECTED = frozenset({"LISTEN", "UNCONN", "CLOSE", "CLOSED"})
-
-
-def _state_name(state: Any) -> str:
-    value = getattr(state, "value", state)
-    return str(value).upper()
-
-
-def _address(text: str | None) -> IPAddress | None:
-    """Parse an address as the socket table gives it (``*`` and ``%scope`` tolerated)."""
-    if text is None or text in ("", "*"):
-        return None
-    try:
-        return ipaddress.ip_address(text.split("%", 1)[0].strip("[]"))
-    except ValueError:
-        return None
+_NOT_CONNECTED = frozenset({SocketState.LISTEN, SocketState.UNCONN, SocketState.CLOSE})
 
 
 def _wire(address: IPAddress) -> IPAddress:
@@ -215,7 +168,7 @@ def _bindv6only_default() -> bool:
 
 @dataclass(frozen=True, slots=True)
 class _Candidate:
-    sock: Any
+    sock: Socket
     exact: bool  # bound to the destination address itself (not a wildcard)
     score: int
     dual_stack: bool
@@ -224,7 +177,7 @@ class _Candidate:
 def route_packet(
     protocol: Protocol | str,
     destination: Endpoint,
-    sockets: Iterable[SocketRecord],
+    sockets: Iterable[Socket],
     *,
     source: Endpoint | None = None,
     device: int | None = None,
@@ -249,7 +202,7 @@ def route_packet(
     same = [s for s in sockets if s.protocol == proto and s.local_port == dst.port]
     skipped_devices: set[int] = set()
 
-    def device_ok(s: SocketRecord) -> bool:
+    def device_ok(s: Socket) -> bool:
         bound = s.interface or 0
         if not bound:
             return True
@@ -258,17 +211,15 @@ def route_packet(
             return False
         return bound == device
 
-    def local_match(s: SocketRecord) -> tuple[bool, bool, bool] | None:
+    def local_match(s: Socket) -> tuple[bool, bool, bool] | None:
         """(matches, exact, dual_stack) for the local side of ``s``."""
-        addr = _address(s.local_address)
+        addr = s.local_address
         v6only = s.v6only if s.v6only is not None else default_v6only
         if s.family == Family.INET6:
-            if addr is None:
-                addr = ipaddress.IPv6Address("::")
             if not isinstance(addr, ipaddress.IPv6Address):
                 return None
             if v4_packet:
-                if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+                if addr.ipv4_mapped is not None:
                     # Bound to ::ffff:a.b.c.d: the kernel keeps a.b.c.d as its
                     # IPv4 receive address, so it is an exact IPv4 listener.
                     return (addr.ipv4_mapped == dst.address, True, True)
@@ -280,7 +231,7 @@ def route_packet(
             return (addr == dst.address, True, False)
         if not v4_packet:
             return None  # an AF_INET socket never sees an IPv6 packet
-        if addr is None or addr.is_unspecified:
+        if addr.is_unspecified:
             return (True, False, False)
         return (addr == dst.address, True, False)
 
@@ -288,10 +239,10 @@ def route_packet(
     #    scored below with the others, as the kernel does).
     if proto == Protocol.TCP and src is not None:
         for s in same:
-            if _state_name(s.state) in _NOT_CONNECTED:
+            if s.state in _NOT_CONNECTED:
                 continue
-            la, ra = _address(s.local_address), _address(s.remote_address)
-            if la is None or ra is None:
+            la, ra = s.local_address, s.remote_address
+            if ra is None:
                 continue
             if (
                 _wire(la) == dst.address
@@ -299,8 +250,8 @@ def route_packet(
                 and s.remote_port == src.port
                 and device_ok(s)
             ):
-                state = _state_name(s.state)
-                if state == "TIME-WAIT":
+                state = s.state
+                if state is SocketState.TIME_WAIT:
                     notes.append(
                         "a TIME-WAIT entry holds this 4-tuple: a new SYN reopens it only "
                         "if its sequence number is above the old connection's"
@@ -320,11 +271,11 @@ def route_packet(
 
     candidates: list[_Candidate] = []
     for s in same:
-        state = _state_name(s.state)
+        state = s.state
         if proto == Protocol.TCP:
-            if state != "LISTEN":
+            if state is not SocketState.LISTEN:
                 continue
-        elif state not in ("UNCONN", "ESTAB"):
+        elif state not in (SocketState.UNCONN, SocketState.ESTAB):
             continue
         m = local_match(s)
         if m is None or not m[0] or not device_ok(s):
@@ -337,7 +288,7 @@ def route_packet(
             # Kernel weights (IPv4): family 2/1, remote address +4, remote port
             # +4, device +4; IPv6 counts each by 1 but in the same order.
             score = 2 if (not v4_packet or s.family == Family.INET) else 1
-            ra = _address(s.remote_address)
+            ra = s.remote_address
             if ra is not None and not ra.is_unspecified:
                 if src is None:
                     notes.append(
@@ -402,7 +353,7 @@ def route_packet(
         where = "an IPv6 socket on :: that also accepts IPv4 (IPV6_V6ONLY off)"
         if winner.exact:
             where = "an IPv6 socket bound to the IPv4-mapped address"
-    shared = _ep_text(_address(winner.sock.local_address), dst.port)
+    shared = _ep_text(winner.sock.local_address, dst.port)
     if len(members) > 1:
         rule = RouteRule.REUSEPORT_GROUP
         if proto == Protocol.TCP:
@@ -418,7 +369,7 @@ def route_packet(
                 "the source; with SO_REUSEADDR alone the most recently bound receives"
             )
     else:
-        ra = _address(winner.sock.remote_address)
+        ra = winner.sock.remote_address
         if proto == Protocol.UDP and ra is not None and not ra.is_unspecified:
             rule = RouteRule.ESTABLISHED
             reason = f"a UDP socket connected to {src} matches all four values"
@@ -448,14 +399,12 @@ def _groups(cands: Sequence[_Candidate]) -> list[list[_Candidate]]:
     groups: dict[tuple[Any, ...], list[_Candidate]] = {}
     for c in cands:
         s = c.sock
-        key = (s.family, _address(s.local_address), s.interface or 0, s.v6only)
+        key = (s.family, s.local_address, s.interface or 0, s.v6only)
         groups.setdefault(key, []).append(c)
     return list(groups.values())
 
 
-def _ep_text(address: IPAddress | None, port: int | None) -> str:
-    if address is None:
-        return f"*:{port}"
+def _ep_text(address: IPAddress, port: int | None) -> str:
     return str(Endpoint(address, port or 0))
 
 
@@ -498,3 +447,41 @@ def parse_route_args(words: Sequence[str]) -> tuple[Endpoint | None, Endpoint]:
     if len(words) != 1:
         raise UsageError("expected [SRC_ADDR:SRC_PORT ->] DST_ADDR:DST_PORT")
     return None, _parse_endpoint(text)
+
+
+def route(
+    protocol: Protocol | str,
+    destination: Endpoint | str,
+    *,
+    source: Endpoint | str | None = None,
+    device: int | str | None = None,
+    backend: SocketBackend | None = None,
+) -> Route:
+    """Which socket on this machine receives that packet, read from the live table.
+
+    ``destination``/``source`` are :class:`Endpoint` or text (``127.0.0.1:80``,
+    ``[::1]:53``). ``device`` (index or name) is the interface the packet
+    arrives on; by default loopback for a loopback destination or a source
+    on this machine's loopback, else unknown.
+    """
+    from ._live import sockets_on_port
+
+    dst = _parse_endpoint(destination) if isinstance(destination, str) else destination
+    src = _parse_endpoint(source) if isinstance(source, str) else source
+    proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
+    dev: int | None
+    if isinstance(device, str):
+        try:
+            dev = _socket.if_nametoindex(device)
+        except OSError:
+            raise UsageError(f"no network device named {device!r}") from None
+    else:
+        dev = device
+    if dev is None and (
+        _wire(dst.address).is_loopback or (src is not None and _wire(src.address).is_loopback)
+    ):
+        # Loopback destinations arrive on lo; so does any packet this machine
+        # sends to one of its own addresses (the kernel routes it via lo).
+        dev = _loopback_index()
+    socks = sockets_on_port(dst.port, proto, owners=True, backend=backend)
+    return route_packet(proto, dst, socks, source=src, device=dev)
