@@ -350,9 +350,9 @@ def route_packet(
     dual = winner.dual_stack and v4_packet and winner.sock.family == Family.INET6
     where = "bound to that exact address" if winner.exact else "bound to the wildcard address"
     if dual:
-        where = "an IPv6 socket on :: that also accepts IPv4 (IPV6_V6ONLY off)"
+        where = "IPv6 on :: and also accepting IPv4 (IPV6_V6ONLY off)"
         if winner.exact:
-            where = "an IPv6 socket bound to the IPv4-mapped address"
+            where = "IPv6, bound to the IPv4-mapped address"
     shared = _ep_text(winner.sock.local_address, dst.port)
     if len(members) > 1:
         rule = RouteRule.REUSEPORT_GROUP
@@ -377,6 +377,8 @@ def route_packet(
             rule = RouteRule.EXACT_LISTENER if winner.exact else RouteRule.WILDCARD_LISTENER
             kind = "listener" if proto == Protocol.TCP else "socket"
             reason = f"a {kind} {where} takes {dst}"
+            if dual:
+                reason = f"a {kind} ({where}) takes {dst}"
         if winner.sock.interface:
             dev_name = _ifname(winner.sock.interface)
             reason += f" (bound to device {dev_name}, which outranks unbound sockets)"

@@ -1,0 +1,345 @@
+"""Wait until ports open (accept connections) or close (are free to bind).
+
+Two ways of noticing, chosen per target:
+
+* A port of **this machine** is watched in the kernel's socket table. Opening
+  is the moment a listener appears that the kernel would hand a connection to
+  (the ``route`` decision, so ``127.0.0.1:80`` is not satisfied by a listener
+  on ``::1`` only); the query asks netlink for LISTEN sockets of one port,
+  filtered in the kernel, which is cheap enough to repeat every few
+  milliseconds. Nothing connects, so the server under watch never sees a
+  probe connection in its logs or its accept queue.
+* A port of **another host** can only be probed: connect with a short timeout,
+  retrying at an interval that starts small and grows (so a slow start does
+  not turn into a flood of SYNs).
+
+``closed`` means *free to bind* on this machine, which is stricter than
+refusing connections: any socket still using the port blocks a ``bind()``
+without SO_REUSEADDR, including connections in TIME-WAIT left by the old
+server. Probing by binding would be exact but would itself hold the port for
+a moment and could make the very server that is starting fail, so the table is
+read instead. With ``reuseaddr=True`` TIME-WAIT entries do not count (a server
+that sets SO_REUSEADDR, as most do, can bind over them). For another host
+``closed`` can only mean "refuses connections".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ._exceptions import InvalidPortSpecError, UsageError, WaitTimeoutError
+from ._model import Protocol, parse_port_spec
+
+if TYPE_CHECKING:
+    from ._sockets import Socket
+
+__all__ = [
+    "WaitTarget",
+    "parse_wait_target",
+    "wait_for_free",
+    "wait_for_port",
+]
+
+# How often the local table is read. A LISTEN-only query of one port costs
+# well under a millisecond, so 3 ms keeps the delay in single milliseconds
+# for a few percent of one core.
+LOCAL_INTERVAL = 0.003
+# Remote probing: first retry after 10 ms, then 1.5x longer up to 250 ms.
+REMOTE_FIRST = 0.010
+REMOTE_GROWTH = 1.5
+REMOTE_MAX = 0.250
+# One connect attempt may take this long before it counts as "not yet".
+CONNECT_TIMEOUT = 2.0
+
+_LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+@dataclass(frozen=True, slots=True)
+class WaitTarget:
+    """One port to wait for: ``host`` is ``None`` for "any address of this machine"."""
+
+    text: str
+    port: int
+    host: str | None = None
+    protocol: Protocol = Protocol.TCP
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def parse_wait_target(text: str | int, *, host: str | None = None) -> WaitTarget:
+    """``8080``, ``:8080``, ``db:5432``, ``[::1]:8080``, ``127.0.0.1:80``, ``udp/53``.
+
+    ``host`` (wait-for-it's ``-h``) applies when ``text`` names no host.
+    """
+    raw = str(text)
+    spec = parse_port_spec(raw)
+    if spec.ports is None or not spec.ports.single:
+        raise InvalidPortSpecError(raw, "expected [HOST:]PORT with one port number")
+    if spec.protocol is not None and spec.protocol not in (Protocol.TCP, Protocol.UDP):
+        raise InvalidPortSpecError(raw, "wait knows tcp and udp")
+    chosen = host if spec.host is None else str(spec.host)
+    shown = raw if chosen is None or spec.host is not None else f"{chosen}:{spec.ports.first}"
+    return WaitTarget(
+        text=shown,
+        port=spec.ports.first,
+        host=chosen,
+        protocol=spec.protocol or Protocol.TCP,
+    )
+
+
+def _as_targets(targets: Sequence[WaitTarget | str | int], host: str | None) -> list[WaitTarget]:
+    if not targets:
+        raise UsageError("give at least one port to wait for")
+    return [t if isinstance(t, WaitTarget) else parse_wait_target(t, host=host) for t in targets]
+
+
+def _local_addresses(
+    host: str | None,
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address] | None:
+    """This machine's addresses ``host`` names; ``None`` when it names another host.
+
+    ``[]`` means "any address" (no host given). An address is this machine's
+    when a socket can be bound to it: the kernel's own answer, with no list of
+    interfaces to read.
+    """
+    if host is None:
+        return []
+    try:
+        addrs = [ipaddress.ip_address(host.split("%", 1)[0])]
+    except ValueError:
+        if host.lower() in _LOCAL_NAMES:
+            return [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+        return None  # a name: probed by connecting, whatever it resolves to
+    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for addr in addrs:
+        if addr.is_unspecified or addr.is_loopback or _bindable(addr):
+            out.append(addr)
+        else:
+            return None
+    return out
+
+
+def _bindable(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((str(addr), 0))
+    except OSError:
+        return False
+    return True
+
+
+class _Checker:
+    """Answers "is this target satisfied now?" for one target."""
+
+    def __init__(self, target: WaitTarget, *, closed: bool, reuseaddr: bool, connect: bool) -> None:
+        self.target = target
+        self.closed = closed
+        self.reuseaddr = reuseaddr
+        # connect=True probes even this machine's ports by connecting: a port
+        # published by packet filtering (DNAT to a container) has no listener
+        # in this machine's table, yet accepts connections.
+        self.local = None if connect else _local_addresses(target.host)
+        self.blocker = ""
+        if self.local is None and target.protocol is Protocol.UDP:
+            raise UsageError(
+                f"{target}: UDP has no connection to probe on another host; "
+                "only ports of this machine can be watched for udp"
+            )
+        self.interval = LOCAL_INTERVAL if self.local is not None else REMOTE_FIRST
+
+    # -- this machine ------------------------------------------------------------
+
+    def _listeners(self) -> list[Socket]:
+        from ._live import list_sockets
+        from ._sockets import SocketState
+
+        state = SocketState.LISTEN if self.target.protocol is Protocol.TCP else SocketState.UNCONN
+        return list_sockets(
+            protocols=[self.target.protocol], states=[state], port=self.target.port, owners=False
+        )
+
+    def _local_open(self) -> bool:
+        from ._route import Endpoint, RouteRule, route_packet
+
+        found = self._listeners()
+        if not found:
+            return False
+        if not self.local:
+            return True  # no host given: any listener on this port will do
+        for addr in self.local:
+            if addr.is_unspecified:
+                return True  # "0.0.0.0:80" means "this machine, port 80"
+            dst = Endpoint(addr, self.target.port)
+            device = _loopback()  # from this machine, packets arrive on lo
+            if route_packet(self.target.protocol, dst, found, device=device).rule != RouteRule.NONE:
+                return True
+        return False
+
+    def _local_free(self) -> bool:
+        from ._live import list_sockets
+        from ._sockets import SocketState
+
+        # The cheap LISTEN query first: while a listener is up there is no need
+        # to dump every connection of the machine.
+        if self._listeners():
+            self.blocker = "a listener"
+            return False
+        held = list_sockets(protocols=[self.target.protocol], port=self.target.port, owners=False)
+        if self.reuseaddr:
+            held = [s for s in held if s.state is not SocketState.TIME_WAIT]
+        if held:
+            counts: dict[str, int] = {}
+            for s in held:
+                counts[s.state.value] = counts.get(s.state.value, 0) + 1
+            self.blocker = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+            return False
+        return True
+
+    # -- other hosts -------------------------------------------------------------
+
+    def _connects(self, deadline: float) -> bool:
+        host = self.target.host or "localhost"
+        remaining = max(deadline - time.monotonic(), 0.01)
+        try:
+            conn = socket.create_connection(
+                (host, self.target.port), timeout=min(CONNECT_TIMEOUT, remaining)
+            )
+        except socket.gaierror as exc:
+            self.blocker = f"cannot resolve {host}: {exc.strerror}"
+            return False
+        except OSError as exc:
+            self.blocker = exc.strerror or type(exc).__name__
+            return False
+        conn.close()
+        return True
+
+    def satisfied(self, deadline: float) -> bool:
+        if self.local is not None:
+            return self._local_free() if self.closed else self._local_open()
+        up = self._connects(deadline)
+        return not up if self.closed else up
+
+    def pause(self, deadline: float) -> None:
+        time.sleep(max(0.0, min(self.interval, deadline - time.monotonic())))
+        if self.local is None:
+            self.interval = min(self.interval * REMOTE_GROWTH, REMOTE_MAX)
+
+
+def _loopback() -> int | None:
+    try:
+        return socket.if_nametoindex("lo")
+    except OSError:
+        return None
+
+
+def _wait(
+    targets: list[WaitTarget],
+    *,
+    timeout: float | None,
+    closed: bool,
+    reuseaddr: bool,
+    connect: bool,
+    on_ready: Callable[[WaitTarget, float], None] | None,
+) -> float:
+    start = time.monotonic()
+    deadline = float("inf") if timeout is None else start + max(timeout, 0.0)
+    checkers = [_Checker(t, closed=closed, reuseaddr=reuseaddr, connect=connect) for t in targets]
+    pending: dict[int, _Checker] = dict(enumerate(checkers))
+    lock = threading.Lock()
+
+    def run(index: int, checker: _Checker) -> None:
+        while True:
+            if checker.satisfied(deadline):
+                with lock:
+                    pending.pop(index, None)
+                if on_ready is not None:
+                    on_ready(checker.target, time.monotonic() - start)
+                return
+            if time.monotonic() >= deadline:
+                return
+            checker.pause(deadline)
+
+    if len(checkers) == 1:
+        run(0, checkers[0])
+    else:
+        # Each target has its own rhythm (a remote connect may block for a
+        # while); one thread each keeps a slow host from delaying a local port.
+        threads = [
+            threading.Thread(target=run, args=(i, c), daemon=True, name=f"wait-{c.target}")
+            for i, c in enumerate(checkers)
+        ]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    if pending:
+        names = tuple(str(c.target) for c in pending.values())
+        details = [
+            f"{c.target} ({c.blocker})" if c.blocker else str(c.target) for c in pending.values()
+        ]
+        what = "free" if closed else "open"
+        waited = "" if timeout is None else f" after {timeout:g}s"
+        raise WaitTimeoutError(
+            f"not {what}{waited}: {', '.join(details)}",
+            pending=names,
+        )
+    return time.monotonic() - start
+
+
+def wait_for_port(
+    *targets: WaitTarget | str | int,
+    timeout: float | None = 30.0,
+    host: str | None = None,
+    connect: bool = False,
+    on_ready: Callable[[WaitTarget, float], None] | None = None,
+) -> float:
+    """Wait until every target accepts connections; return the seconds waited.
+
+    Targets are ``8080`` (any address of this machine), ``127.0.0.1:8080``,
+    ``db.example:5432``, ``udp/53`` or :class:`WaitTarget`. ``host`` applies to
+    targets that name none. ``timeout=None`` waits forever. Ports of this
+    machine are watched in the socket table unless ``connect=True``, which
+    probes by connecting as for other hosts. ``on_ready(target, seconds)`` is
+    called as each target is satisfied. Raises
+    :class:`~portbook.WaitTimeoutError` naming the targets not ready.
+    """
+    return _wait(
+        _as_targets(targets, host),
+        timeout=timeout,
+        closed=False,
+        reuseaddr=False,
+        connect=connect,
+        on_ready=on_ready,
+    )
+
+
+def wait_for_free(
+    *targets: WaitTarget | str | int,
+    timeout: float | None = 30.0,
+    host: str | None = None,
+    reuseaddr: bool = False,
+    connect: bool = False,
+    on_ready: Callable[[WaitTarget, float], None] | None = None,
+) -> float:
+    """Wait until every target is free to bind on this machine; return the seconds waited.
+
+    Free means no socket uses the port at all (listeners, connections,
+    TIME-WAIT); ``reuseaddr=True`` ignores TIME-WAIT, as a server setting
+    SO_REUSEADDR may. For another host, free means it refuses connections.
+    """
+    return _wait(
+        _as_targets(targets, host),
+        timeout=timeout,
+        closed=True,
+        reuseaddr=reuseaddr,
+        connect=connect,
+        on_ready=on_ready,
+    )
