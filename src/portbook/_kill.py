@@ -281,6 +281,12 @@ def kill_port(
         raise UsageError("timeout must not be negative")
     found = port_holders(port, proto) if holders is None else holders
     result = KillResult(port, proto, signum, tuple(found), dry_run=dry_run)
+    # Protection is decided here again, whatever list the caller passed in.
+    mine = _ancestors(os.getpid())
+    found = [
+        h if h.protected else PortHolder(h.process, h.sockets, _protection(h.pid, mine))
+        for h in found
+    ]
     protected = [h for h in found if h.protected]
     if protected:
         h = protected[0]
