@@ -5,8 +5,10 @@ connection or receives the datagram."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -17,6 +19,7 @@ from portbook._exceptions import InvalidPortSpecError, UsageError
 from portbook._model import Protocol
 from portbook._route import Endpoint, Route, RouteRule, parse_route_args, route, route_packet
 from tests._sockrec import OwnSockets, Sockets, inode, ipv6_loopback, which_accepts, which_receives
+from tests.conftest import run_cli
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux lookup rules")
 
@@ -367,3 +370,75 @@ def test_mixed_families_and_other_protocols_are_usage_errors() -> None:
         route_packet(Protocol.SCTP, ep("127.0.0.1", 80), [])
     with pytest.raises(InvalidPortSpecError):
         parse_route_args(["127.0.0.1:99999"])
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def test_cli_route_names_the_owning_program() -> None:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import socket,time\n"
+            "s=socket.socket(); s.bind(('127.0.0.1',0)); s.listen()\n"
+            "print(s.getsockname()[1], flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        result = run_cli("route", "tcp", f"127.0.0.1:{port}", "--json")
+        assert result.status == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["rule"] == "exact-listener" and data["group_size"] == 1
+        assert server.pid in [p["pid"] for p in data["socket"]["processes"]]
+        text = run_cli("route", "tcp", f"127.0.0.1:{port}")
+        assert "exact-listener" in text.stdout and f"[{server.pid}]" in text.stdout
+    finally:
+        server.kill()
+        server.wait()
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+def test_cli_route_source_arrow_forms(socks: Sockets) -> None:
+    listener = socks.tcp("127.0.0.1")
+    port = listener.getsockname()[1]
+    client = socks.connect("127.0.0.1", port)
+    conn, _ = listener.accept()
+    socks.adopt(conn)
+    src = f"127.0.0.1:{client.getsockname()[1]}"
+    dst = f"127.0.0.1:{port}"
+    for argv in ([src, "->", dst], [f"{src}->{dst}"], [f"{src}->", dst]):
+        result = run_cli("route", "tcp", *argv, "--json")
+        assert result.status == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data["rule"] == "established" and data["socket"]["inode"] == inode(conn)
+
+
+def test_cli_route_none_exits_1(socks: Sockets) -> None:
+    holder = socks.udp("127.0.0.1")
+    holder.connect(socks.udp("127.0.0.1").getsockname())
+    port = holder.getsockname()[1]
+    result = run_cli("route", "udp", f"127.0.0.3:{port}")
+    assert result.status == 1
+    assert "ICMP port unreachable" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["route", "sctp", "127.0.0.1:80"],
+        ["route", "tcp", "80"],
+        ["route", "tcp", "127.0.0.1:80", "->"],
+        ["route", "tcp", "--device", "no-such-device0", "127.0.0.1:80"],
+        ["route", "tcp", "[::1]:5", "->", "127.0.0.1:80"],
+    ],
+)
+def test_cli_route_usage_errors(argv: list[str]) -> None:
+    result = run_cli(*argv)
+    assert result.status == 2, result
+    assert result.stderr.startswith("portbook: error:") and result.stderr.count("\n") == 1

@@ -63,17 +63,38 @@ _EXPORTS: dict[str, str] = {
     "ProcfsBackend": "_backends",
     "PsutilBackend": "_backends",
     "SocketBackend": "_backends",
+    # wait, kill, route, ephemeral
+    "Endpoint": "_route",
+    "Route": "_route",
+    "RouteRule": "_route",
+    "route": "_route",
+    "route_packet": "_route",
+    "WaitTarget": "_wait",
+    "wait_for_free": "_wait",
+    "wait_for_port": "_wait",
+    "KillResult": "_kill",
+    "PortHolder": "_kill",
+    "kill_port": "_kill",
+    "port_holders": "_kill",
+    "DestinationUsage": "_ephemeral",
+    "EphemeralUsage": "_ephemeral",
+    "ephemeral_usage": "_ephemeral",
 }
 
 __all__ = [
+    "DestinationUsage",
+    "Endpoint",
+    "EphemeralUsage",
     "Exposure",
     "Family",
     "InvalidNameError",
     "InvalidPortSpecError",
+    "KillResult",
     "LocalRanges",
     "NetlinkBackend",
     "NotFoundError",
     "PortClass",
+    "PortHolder",
     "PortRange",
     "PortSpec",
     "PortUnavailableError",
@@ -85,6 +106,8 @@ __all__ = [
     "RangeExhaustedError",
     "RegistryError",
     "RegistryUpdateError",
+    "Route",
+    "RouteRule",
     "Socket",
     "SocketBackend",
     "SocketProcess",
@@ -96,8 +119,11 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreVersionError",
     "UsageError",
+    "WaitTarget",
     "WaitTimeoutError",
     "__version__",
+    "ephemeral_usage",
+    "kill_port",
     "list_sockets",
     "local_ranges",
     "parse_port",
@@ -105,8 +131,13 @@ __all__ = [
     "parse_port_spec",
     "parse_protocol",
     "port_class",
+    "port_holders",
+    "route",
+    "route_packet",
     "socket_backend",
     "sockets_on_port",
+    "wait_for_free",
+    "wait_for_port",
 ]
 
 if TYPE_CHECKING:
@@ -147,6 +178,12 @@ if TYPE_CHECKING:  # the live table
     from ._backends import NetlinkBackend, ProcfsBackend, PsutilBackend, SocketBackend
     from ._live import list_sockets, socket_backend, sockets_on_port
     from ._sockets import Exposure, Socket, SocketProcess, SocketState
+
+if TYPE_CHECKING:  # wait, kill, route, ephemeral
+    from ._ephemeral import DestinationUsage, EphemeralUsage, ephemeral_usage
+    from ._kill import KillResult, PortHolder, kill_port, port_holders
+    from ._route import Endpoint, Route, RouteRule, route, route_packet
+    from ._wait import WaitTarget, wait_for_free, wait_for_port
 
 
 def __getattr__(name: str) -> Any:

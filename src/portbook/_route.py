@@ -437,7 +437,8 @@ def _parse_endpoint(text: str) -> Endpoint:
 
 def parse_route_args(words: Sequence[str]) -> tuple[Endpoint | None, Endpoint]:
     """Split ``SRC -> DST`` (``->`` alone or joined) or a lone ``DST`` into endpoints."""
-    text = " ".join(words).strip()
+    # "→" is accepted as typed, and is how the CLI passes a "->" word on.
+    text = " ".join(words).replace("\u2192", "->").strip()
     if "->" in text:
         left, _, right = text.partition("->")
         if "->" in right:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -33,6 +32,21 @@ class _CommandAfterDashes(argparse.ArgumentParser):
         ns, extras = super().parse_known_args(words, namespace)
         ns.command = command
         return ns, extras
+
+
+class _ArrowWords(argparse.ArgumentParser):
+    """Lets ``->`` stand as its own word: argparse would read it as an option.
+
+    Words beginning with ``->`` are handed on with the arrow written as ``→``
+    (which route also accepts as typed).
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        words = list(sys.argv[1:] if args is None else args)
+        words = ["\u2192" + w[2:] if w.startswith("->") else w for w in words]
+        return super().parse_known_args(words, namespace)
 
 
 def register(subparsers: Any) -> None:
@@ -136,6 +150,8 @@ def run_wait(args: argparse.Namespace, out: Output) -> int:
 
 
 def _run_command(command: list[str], out: Output) -> int:
+    import subprocess
+
     out.stream.flush()
     try:
         done = subprocess.run(command, check=False)
@@ -273,6 +289,7 @@ def _register_route(subparsers: Any) -> None:
             "wildcard-listener (incl. IPv6 dual-stack), reuseport-group or none."
         ),
     )
+    p.__class__ = type("RouteParser", (_ArrowWords, type(p)), {})
     p.add_argument("protocol", metavar="PROTO", help="tcp or udp")
     p.add_argument(
         "endpoints",
