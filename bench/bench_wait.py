@@ -216,7 +216,8 @@ def main() -> int:
     for mode, per_tool in noticed.items():
         base = statistics.median(per_tool["portbook"])
         base_exit = statistics.median(exited[mode]["portbook"])
-        for name, values in per_tool.items():
+        for name in sorted(per_tool, key=lambda n: (n != "portbook", n)):
+            values = per_tool[name]
             med = statistics.median(values)
             med_exit = statistics.median(exited[mode][name])
             print(

@@ -88,6 +88,7 @@ def test_tcp_exact_listener_beats_wildcard(socks: Sockets) -> None:
     assert which_accepts([wild, exact], socks) is wild
 
 
+@pytest.mark.ipv6
 @needs_ipv6
 def test_tcp_ipv4_socket_beats_dual_stack_wildcard(socks: Sockets) -> None:
     dual = socks.tcp("::", reuseport=True, v6only=False)
@@ -107,6 +108,7 @@ def test_tcp_ipv4_socket_beats_dual_stack_wildcard(socks: Sockets) -> None:
     assert which_accepts([dual, v4], socks) is dual
 
 
+@pytest.mark.ipv6
 @needs_ipv6
 def test_tcp_dual_stack_wildcard_takes_ipv4(socks: Sockets) -> None:
     dual = socks.tcp("::", v6only=False)
@@ -119,6 +121,7 @@ def test_tcp_dual_stack_wildcard_takes_ipv4(socks: Sockets) -> None:
     assert which_accepts([dual], socks) is dual
 
 
+@pytest.mark.ipv6
 @needs_ipv6
 def test_tcp_v6only_wildcard_refuses_ipv4(socks: Sockets) -> None:
     only6 = socks.tcp("::", v6only=True)
@@ -130,6 +133,7 @@ def test_tcp_v6only_wildcard_refuses_ipv4(socks: Sockets) -> None:
         socks.connect("127.0.0.1", port)
 
 
+@pytest.mark.ipv6
 @needs_ipv6
 def test_tcp_ipv4_mapped_bind_is_an_exact_ipv4_listener(socks: Sockets) -> None:
     wild = socks.tcp("0.0.0.0", reuseport=True)
@@ -262,6 +266,7 @@ def test_udp_connected_beats_unconnected(socks: Sockets) -> None:
     assert any("receives only from that peer" in n for n in r.notes)
 
 
+@pytest.mark.ipv6
 @needs_ipv6
 def test_udp_ipv4_socket_beats_dual_stack(socks: Sockets) -> None:
     dual = socks.udp("::", reuseaddr=True, v6only=False)
@@ -275,6 +280,7 @@ def test_udp_ipv4_socket_beats_dual_stack(socks: Sockets) -> None:
     assert which_receives([dual, v4], b"v4") is v4
 
 
+@pytest.mark.ipv6
 @needs_ipv6
 def test_udp_dual_stack_alone_takes_ipv4(socks: Sockets) -> None:
     dual = socks.udp("::", v6only=False)
@@ -368,6 +374,8 @@ def test_mixed_families_and_other_protocols_are_usage_errors() -> None:
         route_packet("tcp", ep("127.0.0.1", 80), [], source=ep("::1", 5))
     with pytest.raises(UsageError):
         route_packet(Protocol.SCTP, ep("127.0.0.1", 80), [])
+    with pytest.raises(UsageError, match="multicast"):
+        route_packet("udp", ep("224.0.0.251", 5353), [])
     with pytest.raises(InvalidPortSpecError):
         parse_route_args(["127.0.0.1:99999"])
 

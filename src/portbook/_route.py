@@ -195,6 +195,10 @@ def route_packet(
     src = Endpoint(_wire(source.address), source.port) if source is not None else None
     if src is not None and src.address.version != dst.address.version:
         raise UsageError("source and destination must both be IPv4 or both IPv6")
+    if dst.address.is_multicast or dst.address == ipaddress.IPv4Address("255.255.255.255"):
+        # Multicast and broadcast datagrams go to every matching socket
+        # (__udp4_lib_mcast_deliver), not to one chosen by these rules.
+        raise UsageError("route shows unicast delivery; multicast and broadcast reach every member")
     v4_packet = dst.address.version == 4
     default_v6only = _bindv6only_default()
     notes: list[str] = []
