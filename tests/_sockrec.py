@@ -52,21 +52,21 @@ def raw(sock: socket.socket) -> RawSocket:
     def packed(addr: str | None) -> bytes:
         return ipaddress.ip_address(addr.split("%")[0]).packed if addr else bytes(size)
 
-    return RawSocket(
-        protocol="tcp" if tcp else "udp",
-        family=6 if v6 else 4,
-        state=state,
-        local_address=packed(local[0]),
-        local_port=local[1],
-        remote_address=packed(peer[0] if peer else None),
-        remote_port=peer[1] if peer else 0,
-        inode=inode(sock),
-        uid=os.getuid(),
-        recv_queue=0,
-        send_queue=0,
-        v6only=v6only,
-        interface=socket.if_nametoindex(dev) if dev else 0,
-        pids=(os.getpid(),),
+    return (
+        "tcp" if tcp else "udp",
+        6 if v6 else 4,
+        state,
+        packed(local[0]),
+        local[1],
+        packed(peer[0] if peer else None),
+        peer[1] if peer else 0,
+        inode(sock),
+        os.getuid(),
+        0,
+        0,
+        v6only,
+        socket.if_nametoindex(dev) if dev else 0,
+        (os.getpid(),),
     )
 
 
@@ -83,9 +83,12 @@ class OwnSockets:
 
     def sockets(self, query: TableQuery) -> Iterable[RawSocket]:
         for r in (raw(s) for s in self._socks.opened if s.fileno() >= 0):
-            if r.protocol not in query.protocols or r.family not in query.families:
+            protocol, family, state, local_port = r[0], r[1], r[2], r[4]
+            if protocol not in query.protocols or family not in query.families:
                 continue
-            if query.ports is not None and not query.ports[0] <= r.local_port <= query.ports[1]:
+            if not query.state_mask & (1 << state):
+                continue
+            if query.ports is not None and not query.ports[0] <= local_port <= query.ports[1]:
                 continue
             yield r
 
