@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -106,3 +108,28 @@ def test_cli_json_and_text(clients: Clients) -> None:
 @pytest.mark.parametrize("argv", [["ephemeral", "--threshold", "0"], ["ephemeral", "--top", "-1"]])
 def test_cli_usage_errors(argv: list[str]) -> None:
     assert run_cli(*argv).status == 2
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss")
+def test_counts_agree_with_ss(clients: Clients) -> None:
+    clients.clients[1].close()
+    clients.accepted[1].close()  # one in TIME-WAIT, four established
+    ranges = ephemeral_usage().ranges
+    out = subprocess.run(
+        ["ss", "-Htn", "state", "all", "dst", f"127.0.0.1:{clients.port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    # The local address is the second-to-last column (the peer is last).
+    local_ports = {int(line.split()[-2].rsplit(":", 1)[1]) for line in out.splitlines()}
+    expected = {p for p in local_ports if ranges.is_ephemeral(p)}
+    dest = next(d for d in ephemeral_usage().destinations if d.remote_port == clients.port)
+    assert dest.in_use == len(expected) == 5
+    tw = subprocess.run(
+        ["ss", "-Htn", "state", "time-wait", "dst", f"127.0.0.1:{clients.port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert dest.time_wait == len(tw.splitlines())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import random
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -226,3 +228,16 @@ def test_usage_errors(argv: list[str]) -> None:
     result = run_cli(*argv)
     assert result.status == 2, result
     assert result.stderr.startswith("portbook: error:")
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss")
+def test_holders_agree_with_ss(servers: list[Server]) -> None:
+    server = start(servers)
+    out = subprocess.run(
+        ["ss", "-Htlnp", "sport", "=", f":{server.port}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pids = {int(m) for m in re.findall(r"pid=(\d+)", out)}
+    assert pids == {h.pid for h in port_holders(server.port)} == {server.pid}
