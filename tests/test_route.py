@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 
@@ -450,3 +451,28 @@ def test_cli_route_usage_errors(argv: list[str]) -> None:
     result = run_cli(*argv)
     assert result.status == 2, result
     assert result.stderr.startswith("portbook: error:") and result.stderr.count("\n") == 1
+
+
+def test_tcp_time_wait_entry_holds_the_four_tuple(socks: Sockets) -> None:
+    listener = socks.tcp("127.0.0.1")
+    port = listener.getsockname()[1]
+    client = socks.connect("127.0.0.1", port)
+    conn, _ = listener.accept()
+    cport = client.getsockname()[1]
+    conn.close()  # the server closes first: its side of the 4-tuple enters TIME-WAIT
+    client.close()
+    src = ep("127.0.0.1", cport)
+    deadline = time.monotonic() + 2
+    while True:
+        # TIME-WAIT belongs to the kernel, not to a socket object: only the
+        # kernel's table has it.
+        r = route("tcp", ep("127.0.0.1", port), source=src)
+        if r.rule is RouteRule.ESTABLISHED or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert r.rule is RouteRule.ESTABLISHED
+    assert r.socket is not None and r.socket.state.value == "TIME-WAIT"
+    assert any("TIME-WAIT" in n for n in r.notes)
+    # Any other source still reaches the listener.
+    rule, _, chosen = decide(socks, "tcp", ep("127.0.0.1", port), ep("127.0.0.1", cport ^ 1))
+    assert rule is RouteRule.EXACT_LISTENER and chosen == inode(listener)

@@ -185,7 +185,8 @@ def _unseen_owners(port: int, protocol: Protocol | None) -> list[Socket]:
     ]
 
 
-def _held_by(port: int, protocol: Protocol | None, pids: set[int]) -> set[int]:
+def _held_by(port: int, protocol: Protocol | None, pids: set[int] | None = None) -> set[int]:
+    """Processes holding the port now (only those in ``pids`` when given)."""
     from ._live import sockets_on_port
 
     return {
@@ -193,7 +194,7 @@ def _held_by(port: int, protocol: Protocol | None, pids: set[int]) -> set[int]:
         for s in sockets_on_port(port, protocol, owners=True)
         if s.local_port == port
         for p in s.processes
-        if p.pid in pids
+        if pids is None or p.pid in pids
     }
 
 
@@ -245,12 +246,15 @@ class _Pinned:
             self.fd = None
 
 
-def _wait_released(
-    port: int, protocol: Protocol | None, pids: set[int], timeout: float
-) -> set[int]:
+def _wait_released(port: int, protocol: Protocol | None, timeout: float) -> set[int]:
+    """Wait until no process holds the port; the pids still holding it at the deadline.
+
+    Any process counts, not only those signalled: a child that inherited the
+    listening socket keeps the port just as well.
+    """
     deadline = time.monotonic() + timeout
     while True:
-        left = _held_by(port, protocol, pids)
+        left = _held_by(port, protocol)
         if not left or time.monotonic() >= deadline:
             return left
         time.sleep(_POLL)
@@ -312,11 +316,13 @@ def kill_port(
         still = _held_by(port, proto, {p.pid for p in pinned})
         targets = [p for p in pinned if p.pid in still]
         signalled = tuple(p.pid for p in targets if p.send(signum))
-        left = _wait_released(port, proto, set(signalled), timeout)
+        left = _wait_released(port, proto, timeout)
         killed: tuple[int, ...] = ()
         if left and force and signum != signal.SIGKILL:
+            # Only processes that were shown, checked and signalled get SIGKILL;
+            # a holder that appeared meanwhile is reported, not killed unseen.
             killed = tuple(p.pid for p in targets if p.pid in left and p.send(signal.SIGKILL))
-            left = _wait_released(port, proto, left, _AFTER_KILL)
+            left = _wait_released(port, proto, _AFTER_KILL)
     finally:
         for p in pinned:
             p.close()
