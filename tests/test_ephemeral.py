@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from portbook._ephemeral import ephemeral_usage, summarize_ephemeral
+from portbook._ephemeral import DestinationUsage, ephemeral_usage, summarize_ephemeral
 from portbook._exceptions import UsageError
 from portbook._live import list_sockets
 from portbook._model import PortRange
@@ -49,15 +50,24 @@ def clients() -> Iterator[Clients]:
         yield Clients(port, [c.getsockname()[1] for c in socks], socks, accepted)
 
 
+def ours(d: DestinationUsage, c: Clients) -> bool:
+    return d.remote_port == c.port and str(d.remote_address) == "127.0.0.1"
+
+
 def test_counts_outgoing_connections_per_destination(clients: Clients) -> None:
     usage = ephemeral_usage()
-    ours = [d for d in usage.destinations if d.remote_port == clients.port]
-    assert len(ours) == 1
-    dest = ours[0]
+    found = [d for d in usage.destinations if ours(d, clients)]
+    assert len(found) == 1
+    dest = found[0]
     assert str(dest.remote_address) == "127.0.0.1"
     assert dest.in_use == 5 and dest.time_wait == 0
-    # The server's accepted sockets (local port = the server's) are not outgoing.
-    assert all(d.remote_port not in clients.client_ports for d in usage.destinations)
+    # The server's accepted sockets (local port = the server's) are not outgoing:
+    # over this process's own sockets, the clients' destination is the only one.
+    own = list_sockets(protocols=["tcp"], pid=os.getpid())
+    assert [
+        (str(d.remote_address), d.remote_port)
+        for d in summarize_ephemeral(own, usage.ranges).destinations
+    ] == [("127.0.0.1", clients.port)]
     assert dest.capacity == usage.capacity - usage.bound
     assert usage.capacity == len(usage.ranges.ephemeral) - sum(
         len(r) for r in usage.ranges.reserved if r.first in usage.ranges.ephemeral
@@ -70,7 +80,7 @@ def test_time_wait_counts(clients: Clients) -> None:
     clients.accepted[0].close()
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
-        dest = next(d for d in ephemeral_usage().destinations if d.remote_port == clients.port)
+        dest = next(d for d in ephemeral_usage().destinations if ours(d, clients))
         if dest.time_wait == 1:
             break
         time.sleep(0.02)
@@ -84,7 +94,7 @@ def test_warning_near_exhaustion(clients: Clients) -> None:
     ranges = LocalRanges(PortRange(lo, hi), reserved, "test")
     socks = list_sockets(protocols=["tcp"], port=PortRange(lo, hi), owners=False)
     usage = summarize_ephemeral(socks, ranges, threshold=0.8)
-    dest = next(d for d in usage.destinations if d.remote_port == clients.port)
+    dest = next(d for d in usage.destinations if ours(d, clients))
     assert usage.capacity == 5 and dest.ratio == 1.0
     assert any(str(clients.port) in w for w in usage.warnings)
     relaxed = summarize_ephemeral(socks, LocalRanges(PortRange(lo, hi + 100), (), "test"))
@@ -98,7 +108,11 @@ def test_cli_json_and_text(clients: Clients) -> None:
     assert result.status == 0, result.stderr
     data = json.loads(result.stdout)
     assert {"ephemeral", "reserved", "capacity", "destinations", "warnings", "udp"} <= set(data)
-    ours = [d for d in data["destinations"] if d["remote_port"] == clients.port]
+    ours = [
+        d
+        for d in data["destinations"]
+        if d["remote_port"] == clients.port and d["remote_address"] == "127.0.0.1"
+    ]
     assert ours and ours[0]["in_use"] == 5 and ours[0]["protocol"] == "tcp"
     text = run_cli("ephemeral", "--top", "100000")
     assert text.status == 0 and f"127.0.0.1:{clients.port}" in text.stdout
@@ -124,7 +138,7 @@ def test_counts_agree_with_ss(clients: Clients) -> None:
     # The local address is the second-to-last column (the peer is last).
     local_ports = {int(line.split()[-2].rsplit(":", 1)[1]) for line in out.splitlines()}
     expected = {p for p in local_ports if ranges.is_ephemeral(p)}
-    dest = next(d for d in ephemeral_usage().destinations if d.remote_port == clients.port)
+    dest = next(d for d in ephemeral_usage().destinations if ours(d, clients))
     assert dest.in_use == len(expected) == 5
     tw = subprocess.run(
         ["ss", "-Htn", "state", "time-wait", "dst", f"127.0.0.1:{clients.port}"],

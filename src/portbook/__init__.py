@@ -51,6 +51,18 @@ _EXPORTS: dict[str, str] = {
     # this machine's ranges
     "LocalRanges": "_system",
     "local_ranges": "_system",
+    # the book: what a port number means
+    "Book": "_book",
+    "RegistryInfo": "_book",
+    "Service": "_book",
+    "ServiceSource": "_book",
+    "ServiceStatus": "_book",
+    "is_assigned": "_book",
+    "lookup": "_book",
+    "registry_info": "_book",
+    "search": "_book",
+    "service_name": "_book",
+    "update_registry": "_book",
     # the live table
     "Exposure": "_sockets",
     "Socket": "_sockets",
@@ -83,6 +95,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "Book",
     "DestinationUsage",
     "Endpoint",
     "EphemeralUsage",
@@ -106,9 +119,13 @@ __all__ = [
     "PsutilBackend",
     "RangeExhaustedError",
     "RegistryError",
+    "RegistryInfo",
     "RegistryUpdateError",
     "Route",
     "RouteRule",
+    "Service",
+    "ServiceSource",
+    "ServiceStatus",
     "Socket",
     "SocketBackend",
     "SocketProcess",
@@ -124,25 +141,44 @@ __all__ = [
     "WaitTimeoutError",
     "__version__",
     "ephemeral_usage",
+    "is_assigned",
     "kill_port",
     "list_sockets",
     "local_ranges",
+    "lookup",
     "parse_port",
     "parse_port_range",
     "parse_port_spec",
     "parse_protocol",
     "port_class",
     "port_holders",
+    "registry_info",
     "route",
     "route_packet",
+    "search",
+    "service_name",
     "socket_backend",
     "sockets_json",
     "sockets_on_port",
+    "update_registry",
     "wait_for_free",
     "wait_for_port",
 ]
 
 if TYPE_CHECKING:
+    from ._book import (
+        Book,
+        RegistryInfo,
+        Service,
+        ServiceSource,
+        ServiceStatus,
+        is_assigned,
+        lookup,
+        registry_info,
+        search,
+        service_name,
+        update_registry,
+    )
     from ._exceptions import (
         InvalidNameError,
         InvalidPortSpecError,
@@ -180,6 +216,7 @@ if TYPE_CHECKING:  # the live table
     from ._backends import NetlinkBackend, ProcfsBackend, PsutilBackend, SocketBackend
     from ._live import list_sockets, socket_backend, sockets_on_port
     from ._sockets import Exposure, Socket, SocketProcess, SocketState, sockets_json
+
 
 if TYPE_CHECKING:  # wait, kill, route, ephemeral
     from ._ephemeral import DestinationUsage, EphemeralUsage, ephemeral_usage

@@ -33,8 +33,10 @@ def socket_backend() -> SocketBackend:
 
 
 def _service_name(port: int, protocol: Protocol) -> str | None:
-    """What the book calls ``port``/``protocol`` (``None`` until the book is available)."""
-    return None
+    """What the book calls ``port``/``protocol``."""
+    from ._book import service_name
+
+    return service_name(port, protocol)
 
 
 def list_sockets(
