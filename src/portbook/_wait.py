@@ -19,8 +19,10 @@ without SO_REUSEADDR, including connections in TIME-WAIT left by the old
 server. Probing by binding would be exact but would itself hold the port for
 a moment and could make the very server that is starting fail, so the table is
 read instead. With ``reuseaddr=True`` TIME-WAIT entries do not count (a server
-that sets SO_REUSEADDR, as most do, can bind over them). For another host
-``closed`` can only mean "refuses connections".
+that sets SO_REUSEADDR, as most do, can bind over them). One holder stays
+invisible: a TCP socket that is bound but neither listens nor connects is in
+no table the kernel reports (only in its bind hash), so it is not waited for.
+For another host ``closed`` can only mean "refuses connections".
 """
 
 from __future__ import annotations
