@@ -166,6 +166,42 @@ def test_nothing_holds_the_port() -> None:
     assert result.status == 1 and "no process holds" in result.stdout
 
 
+PID1_SERVER = """
+import os, socket, subprocess, sys
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+port = s.getsockname()[1]
+r = subprocess.run(
+    [sys.executable, "-m", "portbook", "kill", "--yes", "--force", str(port)],
+    capture_output=True, text=True,
+)
+print(os.getpid(), r.returncode, r.stderr.strip())
+"""
+
+
+@pytest.mark.root
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare"
+)
+def test_real_pid_1_holder_is_refused() -> None:
+    # In a new pid namespace the server itself is pid 1 and holds the port;
+    # portbook runs inside the same namespace and must refuse.
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", PID1_SERVER],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0 and "unshare" in done.stderr:
+        pytest.skip(f"no pid namespace here: {done.stderr.strip()}")
+    pid, status, message = done.stdout.strip().split(" ", 2)
+    assert pid == "1" and status == "1", done
+    assert "pid 1 (init) is never signalled" in message
+    assert "nothing was signalled" in message
+
+
 def test_never_pid_1() -> None:
     # pid 1 cannot be made to hold a test port; the list a caller shows the
     # user is the seam, and protection is decided again inside kill_port.

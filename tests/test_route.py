@@ -476,3 +476,18 @@ def test_tcp_time_wait_entry_holds_the_four_tuple(socks: Sockets) -> None:
     # Any other source still reaches the listener.
     rule, _, chosen = decide(socks, "tcp", ep("127.0.0.1", port), ep("127.0.0.1", cport ^ 1))
     assert rule is RouteRule.EXACT_LISTENER and chosen == inode(listener)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="SO_BINDTODEVICE needs CAP_NET_RAW")
+def test_tcp_listener_bound_to_another_device_never_matches(socks: Sockets) -> None:
+    others = [name for _, name in socket.if_nameindex() if name != "lo"]
+    if not others:
+        pytest.skip("no network device besides lo")
+    # Traffic to 127.0.0.1 from this machine arrives on lo, never on others[0].
+    elsewhere = socks.tcp("0.0.0.0", device=others[0])
+    port = elsewhere.getsockname()[1]
+    r = check(socks, "tcp", ep("127.0.0.1", port))
+    assert r.rule is RouteRule.NONE
+    with pytest.raises(ConnectionRefusedError):
+        socks.connect("127.0.0.1", port)
