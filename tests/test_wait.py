@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -184,6 +185,19 @@ def test_cli_wait_for_it_habits_and_command(reserved: socket.socket) -> None:
         "wait", "-q", f"127.0.0.1:{port}", "--", sys.executable, "-c", "print('ran')"
     )
     assert quiet.returncode == 0 and quiet.stdout == "ran\n" and quiet.stderr == ""
+
+
+def test_cli_becomes_the_command(reserved: socket.socket) -> None:
+    # Like wait-for-it's exec: the command replaces portbook, so its parent is ours.
+    reserved.listen(1)
+    port = reserved.getsockname()[1]
+    code = "import os; print(os.getppid())"
+    result = run_portbook("wait", "-q", str(port), "--", sys.executable, "-c", code)
+    assert result.returncode == 0 and int(result.stdout) == os.getpid()
+    missing = run_portbook("wait", "-q", str(port), "--", "no-such-command-here")
+    assert missing.returncode == 127 and "command not found" in missing.stderr
+    in_process = run_cli("wait", "-q", str(port), "--", sys.executable, "-c", "raise SystemExit(3)")
+    assert in_process.status == 3
 
 
 def test_cli_strict_skips_command_on_timeout(reserved: socket.socket) -> None:

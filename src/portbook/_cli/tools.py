@@ -150,16 +150,31 @@ def run_wait(args: argparse.Namespace, out: Output) -> int:
 
 
 def _run_command(command: list[str], out: Output) -> int:
-    import subprocess
+    import os
 
     out.stream.flush()
+    out.err.flush()
+    if out.stream is sys.stdout and out.err is sys.stderr:
+        # As the real command, become CMD (as wait-for-it does with exec): in a
+        # container entrypoint, signals such as docker stop's SIGTERM then reach
+        # CMD itself, and CMD's exit status is the command's.
+        try:
+            os.execvp(command[0], command)
+        except FileNotFoundError:
+            out.error(f"command not found: {command[0]}")
+            return 127
+        except OSError as exc:
+            out.error(f"cannot run {command[0]}: {exc.strerror}")
+            return 126
+    import subprocess
+
     try:
         done = subprocess.run(command, check=False)
     except FileNotFoundError:
         out.error(f"command not found: {command[0]}")
         return 127
-    except PermissionError:
-        out.error(f"command not executable: {command[0]}")
+    except OSError as exc:
+        out.error(f"cannot run {command[0]}: {exc.strerror}")
         return 126
     # A command killed by a signal exits 128+N, as a shell reports it.
     return done.returncode if done.returncode >= 0 else 128 - done.returncode
