@@ -39,7 +39,7 @@ from ._exceptions import InvalidPortSpecError, UsageError, WaitTimeoutError
 from ._model import Protocol, parse_port_spec
 
 if TYPE_CHECKING:
-    from ._sockets import Socket
+    from ._backends.base import RawSocket, SocketBackend
 
 __all__ = [
     "WaitTarget",
@@ -149,7 +149,10 @@ class _Checker:
         # published by packet filtering (DNAT to a container) has no listener
         # in this machine's table, yet accepts connections.
         self.local = None if connect else _local_addresses(target.host)
-        self.blocker = ""
+        self._backend: SocketBackend | None = None
+        self._mask = 0  # kernel state mask of a listener (TCP LISTEN, UDP unconnected)
+        self._held: list[int] = []  # state codes of what holds the port (-1: a listener)
+        self._failure = ""  # why the last connect failed
         if self.local is None and target.protocol is Protocol.UDP:
             raise UsageError(
                 f"{target}: UDP has no connection to probe on another host; "
@@ -158,24 +161,45 @@ class _Checker:
         self.interval = LOCAL_INTERVAL if self.local is not None else REMOTE_FIRST
 
     # -- this machine ------------------------------------------------------------
+    #
+    # Polled every few milliseconds, so each poll asks the backend for raw
+    # facts of one port (the kernel filters) and builds no records; records
+    # (and the route decision) are made only once a listener is there.
 
-    def _listeners(self) -> list[Socket]:
-        from ._live import list_sockets
-        from ._sockets import SocketState
+    def _query(self, mask: int) -> list[RawSocket]:
+        from ._backends.base import TableQuery
+        from ._live import socket_backend
 
-        state = SocketState.LISTEN if self.target.protocol is Protocol.TCP else SocketState.UNCONN
-        return list_sockets(
-            protocols=[self.target.protocol], states=[state], port=self.target.port, owners=False
+        if self._backend is None:
+            self._backend = socket_backend()
+        port = self.target.port
+        query = TableQuery(
+            protocols=frozenset({self.target.protocol.value}), state_mask=mask, ports=(port, port)
         )
+        return list(self._backend.sockets(query))
+
+    def _listen_mask(self) -> int:
+        if not self._mask:
+            from ._sockets import SocketState, state_mask
+
+            tcp = self.target.protocol is Protocol.TCP
+            wanted = SocketState.LISTEN if tcp else SocketState.UNCONN
+            self._mask = state_mask([wanted], self.target.protocol)
+        return self._mask
 
     def _local_open(self) -> bool:
+        from ._live import list_sockets
         from ._route import Endpoint, RouteRule, route_packet
+        from ._sockets import SocketState
 
-        found = self._listeners()
-        if not found:
+        if not self._query(self._listen_mask()):
             return False
         if not self.local:
             return True  # no host given: any listener on this port will do
+        state = SocketState.LISTEN if self.target.protocol is Protocol.TCP else SocketState.UNCONN
+        found = list_sockets(
+            protocols=[self.target.protocol], states=[state], port=self.target.port, owners=False
+        )
         for addr in self.local:
             if addr.is_unspecified:
                 return True  # "0.0.0.0:80" means "this machine, port 80"
@@ -186,24 +210,40 @@ class _Checker:
         return False
 
     def _local_free(self) -> bool:
-        from ._live import list_sockets
-        from ._sockets import SocketState
+        from ._backends.base import ALL_STATES_MASK, TCP_TIME_WAIT
 
         # The cheap LISTEN query first: while a listener is up there is no need
-        # to dump every connection of the machine.
-        if self._listeners():
-            self.blocker = "a listener"
+        # to walk every connection of the machine.
+        if self._query(self._listen_mask()):
+            self._held = [-1]
             return False
-        held = list_sockets(protocols=[self.target.protocol], port=self.target.port, owners=False)
+        mask = ALL_STATES_MASK
         if self.reuseaddr:
-            held = [s for s in held if s.state is not SocketState.TIME_WAIT]
-        if held:
-            counts: dict[str, int] = {}
-            for s in held:
-                counts[s.state.value] = counts.get(s.state.value, 0) + 1
-            self.blocker = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-            return False
-        return True
+            mask &= ~(1 << TCP_TIME_WAIT)
+        self._held = [raw[2] for raw in self._query(mask)]  # field 2: the state code
+        return not self._held
+
+    @property
+    def blocker(self) -> str:
+        """What kept the target from being satisfied at the last check, in words."""
+        if self._failure:
+            return self._failure
+        if not self._held:
+            return ""
+        if self._held == [-1]:
+            return "a listener"
+        from ._sockets import SocketState, state_mask
+
+        names = {}
+        for state in SocketState:
+            for code in range(16):
+                if state_mask([state], self.target.protocol) & (1 << code) and code not in names:
+                    names[code] = state.value
+        counts: dict[str, int] = {}
+        for code in self._held:
+            name = names.get(code, str(code))
+            counts[name] = counts.get(name, 0) + 1
+        return ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
 
     # -- other hosts -------------------------------------------------------------
 
@@ -215,12 +255,13 @@ class _Checker:
                 (host, self.target.port), timeout=min(CONNECT_TIMEOUT, remaining)
             )
         except socket.gaierror as exc:
-            self.blocker = f"cannot resolve {host}: {exc.strerror}"
+            self._failure = f"cannot resolve {host}: {exc.strerror}"
             return False
         except OSError as exc:
-            self.blocker = exc.strerror or type(exc).__name__
+            self._failure = exc.strerror or type(exc).__name__
             return False
         conn.close()
+        self._failure = "still accepts connections"
         return True
 
     def satisfied(self, deadline: float) -> bool:
