@@ -270,8 +270,8 @@ class _Checker:
         up = self._connects(deadline)
         return not up if self.closed else up
 
-    def pause(self, deadline: float) -> None:
-        time.sleep(max(0.0, min(self.interval, deadline - time.monotonic())))
+    def pause(self, deadline: float, stop: threading.Event) -> None:
+        stop.wait(max(0.0, min(self.interval, deadline - time.monotonic())))
         if self.local is None:
             self.interval = min(self.interval * REMOTE_GROWTH, REMOTE_MAX)
 
@@ -297,18 +297,24 @@ def _wait(
     checkers = [_Checker(t, closed=closed, reuseaddr=reuseaddr, connect=connect) for t in targets]
     pending: dict[int, _Checker] = dict(enumerate(checkers))
     lock = threading.Lock()
+    stop = threading.Event()  # set when one target failed: the others stop too
+    errors: list[BaseException] = []
 
     def run(index: int, checker: _Checker) -> None:
-        while True:
-            if checker.satisfied(deadline):
-                with lock:
-                    pending.pop(index, None)
-                if on_ready is not None:
-                    on_ready(checker.target, time.monotonic() - start)
-                return
-            if time.monotonic() >= deadline:
-                return
-            checker.pause(deadline)
+        try:
+            while not stop.is_set():
+                if checker.satisfied(deadline):
+                    with lock:
+                        pending.pop(index, None)
+                    if on_ready is not None:
+                        on_ready(checker.target, time.monotonic() - start)
+                    return
+                if time.monotonic() >= deadline:
+                    return
+                checker.pause(deadline, stop)
+        except BaseException as exc:  # re-raised in the caller's thread below
+            errors.append(exc)
+            stop.set()
 
     if len(checkers) == 1:
         run(0, checkers[0])
@@ -321,8 +327,13 @@ def _wait(
         ]
         for th in threads:
             th.start()
-        for th in threads:
-            th.join()
+        try:
+            for th in threads:
+                th.join()
+        finally:
+            stop.set()
+    if errors:
+        raise errors[0]
     if pending:
         names = tuple(str(c.target) for c in pending.values())
         details = [
