@@ -159,6 +159,9 @@ class _Checker:
                 "only ports of this machine can be watched for udp"
             )
         self.interval = LOCAL_INTERVAL if self.local is not None else REMOTE_FIRST
+        if self.local:
+            # Loaded now, not in the moment the listener appears.
+            from . import _route, _sockets, _system  # noqa: F401
 
     # -- this machine ------------------------------------------------------------
     #
@@ -188,17 +191,20 @@ class _Checker:
         return self._mask
 
     def _local_open(self) -> bool:
-        from ._live import list_sockets
         from ._route import Endpoint, RouteRule, route_packet
-        from ._sockets import SocketState
+        from ._sockets import build_sockets
+        from ._system import local_ranges
 
-        if not self._query(self._listen_mask()):
+        raws = self._query(self._listen_mask())
+        if not raws:
             return False
         if not self.local:
             return True  # no host given: any listener on this port will do
-        state = SocketState.LISTEN if self.target.protocol is Protocol.TCP else SocketState.UNCONN
-        found = list_sockets(
-            protocols=[self.target.protocol], states=[state], port=self.target.port, owners=False
+        # Records straight from the raw facts in hand: no second query, no owner
+        # walk and no book lookup (loading the registry would cost more than
+        # the whole wait is allowed to take).
+        found = build_sockets(
+            raws, scan=None, processes={}, ranges=local_ranges(), service=_no_service
         )
         for addr in self.local:
             if addr.is_unspecified:
@@ -274,6 +280,10 @@ class _Checker:
         stop.wait(max(0.0, min(self.interval, deadline - time.monotonic())))
         if self.local is None:
             self.interval = min(self.interval * REMOTE_GROWTH, REMOTE_MAX)
+
+
+def _no_service(port: int, protocol: Protocol) -> str | None:
+    return None
 
 
 def _loopback() -> int | None:
