@@ -47,9 +47,11 @@ live table first.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import ipaddress
 import socket as _socket
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -491,4 +493,8 @@ def route(
         # sends to one of its own addresses (the kernel routes it via lo).
         dev = _loopback_index()
     socks = sockets_on_port(dst.port, proto, owners=True, backend=backend)
-    return route_packet(proto, dst, socks, source=src, device=dev)
+    decided = route_packet(proto, dst, socks, source=src, device=dev)
+    if not sys.platform.startswith("linux"):
+        note = "these are Linux's lookup rules; this system's kernel may choose differently"
+        decided = dataclasses.replace(decided, notes=(*decided.notes, note))
+    return decided
