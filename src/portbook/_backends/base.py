@@ -106,6 +106,8 @@ class SocketBackend(Protocol):
 
     #: short name shown to users ("netlink", "procfs", "psutil")
     name: str
+    #: True when the raw sockets carry their owning pids (no /proc walk needed)
+    provides_owners: bool
 
     def available(self) -> bool:
         """True when this backend can work on this machine, checked cheaply."""

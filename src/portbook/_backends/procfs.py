@@ -38,6 +38,7 @@ class ProcfsBackend:
     """Reads ``/proc/net/{tcp,tcp6,udp,udp6}``; ``root`` replaces ``/proc/net`` in tests."""
 
     name = "procfs"
+    provides_owners = False
 
     def __init__(self, root: str = "/proc/net") -> None:
         self.root = root
