@@ -74,6 +74,7 @@ class OwnSockets:
     """A socket-table backend that reports only the sockets a test opened itself."""
 
     name = "own"
+    provides_owners = True  # every socket here is this process's
 
     def __init__(self, socks: Sockets) -> None:
         self._socks = socks
