@@ -252,3 +252,24 @@ def test_cli_usage_errors(argv: list[str]) -> None:
     result = run_cli(*argv)
     assert result.status == 2
     assert result.stderr.startswith("portbook: error:") and result.stderr.count("\n") == 1
+
+
+def test_watching_does_not_load_the_book(reserved: socket.socket) -> None:
+    # The registry costs tens of milliseconds to load: paid after the listener
+    # appears, it would be the delay. The poll reads raw facts only.
+    reserved.listen(1)
+    port = reserved.getsockname()[1]
+    code = (
+        "import sys\n"
+        "from portbook._wait import wait_for_port, wait_for_free\n"
+        f"wait_for_port('127.0.0.1:{port}', {port}, timeout=5)\n"
+        "try:\n"
+        f"    wait_for_free({port}, timeout=0.05)\n"
+        "except TimeoutError:\n"
+        "    pass\n"
+        "print('portbook._book' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"
