@@ -273,3 +273,16 @@ def test_watching_does_not_load_the_book(reserved: socket.socket) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.ipv6
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 on loopback")
+def test_ipv6_listener() -> None:
+    with socket.socket(socket.AF_INET6) as sock:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(("::1", 0))
+        sock.listen(1)
+        port = sock.getsockname()[1]
+        assert wait_for_port(f"[::1]:{port}", f"localhost:{port}", timeout=2) < 1
+        with pytest.raises(WaitTimeoutError):
+            wait_for_port(f"127.0.0.1:{port}", timeout=0.1)
