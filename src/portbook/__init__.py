@@ -95,22 +95,43 @@ _EXPORTS: dict[str, str] = {
     "ProcfsBackend": "_backends",
     "PsutilBackend": "_backends",
     "SocketBackend": "_backends",
+    # wait, kill, route, ephemeral
+    "Endpoint": "_route",
+    "Route": "_route",
+    "RouteRule": "_route",
+    "route": "_route",
+    "route_packet": "_route",
+    "WaitTarget": "_wait",
+    "wait_for_free": "_wait",
+    "wait_for_port": "_wait",
+    "KillResult": "_kill",
+    "PortHolder": "_kill",
+    "kill_port": "_kill",
+    "port_holders": "_kill",
+    "DestinationUsage": "_ephemeral",
+    "EphemeralUsage": "_ephemeral",
+    "ephemeral_usage": "_ephemeral",
 }
 
 __all__ = [
     "Assignment",
     "Book",
+    "DestinationUsage",
+    "Endpoint",
+    "EphemeralUsage",
     "Exposure",
     "Family",
     "Holder",
     "InvalidNameError",
     "InvalidPortSpecError",
+    "KillResult",
     "Lease",
     "LocalRanges",
     "NameStatus",
     "NetlinkBackend",
     "NotFoundError",
     "PortClass",
+    "PortHolder",
     "PortRange",
     "PortSpec",
     "PortUnavailableError",
@@ -123,6 +144,8 @@ __all__ = [
     "RegistryError",
     "RegistryInfo",
     "RegistryUpdateError",
+    "Route",
+    "RouteRule",
     "Service",
     "ServiceSource",
     "ServiceStatus",
@@ -138,14 +161,17 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreVersionError",
     "UsageError",
+    "WaitTarget",
     "WaitTimeoutError",
     "__version__",
     "assign",
     "bind_free_port",
+    "ephemeral_usage",
     "export_names",
     "get",
     "import_names",
     "is_assigned",
+    "kill_port",
     "lease_name",
     "list_leases",
     "list_names",
@@ -159,9 +185,12 @@ __all__ = [
     "parse_protocol",
     "pick_port",
     "port_class",
+    "port_holders",
     "registry_info",
     "release",
     "release_lease",
+    "route",
+    "route_packet",
     "search",
     "service_name",
     "socket_backend",
@@ -169,6 +198,8 @@ __all__ = [
     "sockets_on_port",
     "transfer_lease",
     "update_registry",
+    "wait_for_free",
+    "wait_for_port",
 ]
 
 if TYPE_CHECKING:
@@ -240,6 +271,13 @@ if TYPE_CHECKING:  # your names
     from ._picker import bind_free_port, pick_port
     from ._procinfo import Holder
     from ._store import Store
+
+
+if TYPE_CHECKING:  # wait, kill, route, ephemeral
+    from ._ephemeral import DestinationUsage, EphemeralUsage, ephemeral_usage
+    from ._kill import KillResult, PortHolder, kill_port, port_holders
+    from ._route import Endpoint, Route, RouteRule, route, route_packet
+    from ._wait import WaitTarget, wait_for_free, wait_for_port
 
 
 def __getattr__(name: str) -> Any:

@@ -26,7 +26,7 @@ EXIT_USAGE = 2
 
 # Command-group modules; each defines register(subparsers) and imports the
 # library only inside its handlers, so that building the parser stays cheap.
-_GROUPS = ("book", "live", "names")
+_GROUPS = ("book", "live", "names", "tools")
 
 # What `portbook` with no arguments runs.
 _DEFAULT_ARGV = ("ls",)

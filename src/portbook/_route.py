@@ -1,0 +1,500 @@
+"""Which socket the kernel delivers a packet or a connection to, and why.
+
+(protocol, address, port) is how one machine names its programs; this module
+makes the naming rule explicit. It follows Linux's socket lookup
+(``__inet_lookup_established``/``__inet_lookup_listener`` for TCP,
+``__udp4_lib_lookup``/``__udp6_lib_lookup`` for UDP):
+
+TCP
+  1. An entry of the connection table matching all four values (local and
+     remote address and port) takes the segment: ESTAB, SYN-RECV, FIN-WAIT,
+     TIME-WAIT... A listener is never consulted then.
+  2. Listeners are looked up in two hash buckets, first the one of the exact
+     destination address, then the one of the wildcard (0.0.0.0 / ::). The
+     first bucket with a match wins: an exact listener beats a wildcard one
+     whatever their scores.
+  3. Inside a bucket each listener gets a score: 1, or 2 when bound to the
+     arriving device (SO_BINDTODEVICE); for an IPv4 packet an AF_INET socket
+     gets +1 over an IPv6 dual-stack socket (``::`` with IPV6_V6ONLY off) that
+     also accepts IPv4. A socket bound to another device never matches.
+  4. When the best socket belongs to a SO_REUSEPORT group, one of the group is
+     picked by a hash of the 4-tuple (keyed by a random boot-time secret, so
+     no one outside the kernel can predict which).
+
+UDP
+  Same two buckets (exact address first, then wildcard), but the score also
+  counts a connected socket's remote address and port, so a socket connected
+  to the sender beats an unconnected one on the same address. Within a score
+  tie the socket first in the kernel's chain wins: a SO_REUSEPORT group hashes,
+  and sockets sharing the port through SO_REUSEADDR alone deliver unicast to
+  the most recently bound one.
+
+Nothing matching
+  TCP answers a SYN with a reset (RST); UDP answers with ICMP port
+  unreachable (ICMPv6 for IPv6).
+
+The socket table (inet_diag) does not report SO_REUSEPORT or SO_REUSEADDR.
+Several TCP listeners on the very same (address, port, device, family) can
+only exist with SO_REUSEPORT, so they are one reuseport group. Several UDP
+sockets on the same address and port need SO_REUSEPORT or SO_REUSEADDR: the
+answer names the group and says which of the two rules applies to which option.
+
+The decision is pure: :func:`route_packet` takes socket records (the live
+table's :class:`~portbook.Socket`, or anything with the same attributes) so it
+can be checked against sockets a test opened itself; :func:`route` reads the
+live table first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import socket as _socket
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import InvalidPortSpecError, UsageError
+from ._model import Family, Protocol, parse_port_spec, parse_protocol
+from ._sockets import Socket, SocketState
+
+if TYPE_CHECKING:
+    from ._backends.base import SocketBackend
+
+__all__ = [
+    "Endpoint",
+    "Route",
+    "RouteRule",
+    "parse_route_args",
+    "route",
+    "route_packet",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class RouteRule(enum.StrEnum):
+    """The rule of the kernel's lookup that chose the receiving socket."""
+
+    ESTABLISHED = "established"
+    EXACT_LISTENER = "exact-listener"
+    WILDCARD_LISTENER = "wildcard-listener"
+    REUSEPORT_GROUP = "reuseport-group"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """An IP address and a port, as a packet carries them."""
+
+    address: IPAddress
+    port: int
+
+    def __str__(self) -> str:
+        if self.address.version == 6:
+            return f"[{self.address}]:{self.port}"
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The kernel's delivery decision for one packet.
+
+    ``socket`` is the receiving socket, or for a ``reuseport-group`` one member
+    (the group is ``candidates``, of which the kernel hashes to one);
+    ``None`` for ``none``. ``dual_stack`` is true when an IPv6 socket takes an
+    IPv4 packet. ``reason`` is one sentence saying why; ``notes`` lists what a
+    reader should know (ties, device-bound sockets not considered, what an
+    answer of ``none`` sends back).
+    """
+
+    protocol: Protocol
+    source: Endpoint | None
+    destination: Endpoint
+    rule: RouteRule
+    socket: Socket | None
+    candidates: tuple[Socket, ...]
+    dual_stack: bool
+    device: int | None
+    reason: str
+    notes: tuple[str, ...] = ()
+
+    @property
+    def group_size(self) -> int:
+        return len(self.candidates)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "protocol": self.protocol.value,
+            "source": _endpoint_json(self.source),
+            "destination": _endpoint_json(self.destination),
+            "rule": self.rule.value,
+            "reason": self.reason,
+            "dual_stack": self.dual_stack,
+            "device": self.device,
+            "group_size": self.group_size,
+            "socket": self.socket.to_json() if self.socket is not None else None,
+            "candidates": [s.to_json() for s in self.candidates],
+            "notes": list(self.notes),
+        }
+
+
+def _endpoint_json(ep: Endpoint | None) -> dict[str, Any] | None:
+    if ep is None:
+        return None
+    return {"address": str(ep.address), "port": ep.port}
+
+
+# States that live in the connection (established) hash: everything but a
+# listener, a closed socket and an unconnected UDP socket.
+_NOT_CONNECTED = frozenset({SocketState.LISTEN, SocketState.UNCONN, SocketState.CLOSE})
+
+
+def _wire(address: IPAddress) -> IPAddress:
+    """The address as it is on the wire: ::ffff:a.b.c.d is IPv4 a.b.c.d."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _bindv6only_default() -> bool:
+    # A socket record may not know IPV6_V6ONLY; new sockets take the sysctl.
+    try:
+        with open("/proc/sys/net/ipv6/bindv6only", encoding="ascii") as fh:
+            return fh.read().strip() == "1"
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    sock: Socket
+    exact: bool  # bound to the destination address itself (not a wildcard)
+    score: int
+    dual_stack: bool
+
+
+def route_packet(
+    protocol: Protocol | str,
+    destination: Endpoint,
+    sockets: Iterable[Socket],
+    *,
+    source: Endpoint | None = None,
+    device: int | None = None,
+) -> Route:
+    """Decide which of ``sockets`` receives a packet, as Linux does.
+
+    ``device`` is the interface index the packet arrives on (loopback for a
+    destination on this machine reached from this machine); ``None`` means
+    unknown, and sockets bound to a device are then left out with a note.
+    """
+    proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
+    if proto not in (Protocol.TCP, Protocol.UDP):
+        raise UsageError(f"route knows the lookup rules of tcp and udp, not {proto.value}")
+    dst = Endpoint(_wire(destination.address), destination.port)
+    src = Endpoint(_wire(source.address), source.port) if source is not None else None
+    if src is not None and src.address.version != dst.address.version:
+        raise UsageError("source and destination must both be IPv4 or both IPv6")
+    if dst.address.is_multicast or dst.address == ipaddress.IPv4Address("255.255.255.255"):
+        # Multicast and broadcast datagrams go to every matching socket
+        # (__udp4_lib_mcast_deliver), not to one chosen by these rules.
+        raise UsageError("route shows unicast delivery; multicast and broadcast reach every member")
+    v4_packet = dst.address.version == 4
+    default_v6only = _bindv6only_default()
+    notes: list[str] = []
+
+    same = [s for s in sockets if s.protocol == proto and s.local_port == dst.port]
+    skipped_devices: set[int] = set()
+
+    def device_ok(s: Socket) -> bool:
+        bound = s.interface or 0
+        if not bound:
+            return True
+        if device is None:
+            skipped_devices.add(bound)
+            return False
+        return bound == device
+
+    def local_match(s: Socket) -> tuple[bool, bool, bool] | None:
+        """(matches, exact, dual_stack) for the local side of ``s``."""
+        addr = s.local_address
+        v6only = s.v6only if s.v6only is not None else default_v6only
+        if s.family == Family.INET6:
+            if not isinstance(addr, ipaddress.IPv6Address):
+                return None
+            if v4_packet:
+                if addr.ipv4_mapped is not None:
+                    # Bound to ::ffff:a.b.c.d: the kernel keeps a.b.c.d as its
+                    # IPv4 receive address, so it is an exact IPv4 listener.
+                    return (addr.ipv4_mapped == dst.address, True, True)
+                if addr.is_unspecified and not v6only:
+                    return (True, False, True)
+                return None
+            if addr.is_unspecified:
+                return (True, False, False)
+            return (addr == dst.address, True, False)
+        if not v4_packet:
+            return None  # an AF_INET socket never sees an IPv6 packet
+        if addr.is_unspecified:
+            return (True, False, False)
+        return (addr == dst.address, True, False)
+
+    # 1. Connected sockets (TCP connection table; UDP connected sockets are
+    #    scored below with the others, as the kernel does).
+    if proto == Protocol.TCP and src is not None:
+        for s in same:
+            if s.state in _NOT_CONNECTED:
+                continue
+            la, ra = s.local_address, s.remote_address
+            if ra is None:
+                continue
+            if (
+                _wire(la) == dst.address
+                and _wire(ra) == src.address
+                and s.remote_port == src.port
+                and device_ok(s)
+            ):
+                state = s.state
+                if state is SocketState.TIME_WAIT:
+                    notes.append(
+                        "a TIME-WAIT entry holds this 4-tuple: a new SYN reopens it only "
+                        "if its sequence number is above the old connection's"
+                    )
+                return Route(
+                    proto,
+                    src,
+                    dst,
+                    RouteRule.ESTABLISHED,
+                    s,
+                    (s,),
+                    s.family == Family.INET6 and v4_packet,
+                    device,
+                    f"the connection {dst} <-> {src} ({state}) matches all four values",
+                    tuple(notes),
+                )
+
+    candidates: list[_Candidate] = []
+    for s in same:
+        state = s.state
+        if proto == Protocol.TCP:
+            if state is not SocketState.LISTEN:
+                continue
+        elif state not in (SocketState.UNCONN, SocketState.ESTAB):
+            continue
+        m = local_match(s)
+        if m is None or not m[0] or not device_ok(s):
+            continue
+        _, exact, dual = m
+        bound_dev = bool(s.interface)
+        if proto == Protocol.TCP:
+            score = (2 if bound_dev else 1) + (1 if v4_packet and s.family == Family.INET else 0)
+        else:
+            # Kernel weights (IPv4): family 2/1, remote address +4, remote port
+            # +4, device +4; IPv6 counts each by 1 but in the same order.
+            score = 2 if (not v4_packet or s.family == Family.INET) else 1
+            ra = s.remote_address
+            if ra is not None and not ra.is_unspecified:
+                if src is None:
+                    notes.append(
+                        f"a UDP socket connected to {_ep_text(_wire(ra), s.remote_port)} "
+                        "receives only from that peer; give a source to consider it"
+                    )
+                    continue
+                if _wire(ra) != src.address:
+                    continue
+                score += 4
+            if s.remote_port:
+                if src is None or s.remote_port != src.port:
+                    continue
+                score += 4
+            if bound_dev:
+                score += 4
+        candidates.append(_Candidate(s, exact, score, dual))
+
+    if skipped_devices:
+        names = ", ".join(sorted(_ifname(i) for i in skipped_devices))
+        notes.append(
+            f"sockets bound to device {names} were left out: the arriving device is "
+            "unknown (pass it to consider them)"
+        )
+
+    # 2. The exact-address bucket first; the wildcard bucket only if it is empty.
+    bucket = [c for c in candidates if c.exact] or [c for c in candidates if not c.exact]
+    if not bucket:
+        answer = "TCP answers RST" if proto == Protocol.TCP else "UDP answers ICMP port unreachable"
+        notes.append(answer)
+        return Route(
+            proto,
+            src,
+            dst,
+            RouteRule.NONE,
+            None,
+            (),
+            False,
+            device,
+            f"no socket takes {proto.value} {dst}: {answer}",
+            tuple(dict.fromkeys(notes)),
+        )
+    best = max(c.score for c in bucket)
+    top = [c for c in bucket if c.score == best]
+    winner = top[0]
+    if len(top) > 1:
+        groups = _groups(top)
+        if len(groups) > 1:
+            # Different groups with the same score: the kernel takes the first in
+            # its hash chain, where newer sockets are inserted at the head.
+            groups.sort(key=lambda g: max(c.sock.inode for c in g), reverse=True)
+            notes.append(
+                f"{len(groups)} sockets score equally; the kernel takes the first in its "
+                "hash chain, normally the most recently bound"
+            )
+        top = groups[0]
+        winner = top[0]
+    members = tuple(c.sock for c in top)
+    dual = winner.dual_stack and v4_packet and winner.sock.family == Family.INET6
+    where = "bound to that exact address" if winner.exact else "bound to the wildcard address"
+    if dual:
+        where = "IPv6 on :: and also accepting IPv4 (IPV6_V6ONLY off)"
+        if winner.exact:
+            where = "IPv6, bound to the IPv4-mapped address"
+    shared = _ep_text(winner.sock.local_address, dst.port)
+    if len(members) > 1:
+        rule = RouteRule.REUSEPORT_GROUP
+        if proto == Protocol.TCP:
+            reason = (
+                f"{len(members)} listeners share {shared} "
+                f"({where}) through SO_REUSEPORT; the kernel picks one of the {len(members)} by a "
+                "hash of the source and destination"
+            )
+        else:
+            reason = (
+                f"{len(members)} sockets share {shared} "
+                f"({where}): with SO_REUSEPORT one of the {len(members)} is chosen by a hash of "
+                "the source; with SO_REUSEADDR alone the most recently bound receives"
+            )
+    else:
+        ra = winner.sock.remote_address
+        if proto == Protocol.UDP and ra is not None and not ra.is_unspecified:
+            rule = RouteRule.ESTABLISHED
+            reason = f"a UDP socket connected to {src} matches all four values"
+        else:
+            rule = RouteRule.EXACT_LISTENER if winner.exact else RouteRule.WILDCARD_LISTENER
+            kind = "listener" if proto == Protocol.TCP else "socket"
+            reason = f"a {kind} {where} takes {dst}"
+            if dual:
+                reason = f"a {kind} ({where}) takes {dst}"
+        if winner.sock.interface:
+            dev_name = _ifname(winner.sock.interface)
+            reason += f" (bound to device {dev_name}, which outranks unbound sockets)"
+    return Route(
+        proto,
+        src,
+        dst,
+        rule,
+        winner.sock,
+        members,
+        dual,
+        device,
+        reason,
+        tuple(dict.fromkeys(notes)),
+    )
+
+
+def _groups(cands: Sequence[_Candidate]) -> list[list[_Candidate]]:
+    """Split equal-score candidates into groups sharing (family, address, device, v6only)."""
+    groups: dict[tuple[Any, ...], list[_Candidate]] = {}
+    for c in cands:
+        s = c.sock
+        key = (s.family, s.local_address, s.interface or 0, s.v6only)
+        groups.setdefault(key, []).append(c)
+    return list(groups.values())
+
+
+def _ep_text(address: IPAddress, port: int | None) -> str:
+    return str(Endpoint(address, port or 0))
+
+
+def _ifname(index: int) -> str:
+    try:
+        return _socket.if_indextoname(index)
+    except OSError:
+        return f"#{index}"
+
+
+def _loopback_index() -> int | None:
+    try:
+        return _socket.if_nametoindex("lo")
+    except OSError:
+        return None
+
+
+def _parse_endpoint(text: str) -> Endpoint:
+    spec = parse_port_spec(text)
+    if spec.ports is None or not spec.ports.single:
+        raise InvalidPortSpecError(text, "expected ADDRESS:PORT with one port number")
+    if spec.host is None or isinstance(spec.host, str):
+        if isinstance(spec.host, str) and spec.host == "localhost":
+            return Endpoint(ipaddress.IPv4Address("127.0.0.1"), spec.ports.first)
+        raise InvalidPortSpecError(text, "expected an IP address before the port")
+    return Endpoint(spec.host, spec.ports.first)
+
+
+def parse_route_args(words: Sequence[str]) -> tuple[Endpoint | None, Endpoint]:
+    """Split ``SRC -> DST`` (``->`` alone or joined) or a lone ``DST`` into endpoints."""
+    # "→" is accepted as typed, and is how the CLI passes a "->" word on.
+    text = " ".join(words).replace("\u2192", "->").strip()
+    if "->" in text:
+        left, _, right = text.partition("->")
+        if "->" in right:
+            raise UsageError("expected at most one '->' between source and destination")
+        left, right = left.strip(), right.strip()
+        if not left or not right:
+            raise UsageError("expected SRC_ADDR:SRC_PORT -> DST_ADDR:DST_PORT")
+        return _parse_endpoint(left), _parse_endpoint(right)
+    if len(words) != 1:
+        raise UsageError("expected [SRC_ADDR:SRC_PORT ->] DST_ADDR:DST_PORT")
+    return None, _parse_endpoint(text)
+
+
+def route(
+    protocol: Protocol | str,
+    destination: Endpoint | str,
+    *,
+    source: Endpoint | str | None = None,
+    device: int | str | None = None,
+    backend: SocketBackend | None = None,
+) -> Route:
+    """Which socket on this machine receives that packet, read from the live table.
+
+    ``destination``/``source`` are :class:`Endpoint` or text (``127.0.0.1:80``,
+    ``[::1]:53``). ``device`` (index or name) is the interface the packet
+    arrives on; by default loopback for a loopback destination or a source
+    on this machine's loopback, else unknown.
+    """
+    from ._live import sockets_on_port
+
+    dst = _parse_endpoint(destination) if isinstance(destination, str) else destination
+    src = _parse_endpoint(source) if isinstance(source, str) else source
+    proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
+    dev: int | None
+    if isinstance(device, str):
+        try:
+            dev = _socket.if_nametoindex(device)
+        except OSError:
+            raise UsageError(f"no network device named {device!r}") from None
+    else:
+        dev = device
+    if dev is None and (
+        _wire(dst.address).is_loopback or (src is not None and _wire(src.address).is_loopback)
+    ):
+        # Loopback destinations arrive on lo; so does any packet this machine
+        # sends to one of its own addresses (the kernel routes it via lo).
+        dev = _loopback_index()
+    socks = sockets_on_port(dst.port, proto, owners=True, backend=backend)
+    decided = route_packet(proto, dst, socks, source=src, device=dev)
+    if not sys.platform.startswith("linux"):
+        note = "these are Linux's lookup rules; this system's kernel may choose differently"
+        decided = dataclasses.replace(decided, notes=(*decided.notes, note))
+    return decided
