@@ -27,3 +27,27 @@ def test_usage_errors_are_one_line_and_exit_2(argv: list[str]) -> None:
 def test_in_process_runner_renders_into_strings() -> None:
     result = run_cli("info")
     assert result.status == 0 and "System" in result.stdout and result.stderr == ""
+
+
+def test_command_table_names_what_each_group_registers() -> None:
+    """Only the group of the command being run is registered: the table must be exact."""
+    import argparse
+    import importlib
+
+    from portbook import _cli
+
+    seen: dict[str, str] = {}
+    for group in _cli._GROUPS:
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers()
+        importlib.import_module(f"portbook._cli.{group}").register(sub)
+        seen.update(dict.fromkeys(sub.choices, group))
+    assert seen == _cli._COMMANDS
+
+
+def test_top_level_help_lists_every_command() -> None:
+    from portbook import _cli
+
+    result = run_portbook("--help")
+    for command in _cli._COMMANDS:
+        assert command in result.stdout

@@ -28,6 +28,31 @@ EXIT_USAGE = 2
 # library only inside its handlers, so that building the parser stays cheap.
 _GROUPS = ("book", "live", "names", "tools")
 
+# Which group defines each command. Building every subparser costs more than a
+# whole lookup (argparse creates ~20 parsers and runs gettext for each), so
+# only the group of the command being run is registered; `portbook --help` and
+# unknown commands register them all. tests/test_cli_basics.py checks this
+# table against what the groups really register.
+_COMMANDS: dict[str, str] = {
+    "lookup": "book",
+    "search": "book",
+    "info": "book",
+    "update": "book",
+    "ls": "live",
+    "who": "live",
+    "pick": "names",
+    "assign": "names",
+    "get": "names",
+    "release": "names",
+    "names": "names",
+    "run": "names",
+    "env": "names",
+    "wait": "tools",
+    "kill": "tools",
+    "route": "tools",
+    "ephemeral": "tools",
+}
+
 # What `portbook` with no arguments runs.
 _DEFAULT_ARGV = ("ls",)
 
@@ -41,7 +66,8 @@ class _Parser(argparse.ArgumentParser):
         raise CliUsageError(f"{message} (see '{self.prog} --help')")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``command``, only the group that defines it is registered."""
     parser = _Parser(
         prog="portbook",
         description=(
@@ -52,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"portbook {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for group in _GROUPS:
+    if command in _COMMANDS:
+        groups: tuple[str, ...] = (_COMMANDS[command],)
+    elif command == "--version":
+        groups = ()
+    else:
+        groups = _GROUPS
+    for group in groups:
         importlib.import_module(f"{__name__}.{group}").register(subparsers)
     return parser
 
@@ -64,8 +96,9 @@ def main(argv: Sequence[str] | None = None, out: Output | None = None) -> int:
     from portbook._exceptions import PortbookError, UsageError
 
     try:
-        parser = build_parser()
-        args = parser.parse_args(args_list or list(_DEFAULT_ARGV))
+        args_list = args_list or list(_DEFAULT_ARGV)
+        parser = build_parser(args_list[0])
+        args = parser.parse_args(args_list)
         handler = getattr(args, "handler", None)
         if handler is None:
             parser.print_help(output.stream)

@@ -7,36 +7,47 @@ values) from public records, and ``Output`` writes them. Tests render into a
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 __all__ = ["Output"]
 
 
-@dataclass
 class Output:
     """Where and how the CLI writes.
 
     ``tty`` decides between a table for people (header, colour, fitted to
     ``width``) and plain tab-free aligned columns with no colour for pipes.
+    A plain class rather than a dataclass: it is created on every run, and the
+    dataclasses module alone costs a third of an interpreter start.
     """
 
-    stream: TextIO
-    err: TextIO
-    tty: bool = False
-    width: int = 100
-    color: bool = False
-    _rows_written: int = field(default=0, repr=False)
+    __slots__ = ("color", "err", "stream", "tty", "width")
+
+    def __init__(
+        self,
+        stream: TextIO,
+        err: TextIO,
+        tty: bool = False,
+        width: int = 100,
+        color: bool = False,
+    ) -> None:
+        self.stream = stream
+        self.err = err
+        self.tty = tty
+        self.width = width
+        self.color = color
 
     @classmethod
     def for_stdout(cls) -> Output:
         tty = sys.stdout.isatty()
-        width = shutil.get_terminal_size((100, 24)).columns if tty else 10_000
+        width = 10_000
+        if tty:
+            import shutil
+
+            width = shutil.get_terminal_size((100, 24)).columns
         color = tty and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
         return cls(stream=sys.stdout, err=sys.stderr, tty=tty, width=width, color=color)
 
@@ -44,6 +55,8 @@ class Output:
         self.stream.write(text + "\n")
 
     def json(self, value: Any) -> None:
+        import json
+
         # dumps + one write: json.dump streams through many small writes, which
         # costs more than the encoding itself for a 50,000-socket table.
         self.stream.write(
