@@ -18,15 +18,17 @@ from __future__ import annotations
 import _thread
 import enum
 import os
-from dataclasses import dataclass
-from datetime import date
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from datetime import date  # sqlite3 imports datetime anyway
 
 from ._exceptions import InvalidPortSpecError, RegistryError, UsageError
 from ._model import MAX_PORT, PortClass, PortRange, Protocol, parse_port_spec, parse_protocol
+from ._record import frozen_record
 
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._etc_services import EtcServicesEntry
 
 __all__ = [
@@ -70,7 +72,7 @@ class ServiceStatus(enum.StrEnum):
     UNASSIGNED = "unassigned"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record()
 class Service:
     """One entry of the book: a service name, a port or range, or both.
 
@@ -130,7 +132,7 @@ class Service:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record()
 class RegistryInfo:
     """What data the book uses: the registry file, its origin and counts, and the overlays.
 
@@ -279,16 +281,17 @@ class Book:
         data_dir: str | os.PathLike[str] | None = None,
         unofficial: bool = True,
     ) -> None:
-        self._registry_path = Path(registry_path) if registry_path is not None else None
+        # Paths are kept as strings: pathlib is not imported on a cold lookup.
+        self._registry_path = os.fspath(registry_path) if registry_path is not None else None
         self._services_arg = services_path
-        self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._data_dir = os.fspath(data_dir) if data_dir is not None else None
         self._use_unofficial = unofficial
         self._lock = _thread.RLock()
         self._db: Any = None  # _registry.RegistryDB, imported lazily (sqlite3)
         self._warning: str | None = None
         self._etc_entries: list[EtcServicesEntry] | None = None
         self._etc: list[Service] | None = None
-        self._etc_path: Path | None = None
+        self._etc_path: str | None = None
         self._unofficial: list[Service] | None = None
         self._overlay_index: _OverlayIndex | None = None
         self._names: dict[tuple[int, str], str] | None = None
@@ -329,7 +332,7 @@ class Book:
         arg = self._services_arg
         if arg is False:
             return []
-        path = default_services_path() if arg is None or arg is True else Path(arg)
+        path = default_services_path() if arg is None or arg is True else os.fspath(arg)
         self._etc_path = path
         if path is None:
             return []
@@ -556,7 +559,7 @@ class Book:
         etc = self._etc_raw()
         updated = meta.get("updated") or None
         return RegistryInfo(
-            path=str(db.path),
+            path=db.path,
             origin=db.origin,
             source_name=meta.get("source_name", "?"),
             source_sha256=meta.get("source_sha256", ""),
@@ -568,7 +571,7 @@ class Book:
             unassigned=int(meta.get("unassigned", "0")),
             names_only=int(meta.get("names_only", "0")),
             newest_record=_date(meta.get("newest_record") or None),
-            etc_services_path=str(self._etc_path) if self._etc_path is not None else None,
+            etc_services_path=self._etc_path,
             etc_services_entries=len(etc),
             unofficial_entries=len(self._unofficial_raw()),
             warning=self._warning,
@@ -584,15 +587,14 @@ class Book:
         :class:`portbook.RegistryUpdateError` is raised and the data in use
         stays as it was.
         """
+        from pathlib import Path
+
+        from ._paths import user_data_dir_name
         from ._update import install_registry
 
         with self._lock:
             current = self._registry()
-            dest_dir = self._data_dir
-            if dest_dir is None:
-                from ._paths import user_data_dir
-
-                dest_dir = user_data_dir()
+            dest_dir = Path(self._data_dir if self._data_dir is not None else user_data_dir_name())
             install_registry(source, dest_dir, current_records=int(current.meta["records"]))
             if self._registry_path is None:
                 self._reset()

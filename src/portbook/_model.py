@@ -7,11 +7,15 @@ arguments with these functions before it decides what else to load.
 from __future__ import annotations
 
 import enum
-import ipaddress
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from ._exceptions import InvalidPortSpecError
+from ._record import frozen_record
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ipaddress
+    from collections.abc import Iterator
 
 __all__ = [
     "MAX_PORT",
@@ -81,7 +85,7 @@ def port_class(port: int) -> PortClass:
     return PortClass.DYNAMIC
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@frozen_record(order=True)
 class PortRange:
     """An inclusive range of port numbers; a single port has ``first == last``."""
 
@@ -111,7 +115,7 @@ class PortRange:
         return self.first == self.last
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record()
 class PortSpec:
     """What a user typed to name a port, parsed.
 
@@ -199,6 +203,8 @@ def parse_port_spec(text: str) -> PortSpec:
         end = body.find("]")
         if end < 0 or not body[end + 1 :].startswith(":"):
             raise InvalidPortSpecError(text, "expected [IPv6-address]:port")
+        import ipaddress  # only for a spec with an address: it costs a millisecond to import
+
         try:
             host = ipaddress.IPv6Address(body[1:end])
         except ValueError:
@@ -243,6 +249,8 @@ def _parse_range_in(body: str, text: str) -> PortRange:
 
 
 def _parse_host(host_text: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str:
+    import ipaddress  # only for a spec with an address: it costs a millisecond to import
+
     try:
         return ipaddress.ip_address(host_text)
     except ValueError:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
-from ._output import Output
-
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
     from portbook import RegistryInfo, Service
+
+    from ._output import Output
 
 _SOURCE_TITLES = {
     "iana": "IANA registry",
