@@ -109,3 +109,27 @@ def test_help_is_wrapped_to_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     build_parser("lookup").parse_known_args(["lookup", "x"])
     build_parser().print_help(text)
     assert max(len(line) for line in text.getvalue().splitlines()) <= 58
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lookup", "443", "--proto", "tcp", "--json"],
+        ["lookup", "https", "-l"],
+        ["search", "x window", "--limit", "3"],
+        ["info", "--json"],
+        ["update", "--from", "file.xml"],
+    ],
+)
+def test_registering_one_book_command_parses_like_the_whole_group(argv: list[str]) -> None:
+    import argparse
+
+    from portbook._cli import _COMMANDS, _Parser, build_parser
+    from portbook._cli import book as book_cli
+
+    whole = _Parser(prog="portbook")
+    book_cli.register(whole.add_subparsers(dest="command", parser_class=_Parser))
+    one = build_parser(argv[0])
+    sub = next(a for a in one._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(sub.choices) == [argv[0]] and _COMMANDS[argv[0]] == "book"
+    assert vars(one.parse_args(argv)) == vars(whole.parse_args(argv))

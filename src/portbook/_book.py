@@ -190,6 +190,8 @@ _ALL_PROTOCOLS = tuple(p.value for p in Protocol)
 _PROTOCOL_SET = frozenset(_ALL_PROTOCOLS)
 # Distinct ports asked of service_name/is_assigned before the whole table is loaded.
 _PRELOAD_AFTER = 256  # (port, protocol) pairs
+# Queries of the overlays answered by a scan before they are indexed.
+_INDEX_AFTER = 16
 
 # The registry lists nothing above 49151: RFC 6335 leaves the Dynamic and/or
 # Private ports unassigned for good. A lookup there answers with that block.
@@ -621,11 +623,13 @@ class Book:
 
 
 class _OverlayIndex:
-    """/etc/services and unofficial entries indexed by port and by name.
+    """/etc/services and unofficial entries, found by port and by name.
 
-    Records are built on first use and then shared (they are frozen): a cold
-    ``portbook lookup`` pays for the few it shows, a long-lived process pays
-    one dict probe per lookup instead of a scan of both lists.
+    The first queries scan both lists (a few tens of microseconds); after
+    ``_INDEX_AFTER`` of them both are indexed by port and by name (about a
+    millisecond, more than a whole cold ``portbook lookup`` spends on its one
+    scan), so a long-lived process pays one dict probe per query. Records are
+    built on first use and then shared (they are frozen).
     """
 
     def __init__(
@@ -638,20 +642,47 @@ class _OverlayIndex:
         self._etc = etc
         self._unofficial = unofficial
         self._built: list[Service | None] = [None] * (len(etc) + len(unofficial))
-        self._spans: list[tuple[int, int]] = []
-        self.by_port_index: dict[int, list[int]] = {}
-        self.by_name_index: dict[str, list[int]] = {}
-        for i, e in enumerate(etc):
-            self._add(i, e.port, e.port, (e.name, *e.aliases))
-        for i, u in enumerate(unofficial, len(etc)):
-            self._add(i, u[0], u[1], (u[3],))
+        self._queries = 0
+        self._by_port: dict[int, list[int]] | None = None
+        self._by_name: dict[str, list[int]] | None = None
 
-    def _add(self, i: int, first: int, last: int, names: tuple[str, ...]) -> None:
-        self._spans.append((first, last))
-        for port in range(first, last + 1):
-            self.by_port_index.setdefault(port, []).append(i)
-        for name in {n.lower() for n in names}:
-            self.by_name_index.setdefault(name, []).append(i)
+    def _indexed(self) -> bool:
+        if self._by_port is not None:
+            return True
+        self._queries += 1
+        if self._queries <= _INDEX_AFTER:
+            return False
+        # Built into locals and published at the end: a thread that reads the
+        # attributes meanwhile scans instead.
+        by_port: dict[int, list[int]] = {}
+        by_name: dict[str, list[int]] = {}
+        for i, (first, last, names) in enumerate(self._entries()):
+            for port in range(first, last + 1):
+                by_port.setdefault(port, []).append(i)
+            for name in names:
+                by_name.setdefault(name, []).append(i)
+        self._by_name = by_name
+        self._by_port = by_port
+        return True
+
+    def _entries(self) -> list[tuple[int, int, frozenset[str]]]:
+        """(first port, last port, lower-case names) of every entry, in position order."""
+        entries = [
+            (e.port, e.port, frozenset(n.lower() for n in (e.name, *e.aliases))) for e in self._etc
+        ]
+        entries.extend((u[0], u[1], frozenset((u[3].lower(),))) for u in self._unofficial)
+        return entries
+
+    def _port_hits(self, first: int, last: int) -> list[int]:
+        if first == last and self._indexed():
+            assert self._by_port is not None
+            return self._by_port.get(first, [])
+        hits = [i for i, e in enumerate(self._etc) if first <= e.port <= last]
+        n_etc = len(self._etc)
+        hits.extend(
+            i for i, u in enumerate(self._unofficial, n_etc) if u[0] <= last and u[1] >= first
+        )
+        return hits
 
     def _service(self, i: int) -> Service:
         built = self._built[i]
@@ -665,19 +696,27 @@ class _OverlayIndex:
         return built
 
     def by_ports(self, first: int, last: int) -> list[Service]:
-        if first == last:
-            hits: list[int] = self.by_port_index.get(first, [])
-        else:
-            hits = [i for i, (lo, hi) in enumerate(self._spans) if lo <= last and hi >= first]
-        return [self._service(i) for i in hits]
+        return [self._service(i) for i in self._port_hits(first, last)]
 
     def by_name(self, name: str) -> list[Service]:
-        return [self._service(i) for i in self.by_name_index.get(name, [])]
+        """Entries called ``name`` (lower case) or with it as an alias."""
+        if self._indexed():
+            assert self._by_name is not None
+            hits = self._by_name.get(name, [])
+        else:
+            hits = [
+                i
+                for i, e in enumerate(self._etc)
+                if e.name.lower() == name or any(a.lower() == name for a in e.aliases)
+            ]
+            n_etc = len(self._etc)
+            hits.extend(i for i, u in enumerate(self._unofficial, n_etc) if u[3].lower() == name)
+        return [self._service(i) for i in hits]
 
     def first_name(self, port: int, protocol: str) -> str | None:
         """Name of the first entry (/etc/services before unofficial) for port and protocol."""
         n_etc = len(self._etc)
-        for i in self.by_port_index.get(port, ()):
+        for i in self._port_hits(port, port):
             if i < n_etc:
                 entry = self._etc[i]
                 if entry.protocol == protocol:

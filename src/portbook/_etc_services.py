@@ -52,8 +52,14 @@ def parse_etc_services(text: str) -> list[EtcServicesEntry]:
     Skipping (rather than failing) matches what the C library does with a
     malformed line: the rest of the file still counts.
     """
+    # Written for speed (this runs on every cold `portbook lookup`): a comment
+    # or blank line costs one test, entries are built positionally.
     entries: list[EtcServicesEntry] = []
+    append = entries.append
+    make = EtcServicesEntry
     for number, raw in enumerate(text.splitlines(), 1):
+        if not raw or raw[0] == "#":
+            continue
         body, hash_, comment_text = raw.partition("#")
         fields = body.split()
         if len(fields) < 2:
@@ -65,16 +71,7 @@ def parse_etc_services(text: str) -> list[EtcServicesEntry]:
         if port > 65535:
             continue
         comment = comment_text.strip() if hash_ else ""
-        entries.append(
-            EtcServicesEntry(
-                name=fields[0],
-                port=port,
-                protocol=protocol.lower(),
-                aliases=tuple(fields[2:]),
-                comment=comment or None,
-                line=number,
-            )
-        )
+        append(make(fields[0], port, protocol.lower(), tuple(fields[2:]), comment or None, number))
     return entries
 
 

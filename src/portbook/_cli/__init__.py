@@ -96,7 +96,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser; with ``command``, only the group that defines it is registered."""
+    """The argument parser; with ``command``, only the group that defines it is registered
+    (only the command itself, when its group offers ``register_command``)."""
     parser = _Parser(
         prog="portbook",
         description=(
@@ -116,7 +117,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     for group in groups:
         # A non-empty fromlist makes __import__ return the submodule itself
         # (importlib.import_module would import importlib and warnings).
-        __import__(f"{__name__}.{group}", fromlist=("register",)).register(subparsers)
+        module = __import__(f"{__name__}.{group}", fromlist=("register",))
+        # A group may also offer register_command(subparsers, command), which
+        # registers just the command being run.
+        register_command = getattr(module, "register_command", None)
+        if command in _COMMANDS and register_command is not None:
+            register_command(subparsers, command)
+        else:
+            module.register(subparsers)
     return parser
 
 
