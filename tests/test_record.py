@@ -149,9 +149,36 @@ def test_decorator_refuses_what_it_does_not_support() -> None:
         class Child(Base):
             x: int
 
-    with pytest.raises(TypeError, match="without a default"):
+            def __init__(self, x: int) -> None:
+                object.__setattr__(self, "x", x)
+
+    with pytest.raises(TypeError, match="exactly the fields x, y"):
 
         @frozen_record()
-        class Wrong:
+        class Forgot:
+            x: int
+            y: int
+
+            def __init__(self, x: int) -> None:
+                object.__setattr__(self, "x", x)
+
+    with pytest.raises(TypeError, match="exactly the fields x"):
+
+        @frozen_record()
+        class NoInit:
+            x: int
+
+    with pytest.raises(TypeError, match="defaults in __init__"):
+
+        @frozen_record()
+        class BodyDefault:
             x: int = 0
-            y: int  # type: ignore[misc]
+
+            def __init__(self, x: int = 0) -> None:
+                object.__setattr__(self, "x", x)
+
+
+def test_every_field_is_set_by_init() -> None:
+    for record in RECORDS:
+        for name in type(record).__match_args__:  # type: ignore[attr-defined]
+            getattr(record, name)  # an unset slot would raise AttributeError

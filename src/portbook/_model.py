@@ -92,11 +92,13 @@ class PortRange:
     first: int
     last: int
 
-    def __post_init__(self) -> None:
-        _check_port(self.first, str(self.first))
-        _check_port(self.last, str(self.last))
-        if self.first > self.last:
-            raise InvalidPortSpecError(f"{self.first}-{self.last}", "range start is above its end")
+    def __init__(self, first: int, last: int) -> None:
+        _check_port(first, str(first))
+        _check_port(last, str(last))
+        if first > last:
+            raise InvalidPortSpecError(f"{first}-{last}", "range start is above its end")
+        object.__setattr__(self, "first", first)
+        object.__setattr__(self, "last", last)
 
     def __contains__(self, port: object) -> bool:
         return isinstance(port, int) and self.first <= port <= self.last
@@ -125,10 +127,24 @@ class PortSpec:
     """
 
     text: str
-    protocol: Protocol | None = None
-    ports: PortRange | None = None
-    name: str | None = None
-    host: ipaddress.IPv4Address | ipaddress.IPv6Address | str | None = None
+    protocol: Protocol | None
+    ports: PortRange | None
+    name: str | None
+    host: ipaddress.IPv4Address | ipaddress.IPv6Address | str | None
+
+    def __init__(
+        self,
+        text: str,
+        protocol: Protocol | None = None,
+        ports: PortRange | None = None,
+        name: str | None = None,
+        host: ipaddress.IPv4Address | ipaddress.IPv6Address | str | None = None,
+    ) -> None:
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "ports", ports)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "host", host)
 
 
 def parse_protocol(text: str) -> Protocol:

@@ -2,17 +2,20 @@
 
 Why not ``@dataclass(frozen=True, slots=True)``: the ``dataclasses`` module
 imports ``inspect`` (and with it ``ast``, ``dis``, ``tokenize``, ``linecache``)
-and ``typing`` is imported on top; together that is more than half of a bare
-interpreter's start-up, paid on every run of the ``portbook`` command before
-it does any work. BENCHMARKS.md (the book) has the measurements.
+and ``typing``; together that is more than half of a bare interpreter's
+start-up, paid on every run of the ``portbook`` command before it does any
+work. A dataclass also compiles its generated methods from source at import,
+about a tenth of a millisecond per class. BENCHMARKS.md (the book) has the
+measurements.
 
 :func:`frozen_record` gives the records of that path (``PortRange``,
 ``PortSpec``, ``LocalRanges``, ``Service``, ``RegistryInfo``) what the frozen
-dataclass gave them, and nothing else:
+dataclass gave them, and compiles nothing at run time:
 
-* fields declared as class annotations, in order, with optional defaults; a
-  generated ``__init__`` taking them positionally or by keyword, which calls
-  ``__post_init__`` when the class defines one;
+* fields are the class annotations, in order; the class writes its own
+  ``__init__`` taking exactly those fields (defaults go there), setting each
+  with ``object.__setattr__`` and validating as it likes. The decorator
+  checks the parameter names against the fields when the class is defined;
 * ``__slots__`` (no per-instance ``__dict__``);
 * immutability: assigning or deleting a field raises
   ``dataclasses.FrozenInstanceError`` (imported only then; it is an
@@ -20,13 +23,13 @@ dataclass gave them, and nothing else:
 * ``__eq__`` and ``__hash__`` over the field values (only equal to an instance
   of the same class), ``__repr__`` as ``Name(field=value, ...)``, the four
   order comparisons with ``order=True``, ``__match_args__``;
-* pickling and ``copy``, by re-running ``__init__`` on the field values.
+* pickling and ``copy``, by calling the class again with the field values.
 
 Type checkers see the decorator through PEP 681 (``dataclass_transform``), so
-they check constructor calls and refuse assignments exactly as for a frozen
-dataclass. What it does not give: ``dataclasses.fields()``, ``asdict()`` and
-``replace()`` (these records are not dataclasses), field options
-(``default_factory`` and friends) and inheritance between records.
+they refuse assignments exactly as for a frozen dataclass, and check calls
+against the class's own ``__init__``. What it does not give:
+``dataclasses.fields()``, ``asdict()`` and ``replace()`` (these records are not
+dataclasses), field options and inheritance between records.
 tests/test_record.py pins these guarantees.
 """
 
@@ -64,14 +67,21 @@ def frozen_record(*, order: bool = False) -> Callable[[type[_T]], type[_T]]:
 
 
 def _build(cls: type[_T], order: bool) -> type[_T]:
+    name = cls.__qualname__
     if cls.__bases__ != (object,):
-        raise TypeError(f"{cls.__qualname__}: a record cannot inherit from another class")
+        raise TypeError(f"{name}: a record cannot inherit from another class")
     namespace = dict(cls.__dict__)
     annotations: dict[str, str] = namespace.get("__annotations__", {})
     # With `from __future__ import annotations` every annotation is a string;
     # a ClassVar is a class attribute, not a field.
     names = tuple(n for n, a in annotations.items() if not str(a).startswith("ClassVar"))
-    defaults = {n: namespace.pop(n) for n in names if n in namespace}
+    init = namespace.get("__init__")
+    code = getattr(init, "__code__", None)
+    params = code.co_varnames[1 : code.co_argcount + code.co_kwonlyargcount] if code else None
+    if params != names:
+        raise TypeError(f"{name}: __init__ must take exactly the fields {', '.join(names)}")
+    if any(n in namespace for n in names):
+        raise TypeError(f"{name}: give field defaults in __init__, not in the class body")
     namespace.pop("__dict__", None)
     namespace.pop("__weakref__", None)
     namespace["__slots__"] = names
@@ -84,42 +94,10 @@ def _build(cls: type[_T], order: bool) -> type[_T]:
         values = lambda obj: (single(obj),)  # noqa: E731
     else:
         values = attrgetter(*names)
-    namespace["__init__"] = _make_init(
-        cls.__qualname__, names, defaults, "__post_init__" in namespace
-    )
     namespace.update(_methods(names, values, order))
     new = type(cls.__name__, (object,), namespace)
-    new.__qualname__ = cls.__qualname__
+    new.__qualname__ = name
     return new
-
-
-def _make_init(
-    qualname: str, names: tuple[str, ...], defaults: dict[str, object], post_init: bool
-) -> Callable[..., None]:
-    # Generated like a dataclass's __init__: a real signature (positional or
-    # keyword, defaults, TypeError for a missing or unknown argument) at the
-    # speed of plain code. Each field is set with object.__setattr__, which
-    # bypasses the frozen __setattr__ below.
-    params = []
-    seen_default = False
-    for name in names:
-        if name in defaults:
-            params.append(f"{name}=__default_{name}")
-            seen_default = True
-        elif seen_default:
-            raise TypeError(f"{qualname}: field {name!r} without a default follows one with")
-        else:
-            params.append(name)
-    body = [f"    __set(self, {name!r}, {name})" for name in names] or ["    pass"]
-    if post_init:
-        body.append("    self.__post_init__()")
-    source = f"def __init__(self, {', '.join(params)}) -> None:\n" + "\n".join(body) + "\n"
-    scope: dict[str, Any] = {f"__default_{n}": v for n, v in defaults.items()}
-    scope["__set"] = object.__setattr__
-    exec(source, scope)  # built from the class's own field names, nothing from outside
-    init: Callable[..., None] = scope["__init__"]
-    init.__qualname__ = f"{qualname}.__init__"
-    return init
 
 
 def _frozen_error(name: str) -> AttributeError:

@@ -35,6 +35,11 @@ class LocalRanges:
     reserved: tuple[PortRange, ...]
     source: str
 
+    def __init__(self, ephemeral: PortRange, reserved: tuple[PortRange, ...], source: str) -> None:
+        object.__setattr__(self, "ephemeral", ephemeral)
+        object.__setattr__(self, "reserved", reserved)
+        object.__setattr__(self, "source", source)
+
     def is_ephemeral(self, port: int) -> bool:
         """True when the kernel may hand ``port`` out as a local port of its own."""
         return port in self.ephemeral and not self.is_reserved(port)
