@@ -269,6 +269,7 @@ _INDEX_AFTER = 16
 
 # The registry lists nothing above 49151: RFC 6335 leaves the Dynamic and/or
 # Private ports unassigned for good. A lookup there answers with that block.
+_DYNAMIC_FIRST = PortClass.DYNAMIC.first
 _DYNAMIC_BLOCK = Service(
     name=None,
     port=PortClass.DYNAMIC.first,
@@ -573,24 +574,31 @@ class Book:
         return out
 
     def _at_port(self, port: int) -> list[Service]:
+        # The in-process hot path (a few microseconds, most of it SQLite's):
+        # one comprehension over the rows, records built only on a miss.
         db = self._registry()
+        rows = db.ids_at_port(port)
         built = self._built
-        ids = [row[0] for row in db.ids_at_port(port)]
-        missing = [i for i in ids if i not in built]
-        if missing:
+        try:
+            return [built[i] for (i,) in rows]
+        except KeyError:
+            missing = [i for (i,) in rows if i not in built]
             for row in db.rows_by_id(missing):
                 built[row[0]] = _service_from_row(row)
-        return [built[i] for i in ids]
+            return [built[i] for (i,) in rows]
 
     def _by_ports(self, first: int, last: int, proto: Protocol | None) -> list[Service]:
         if first == last:
             found = self._at_port(first)
         else:
             found = self._services(self._registry().by_ports(first, last))
-        if last >= PortClass.DYNAMIC.first:
+        if last >= _DYNAMIC_FIRST:
             found.append(_DYNAMIC_BLOCK)
-        found.extend(self._overlays().by_ports(first, last))
-        return _filter_protocol(found, proto)
+        overlay = self._overlay_index or self._overlays()
+        hits = overlay.by_ports(first, last)
+        if hits:
+            found.extend(hits)
+        return found if proto is None else _filter_protocol(found, proto)
 
     def _by_name(self, name: str, proto: Protocol | None) -> list[Service]:
         found = self._services(self._registry().by_name(name))
@@ -770,7 +778,8 @@ class _OverlayIndex:
         return built
 
     def by_ports(self, first: int, last: int) -> list[Service]:
-        return [self._service(i) for i in self._port_hits(first, last)]
+        hits = self._port_hits(first, last)
+        return [self._service(i) for i in hits] if hits else []
 
     def by_name(self, name: str) -> list[Service]:
         """Entries called ``name`` (lower case) or with it as an alias."""
