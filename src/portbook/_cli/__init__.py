@@ -80,10 +80,11 @@ class _HelpFormatter(argparse.HelpFormatter):
         indent_increment: int = 2,
         max_help_position: int = 24,
         width: int | None = None,
+        **kwargs: Any,  # what newer Pythons add (color), passed on
     ) -> None:
         if width is None:
             width = terminal_columns(80) - 2
-        super().__init__(prog, indent_increment, max_help_position, width)
+        super().__init__(prog, indent_increment, max_help_position, width, **kwargs)
 
 
 class _Parser(argparse.ArgumentParser):
