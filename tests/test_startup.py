@@ -133,3 +133,24 @@ def test_registering_one_book_command_parses_like_the_whole_group(argv: list[str
     sub = next(a for a in one._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == [argv[0]] and _COMMANDS[argv[0]] == "book"
     assert vars(one.parse_args(argv)) == vars(whole.parse_args(argv))
+
+
+def test_a_user_copy_in_an_awkward_data_dir_is_used(tmp_path: Path) -> None:
+    from portbook import Book
+    from portbook._registry import USER_REGISTRY_NAME
+
+    data_dir = tmp_path / "my data?#%"
+    data_dir.mkdir()
+    shutil.copyfile(PACKAGED_REGISTRY, data_dir / USER_REGISTRY_NAME)
+    for given in (data_dir, str(data_dir)):
+        book = Book(data_dir=given, services_path=False)
+        try:
+            info = book.registry_info()
+            assert (info.origin, info.path, info.warning) == (
+                "user",
+                str(data_dir / USER_REGISTRY_NAME),
+                None,
+            )
+            assert [s.name for s in book.lookup(22, "tcp")] == ["ssh"]
+        finally:
+            book.close()
