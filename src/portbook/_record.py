@@ -29,7 +29,9 @@ Type checkers see the decorator through PEP 681 (``dataclass_transform``), so
 they refuse assignments exactly as for a frozen dataclass, and check calls
 against the class's own ``__init__``. What it does not give:
 ``dataclasses.fields()``, ``asdict()`` and ``replace()`` (these records are not
-dataclasses), field options and inheritance between records.
+dataclasses), field options, inheritance between records and zero-argument
+``super()`` in their methods (the class is re-created with ``__slots__``, as
+``dataclass(slots=True)`` does, so its ``__class__`` cell would name the old one).
 tests/test_record.py pins these guarantees.
 """
 
