@@ -222,3 +222,30 @@ def test_unusable_registry_files_raise_registry_error(tmp_path: Path) -> None:
         with pytest.raises(RegistryError):
             book.lookup(443)
         book.close()
+
+
+def test_overlay_scan_and_index_give_the_same_answers() -> None:
+    """The first overlay queries scan the lists, later ones use the index: same answers."""
+    from portbook._book import _INDEX_AFTER, _OverlayIndex
+    from portbook._etc_services import read_etc_services
+    from portbook._unofficial import UNOFFICIAL_PORTS
+
+    etc = [e for e in read_etc_services(SERVICES) if e.protocol in ("tcp", "udp", "sctp", "dccp")]
+    indexed = _OverlayIndex(etc, UNOFFICIAL_PORTS)
+    for _ in range(_INDEX_AFTER + 1):
+        indexed.by_ports(1, 1)
+    assert indexed._by_port is not None
+    ports = {p for e in etc for p in (e.port - 1, e.port, e.port + 1)}
+    ports |= {p for u in UNOFFICIAL_PORTS for p in (u[0] - 1, u[0], u[1], u[1] + 1)}
+    names = {n.lower() for e in etc for n in (e.name, *e.aliases)} | {
+        u[3] for u in UNOFFICIAL_PORTS
+    }
+    for port in sorted(ports):
+        scanning = _OverlayIndex(etc, UNOFFICIAL_PORTS)
+        assert scanning.by_ports(port, port) == indexed.by_ports(port, port)
+        for proto in ("tcp", "udp"):
+            assert scanning.first_name(port, proto) == indexed.first_name(port, proto)
+        assert scanning._by_port is None
+    for name in sorted(names | {"no-such-name"}):
+        assert _OverlayIndex(etc, UNOFFICIAL_PORTS).by_name(name) == indexed.by_name(name)
+    assert indexed.by_ports(6000, 7000) == _OverlayIndex(etc, UNOFFICIAL_PORTS).by_ports(6000, 7000)

@@ -61,3 +61,29 @@ def test_user_data_dir_follows_overrides(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     if sys.platform.startswith("linux"):
         assert user_data_dir() == tmp_path / "xdg" / "portbook"
+
+
+def test_user_data_dir_name_is_the_same_place_as_user_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from portbook._paths import user_data_dir, user_data_dir_name
+
+    monkeypatch.delenv("PORTBOOK_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for xdg in (None, str(tmp_path / "xdg"), "relative/xdg"):  # a relative XDG path is ignored
+        if xdg is None:
+            monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+        else:
+            monkeypatch.setenv("XDG_DATA_HOME", xdg)
+        assert isinstance(user_data_dir_name(), str)
+        assert Path(user_data_dir_name()) == user_data_dir()
+    if sys.platform.startswith("linux"):
+        assert user_data_dir_name() == str(tmp_path / "home" / ".local" / "share" / "portbook")
+
+
+def test_local_ranges_takes_str_and_path_alike(tmp_path: Path) -> None:
+    (tmp_path / "ip_local_port_range").write_text("40000 50000\n")
+    (tmp_path / "ip_local_reserved_ports").write_text("\n")
+    assert local_ranges(tmp_path) == local_ranges(str(tmp_path))
+    assert local_ranges(tmp_path).source == str(tmp_path)
+    assert local_ranges(tmp_path).reserved == ()

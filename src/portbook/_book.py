@@ -18,15 +18,17 @@ from __future__ import annotations
 import _thread
 import enum
 import os
-from dataclasses import dataclass
-from datetime import date
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from datetime import date  # sqlite3 imports datetime anyway
 
 from ._exceptions import InvalidPortSpecError, RegistryError, UsageError
 from ._model import MAX_PORT, PortClass, PortRange, Protocol, parse_port_spec, parse_protocol
+from ._record import frozen_record
 
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._etc_services import EtcServicesEntry
 
 __all__ = [
@@ -70,7 +72,7 @@ class ServiceStatus(enum.StrEnum):
     UNASSIGNED = "unassigned"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record()
 class Service:
     """One entry of the book: a service name, a port or range, or both.
 
@@ -89,16 +91,54 @@ class Service:
     description: str
     source: ServiceSource
     status: ServiceStatus
-    assignee: str | None = None
-    contact: str | None = None
-    registered: date | None = None
-    modified: date | None = None
-    reference: str | None = None
-    service_code: str | None = None
-    unauthorized_use: str | None = None
-    notes: str | None = None
-    aliases: tuple[str, ...] = ()
-    software: str | None = None
+    assignee: str | None
+    contact: str | None
+    registered: date | None
+    modified: date | None
+    reference: str | None
+    service_code: str | None
+    unauthorized_use: str | None
+    notes: str | None
+    aliases: tuple[str, ...]
+    software: str | None
+
+    def __init__(  # noqa: PLR0917 - positional, as the frozen dataclass it was took them
+        self,
+        name: str | None,
+        port: int | None,
+        port_end: int | None,
+        protocol: Protocol | None,
+        description: str,
+        source: ServiceSource,
+        status: ServiceStatus,
+        assignee: str | None = None,
+        contact: str | None = None,
+        registered: date | None = None,
+        modified: date | None = None,
+        reference: str | None = None,
+        service_code: str | None = None,
+        unauthorized_use: str | None = None,
+        notes: str | None = None,
+        aliases: tuple[str, ...] = (),
+        software: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "port_end", port_end)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "assignee", assignee)
+        object.__setattr__(self, "contact", contact)
+        object.__setattr__(self, "registered", registered)
+        object.__setattr__(self, "modified", modified)
+        object.__setattr__(self, "reference", reference)
+        object.__setattr__(self, "service_code", service_code)
+        object.__setattr__(self, "unauthorized_use", unauthorized_use)
+        object.__setattr__(self, "notes", notes)
+        object.__setattr__(self, "aliases", aliases)
+        object.__setattr__(self, "software", software)
 
     @property
     def ports(self) -> PortRange | None:
@@ -130,7 +170,7 @@ class Service:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record()
 class RegistryInfo:
     """What data the book uses: the registry file, its origin and counts, and the overlays.
 
@@ -158,7 +198,43 @@ class RegistryInfo:
     etc_services_path: str | None
     etc_services_entries: int
     unofficial_entries: int
-    warning: str | None = None
+    warning: str | None
+
+    def __init__(  # noqa: PLR0917 - positional, as the frozen dataclass it was took them
+        self,
+        path: str,
+        origin: str,
+        source_name: str,
+        source_sha256: str,
+        source_format: str,
+        updated: date | None,
+        records: int,
+        assigned: int,
+        reserved: int,
+        unassigned: int,
+        names_only: int,
+        newest_record: date | None,
+        etc_services_path: str | None,
+        etc_services_entries: int,
+        unofficial_entries: int,
+        warning: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "path", path)
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "source_name", source_name)
+        object.__setattr__(self, "source_sha256", source_sha256)
+        object.__setattr__(self, "source_format", source_format)
+        object.__setattr__(self, "updated", updated)
+        object.__setattr__(self, "records", records)
+        object.__setattr__(self, "assigned", assigned)
+        object.__setattr__(self, "reserved", reserved)
+        object.__setattr__(self, "unassigned", unassigned)
+        object.__setattr__(self, "names_only", names_only)
+        object.__setattr__(self, "newest_record", newest_record)
+        object.__setattr__(self, "etc_services_path", etc_services_path)
+        object.__setattr__(self, "etc_services_entries", etc_services_entries)
+        object.__setattr__(self, "unofficial_entries", unofficial_entries)
+        object.__setattr__(self, "warning", warning)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -188,9 +264,12 @@ _ALL_PROTOCOLS = tuple(p.value for p in Protocol)
 _PROTOCOL_SET = frozenset(_ALL_PROTOCOLS)
 # Distinct ports asked of service_name/is_assigned before the whole table is loaded.
 _PRELOAD_AFTER = 256  # (port, protocol) pairs
+# Queries of the overlays answered by a scan before they are indexed.
+_INDEX_AFTER = 16
 
 # The registry lists nothing above 49151: RFC 6335 leaves the Dynamic and/or
 # Private ports unassigned for good. A lookup there answers with that block.
+_DYNAMIC_FIRST = PortClass.DYNAMIC.first
 _DYNAMIC_BLOCK = Service(
     name=None,
     port=PortClass.DYNAMIC.first,
@@ -279,16 +358,17 @@ class Book:
         data_dir: str | os.PathLike[str] | None = None,
         unofficial: bool = True,
     ) -> None:
-        self._registry_path = Path(registry_path) if registry_path is not None else None
+        # Paths are kept as strings: pathlib is not imported on a cold lookup.
+        self._registry_path = os.fspath(registry_path) if registry_path is not None else None
         self._services_arg = services_path
-        self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._data_dir = os.fspath(data_dir) if data_dir is not None else None
         self._use_unofficial = unofficial
         self._lock = _thread.RLock()
         self._db: Any = None  # _registry.RegistryDB, imported lazily (sqlite3)
         self._warning: str | None = None
         self._etc_entries: list[EtcServicesEntry] | None = None
         self._etc: list[Service] | None = None
-        self._etc_path: Path | None = None
+        self._etc_path: str | None = None
         self._unofficial: list[Service] | None = None
         self._overlay_index: _OverlayIndex | None = None
         self._names: dict[tuple[int, str], str] | None = None
@@ -329,7 +409,7 @@ class Book:
         arg = self._services_arg
         if arg is False:
             return []
-        path = default_services_path() if arg is None or arg is True else Path(arg)
+        path = default_services_path() if arg is None or arg is True else os.fspath(arg)
         self._etc_path = path
         if path is None:
             return []
@@ -494,24 +574,31 @@ class Book:
         return out
 
     def _at_port(self, port: int) -> list[Service]:
+        # The in-process hot path (about 6 us, a third of it SQLite's): one
+        # comprehension over the rows, records built only for rows not seen yet.
         db = self._registry()
+        rows = db.ids_at_port(port)
         built = self._built
-        ids = [row[0] for row in db.ids_at_port(port)]
-        missing = [i for i in ids if i not in built]
-        if missing:
+        try:
+            return [built[i] for (i,) in rows]
+        except KeyError:
+            missing = [i for (i,) in rows if i not in built]
             for row in db.rows_by_id(missing):
                 built[row[0]] = _service_from_row(row)
-        return [built[i] for i in ids]
+            return [built[i] for (i,) in rows]
 
     def _by_ports(self, first: int, last: int, proto: Protocol | None) -> list[Service]:
         if first == last:
             found = self._at_port(first)
         else:
             found = self._services(self._registry().by_ports(first, last))
-        if last >= PortClass.DYNAMIC.first:
+        if last >= _DYNAMIC_FIRST:
             found.append(_DYNAMIC_BLOCK)
-        found.extend(self._overlays().by_ports(first, last))
-        return _filter_protocol(found, proto)
+        overlay = self._overlay_index or self._overlays()
+        hits = overlay.by_ports(first, last)
+        if hits:
+            found.extend(hits)
+        return found if proto is None else _filter_protocol(found, proto)
 
     def _by_name(self, name: str, proto: Protocol | None) -> list[Service]:
         found = self._services(self._registry().by_name(name))
@@ -556,7 +643,7 @@ class Book:
         etc = self._etc_raw()
         updated = meta.get("updated") or None
         return RegistryInfo(
-            path=str(db.path),
+            path=db.path,
             origin=db.origin,
             source_name=meta.get("source_name", "?"),
             source_sha256=meta.get("source_sha256", ""),
@@ -568,7 +655,7 @@ class Book:
             unassigned=int(meta.get("unassigned", "0")),
             names_only=int(meta.get("names_only", "0")),
             newest_record=_date(meta.get("newest_record") or None),
-            etc_services_path=str(self._etc_path) if self._etc_path is not None else None,
+            etc_services_path=self._etc_path,
             etc_services_entries=len(etc),
             unofficial_entries=len(self._unofficial_raw()),
             warning=self._warning,
@@ -584,15 +671,14 @@ class Book:
         :class:`portbook.RegistryUpdateError` is raised and the data in use
         stays as it was.
         """
+        from pathlib import Path
+
+        from ._paths import user_data_dir_name
         from ._update import install_registry
 
         with self._lock:
             current = self._registry()
-            dest_dir = self._data_dir
-            if dest_dir is None:
-                from ._paths import user_data_dir
-
-                dest_dir = user_data_dir()
+            dest_dir = Path(self._data_dir if self._data_dir is not None else user_data_dir_name())
             install_registry(source, dest_dir, current_records=int(current.meta["records"]))
             if self._registry_path is None:
                 self._reset()
@@ -619,11 +705,13 @@ class Book:
 
 
 class _OverlayIndex:
-    """/etc/services and unofficial entries indexed by port and by name.
+    """/etc/services and unofficial entries, found by port and by name.
 
-    Records are built on first use and then shared (they are frozen): a cold
-    ``portbook lookup`` pays for the few it shows, a long-lived process pays
-    one dict probe per lookup instead of a scan of both lists.
+    The first queries scan both lists (a few tens of microseconds); after
+    ``_INDEX_AFTER`` of them both are indexed by port and by name (about a
+    millisecond, more than a whole cold ``portbook lookup`` spends on its one
+    scan), so a long-lived process pays one dict probe per query. Records are
+    built on first use and then shared (they are frozen).
     """
 
     def __init__(
@@ -636,20 +724,47 @@ class _OverlayIndex:
         self._etc = etc
         self._unofficial = unofficial
         self._built: list[Service | None] = [None] * (len(etc) + len(unofficial))
-        self._spans: list[tuple[int, int]] = []
-        self.by_port_index: dict[int, list[int]] = {}
-        self.by_name_index: dict[str, list[int]] = {}
-        for i, e in enumerate(etc):
-            self._add(i, e.port, e.port, (e.name, *e.aliases))
-        for i, u in enumerate(unofficial, len(etc)):
-            self._add(i, u[0], u[1], (u[3],))
+        self._queries = 0
+        self._by_port: dict[int, list[int]] | None = None
+        self._by_name: dict[str, list[int]] | None = None
 
-    def _add(self, i: int, first: int, last: int, names: tuple[str, ...]) -> None:
-        self._spans.append((first, last))
-        for port in range(first, last + 1):
-            self.by_port_index.setdefault(port, []).append(i)
-        for name in {n.lower() for n in names}:
-            self.by_name_index.setdefault(name, []).append(i)
+    def _indexed(self) -> bool:
+        if self._by_port is not None:
+            return True
+        self._queries += 1
+        if self._queries <= _INDEX_AFTER:
+            return False
+        # Built into locals and published at the end: a thread that reads the
+        # attributes meanwhile scans instead.
+        by_port: dict[int, list[int]] = {}
+        by_name: dict[str, list[int]] = {}
+        for i, (first, last, names) in enumerate(self._entries()):
+            for port in range(first, last + 1):
+                by_port.setdefault(port, []).append(i)
+            for name in names:
+                by_name.setdefault(name, []).append(i)
+        self._by_name = by_name
+        self._by_port = by_port
+        return True
+
+    def _entries(self) -> list[tuple[int, int, frozenset[str]]]:
+        """(first port, last port, lower-case names) of every entry, in position order."""
+        entries = [
+            (e.port, e.port, frozenset(n.lower() for n in (e.name, *e.aliases))) for e in self._etc
+        ]
+        entries.extend((u[0], u[1], frozenset((u[3].lower(),))) for u in self._unofficial)
+        return entries
+
+    def _port_hits(self, first: int, last: int) -> list[int]:
+        if first == last and self._indexed():
+            assert self._by_port is not None
+            return self._by_port.get(first, [])
+        hits = [i for i, e in enumerate(self._etc) if first <= e.port <= last]
+        n_etc = len(self._etc)
+        hits.extend(
+            i for i, u in enumerate(self._unofficial, n_etc) if u[0] <= last and u[1] >= first
+        )
+        return hits
 
     def _service(self, i: int) -> Service:
         built = self._built[i]
@@ -663,19 +778,28 @@ class _OverlayIndex:
         return built
 
     def by_ports(self, first: int, last: int) -> list[Service]:
-        if first == last:
-            hits: list[int] = self.by_port_index.get(first, [])
-        else:
-            hits = [i for i, (lo, hi) in enumerate(self._spans) if lo <= last and hi >= first]
-        return [self._service(i) for i in hits]
+        hits = self._port_hits(first, last)
+        return [self._service(i) for i in hits] if hits else []
 
     def by_name(self, name: str) -> list[Service]:
-        return [self._service(i) for i in self.by_name_index.get(name, [])]
+        """Entries called ``name`` (lower case) or with it as an alias."""
+        if self._indexed():
+            assert self._by_name is not None
+            hits = self._by_name.get(name, [])
+        else:
+            hits = [
+                i
+                for i, e in enumerate(self._etc)
+                if e.name.lower() == name or any(a.lower() == name for a in e.aliases)
+            ]
+            n_etc = len(self._etc)
+            hits.extend(i for i, u in enumerate(self._unofficial, n_etc) if u[3].lower() == name)
+        return [self._service(i) for i in hits]
 
     def first_name(self, port: int, protocol: str) -> str | None:
         """Name of the first entry (/etc/services before unofficial) for port and protocol."""
         n_etc = len(self._etc)
-        for i in self.by_port_index.get(port, ()):
+        for i in self._port_hits(port, port):
             if i < n_etc:
                 entry = self._etc[i]
                 if entry.protocol == protocol:

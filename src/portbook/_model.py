@@ -7,11 +7,15 @@ arguments with these functions before it decides what else to load.
 from __future__ import annotations
 
 import enum
-import ipaddress
-from collections.abc import Iterator
-from dataclasses import dataclass
 
 from ._exceptions import InvalidPortSpecError
+from ._record import frozen_record
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import ipaddress
+    from collections.abc import Iterator
 
 __all__ = [
     "MAX_PORT",
@@ -81,18 +85,20 @@ def port_class(port: int) -> PortClass:
     return PortClass.DYNAMIC
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@frozen_record(order=True)
 class PortRange:
     """An inclusive range of port numbers; a single port has ``first == last``."""
 
     first: int
     last: int
 
-    def __post_init__(self) -> None:
-        _check_port(self.first, str(self.first))
-        _check_port(self.last, str(self.last))
-        if self.first > self.last:
-            raise InvalidPortSpecError(f"{self.first}-{self.last}", "range start is above its end")
+    def __init__(self, first: int, last: int) -> None:
+        _check_port(first, str(first))
+        _check_port(last, str(last))
+        if first > last:
+            raise InvalidPortSpecError(f"{first}-{last}", "range start is above its end")
+        object.__setattr__(self, "first", first)
+        object.__setattr__(self, "last", last)
 
     def __contains__(self, port: object) -> bool:
         return isinstance(port, int) and self.first <= port <= self.last
@@ -111,7 +117,7 @@ class PortRange:
         return self.first == self.last
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record()
 class PortSpec:
     """What a user typed to name a port, parsed.
 
@@ -121,10 +127,24 @@ class PortSpec:
     """
 
     text: str
-    protocol: Protocol | None = None
-    ports: PortRange | None = None
-    name: str | None = None
-    host: ipaddress.IPv4Address | ipaddress.IPv6Address | str | None = None
+    protocol: Protocol | None
+    ports: PortRange | None
+    name: str | None
+    host: ipaddress.IPv4Address | ipaddress.IPv6Address | str | None
+
+    def __init__(
+        self,
+        text: str,
+        protocol: Protocol | None = None,
+        ports: PortRange | None = None,
+        name: str | None = None,
+        host: ipaddress.IPv4Address | ipaddress.IPv6Address | str | None = None,
+    ) -> None:
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "protocol", protocol)
+        object.__setattr__(self, "ports", ports)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "host", host)
 
 
 def parse_protocol(text: str) -> Protocol:
@@ -199,6 +219,8 @@ def parse_port_spec(text: str) -> PortSpec:
         end = body.find("]")
         if end < 0 or not body[end + 1 :].startswith(":"):
             raise InvalidPortSpecError(text, "expected [IPv6-address]:port")
+        import ipaddress  # only for a spec with an address: it costs a millisecond to import
+
         try:
             host = ipaddress.IPv6Address(body[1:end])
         except ValueError:
@@ -243,6 +265,8 @@ def _parse_range_in(body: str, text: str) -> PortRange:
 
 
 def _parse_host(host_text: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str:
+    import ipaddress  # only for a spec with an address: it costs a millisecond to import
+
     try:
         return ipaddress.ip_address(host_text)
     except ValueError:

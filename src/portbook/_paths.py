@@ -11,22 +11,38 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-__all__ = ["user_data_dir"]
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["user_data_dir", "user_data_dir_name"]
 
 
 def user_data_dir() -> Path:
     """The directory for portbook's user data (not created here)."""
+    from pathlib import Path
+
+    return Path(user_data_dir_name())
+
+
+def user_data_dir_name() -> str:
+    """:func:`user_data_dir` as a string, without importing pathlib.
+
+    A cold ``portbook lookup`` only asks whether a user copy of the registry
+    exists there; pathlib (with urllib.parse and ipaddress) would cost about a
+    quarter of an interpreter start to import for that.
+    """
     override = os.environ.get("PORTBOOK_DATA_DIR")
     if override:
-        return Path(override)
-    home = Path.home()
+        return override
+    home = os.path.expanduser("~")
     if sys.platform == "darwin":
-        return home / "Library" / "Application Support" / "portbook"
+        return os.path.join(home, "Library", "Application Support", "portbook")
     if sys.platform == "win32":
         base = os.environ.get("LOCALAPPDATA")
-        return (Path(base) if base else home / "AppData" / "Local") / "portbook"
+        return os.path.join(base or os.path.join(home, "AppData", "Local"), "portbook")
     xdg = os.environ.get("XDG_DATA_HOME")
-    base_dir = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".local" / "share"
-    return base_dir / "portbook"
+    base_dir = xdg if xdg and os.path.isabs(xdg) else os.path.join(home, ".local", "share")
+    return os.path.join(base_dir, "portbook")

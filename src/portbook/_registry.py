@@ -14,8 +14,8 @@ user copy is skipped with a warning rather than failing every lookup.
 from __future__ import annotations
 
 import _thread
+import os
 import sqlite3
-from pathlib import Path
 
 from ._exceptions import RegistryError
 
@@ -28,7 +28,12 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-PACKAGED_REGISTRY = Path(__file__).resolve().parent / "data" / "registry.sqlite3"
+# Paths are plain strings here (os.path, not pathlib): this module is loaded by
+# every cold `portbook lookup`, and pathlib with urllib.parse and ipaddress
+# costs about a quarter of an interpreter start to import.
+PACKAGED_REGISTRY = os.path.join(
+    os.path.dirname(os.path.realpath(__file__)), "data", "registry.sqlite3"
+)
 USER_REGISTRY_NAME = "registry.sqlite3"
 
 # Column order of every row handed to portbook._book (it builds the records).
@@ -60,10 +65,10 @@ class RegistryDB:
     """One open registry database. Queries are serialised by a lock, so one
     instance may be shared by threads."""
 
-    def __init__(self, path: Path, origin: str) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str], origin: str) -> None:
+        self.path = os.fspath(path)
         self.origin = origin  # "packaged", "user" or "file" (given explicitly)
-        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+        uri = f"{file_uri(self.path)}?mode=ro&immutable=1"
         self._lock = _thread.allocate_lock()
         try:
             self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
@@ -160,7 +165,28 @@ class RegistryDB:
         return self._query(f"SELECT {ROW_COLUMNS} FROM service ORDER BY id")
 
 
-def open_registry(path: Path | None, data_dir: Path | None) -> tuple[RegistryDB, str | None]:
+# Bytes that stand for themselves in a file: URI path (RFC 3986 unreserved and "/").
+_URI_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/")
+
+
+def file_uri(path: str) -> str:
+    """``file:`` URI of ``path`` (made absolute, symbolic links resolved) for SQLite.
+
+    What ``Path.resolve().as_uri()`` gives, without importing pathlib and
+    urllib: every byte of the file system encoding outside the unreserved set
+    is percent-encoded, so that "?", "#" and "%" in a directory name cannot be
+    taken for URI syntax.
+    """
+    full = os.path.realpath(path)
+    if os.sep == "\\":  # Windows: file:///C:/dir/file
+        full = "/" + full.replace("\\", "/")
+    quoted = "".join(chr(b) if b in _URI_SAFE else f"%{b:02X}" for b in os.fsencode(full))
+    return f"file://{quoted}"
+
+
+def open_registry(
+    path: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None
+) -> tuple[RegistryDB, str | None]:
     """Open the registry to use, and a warning when a user copy had to be skipped.
 
     ``path`` given: exactly that file (errors propagate). Otherwise the user's
@@ -170,16 +196,16 @@ def open_registry(path: Path | None, data_dir: Path | None) -> tuple[RegistryDB,
     if path is not None:
         return RegistryDB(path, "file"), None
     if data_dir is None:
-        from ._paths import user_data_dir
+        from ._paths import user_data_dir_name
 
-        data_dir = user_data_dir()
-    user_copy = data_dir / USER_REGISTRY_NAME
+        data_dir = user_data_dir_name()
+    user_copy = os.path.join(data_dir, USER_REGISTRY_NAME)
     warning = None
-    if user_copy.is_file():
+    if os.path.isfile(user_copy):
         try:
             return RegistryDB(user_copy, "user"), None
         except RegistryError as exc:
             warning = f"{exc}; using the packaged registry instead"
-    if not PACKAGED_REGISTRY.is_file():
+    if not os.path.isfile(PACKAGED_REGISTRY):
         raise RegistryError(f"packaged registry data is missing ({PACKAGED_REGISTRY}); reinstall")
     return RegistryDB(PACKAGED_REGISTRY, "packaged"), warning

@@ -9,18 +9,21 @@ says so in ``source``.
 
 from __future__ import annotations
 
+import os
 import sys
-from dataclasses import dataclass
-from pathlib import Path
 
 from ._model import PortClass, PortRange
+from ._record import frozen_record
 
 __all__ = ["LocalRanges", "local_ranges"]
 
-_PROC = Path("/proc/sys/net/ipv4")
+# Plain strings and os.path rather than pathlib: this runs on every cold
+# `portbook lookup`, and pathlib (with urllib.parse and ipaddress) costs about
+# a quarter of an interpreter start to import.
+_PROC = "/proc/sys/net/ipv4"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record()
 class LocalRanges:
     """The ephemeral range and reserved ports of one machine.
 
@@ -32,6 +35,11 @@ class LocalRanges:
     reserved: tuple[PortRange, ...]
     source: str
 
+    def __init__(self, ephemeral: PortRange, reserved: tuple[PortRange, ...], source: str) -> None:
+        object.__setattr__(self, "ephemeral", ephemeral)
+        object.__setattr__(self, "reserved", reserved)
+        object.__setattr__(self, "source", source)
+
     def is_ephemeral(self, port: int) -> bool:
         """True when the kernel may hand ``port`` out as a local port of its own."""
         return port in self.ephemeral and not self.is_reserved(port)
@@ -41,26 +49,31 @@ class LocalRanges:
         return any(port in r for r in self.reserved)
 
 
-def local_ranges(proc_dir: Path | None = None) -> LocalRanges:
+def local_ranges(proc_dir: str | os.PathLike[str] | None = None) -> LocalRanges:
     """Read this machine's ephemeral range and reserved ports.
 
     ``proc_dir`` replaces ``/proc/sys/net/ipv4`` (tests point it at fixtures).
     Never raises for a missing or unreadable file: the defaults are returned
     with ``source="default"``.
     """
-    base = proc_dir if proc_dir is not None else _PROC
+    base = os.fspath(proc_dir) if proc_dir is not None else _PROC
     if proc_dir is None and not sys.platform.startswith("linux"):
         return _default()
     try:
-        lo_text, hi_text = (base / "ip_local_port_range").read_text().split()
+        lo_text, hi_text = _read(os.path.join(base, "ip_local_port_range")).split()
         ephemeral = PortRange(int(lo_text), int(hi_text))
     except (OSError, ValueError):
         return _default()
     try:
-        reserved = parse_port_list((base / "ip_local_reserved_ports").read_text())
+        reserved = parse_port_list(_read(os.path.join(base, "ip_local_reserved_ports")))
     except (OSError, ValueError):
         reserved = ()
-    return LocalRanges(ephemeral=ephemeral, reserved=reserved, source=str(base))
+    return LocalRanges(ephemeral=ephemeral, reserved=reserved, source=base)
+
+
+def _read(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def parse_port_list(text: str) -> tuple[PortRange, ...]:

@@ -9,14 +9,18 @@ errors into exit codes: 0 success, 1 failure or nothing found, 2 usage.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-from collections.abc import Sequence
 
 from portbook import __version__
 
-from ._output import Output
+from ._output import Output, terminal_columns
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 __all__ = ["main"]
 
@@ -61,13 +65,40 @@ class CliUsageError(Exception):
     """argparse found the command line unusable (exit status 2)."""
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, told the terminal width instead of asking shutil for it.
+
+    argparse makes a formatter for every add_argument() call and, without a
+    width, imports shutil to measure the terminal each time (shutil brings
+    fnmatch, zlib, bz2 and lzma); that import alone was a fifth of an
+    interpreter start on every command. Same rule, same result.
+    """
+
+    def __init__(
+        self,
+        prog: str,
+        indent_increment: int = 2,
+        max_help_position: int = 24,
+        width: int | None = None,
+        **kwargs: Any,  # what newer Pythons add (color), passed on
+    ) -> None:
+        if width is None:
+            width = terminal_columns(80) - 2
+        super().__init__(prog, indent_increment, max_help_position, width, **kwargs)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         raise CliUsageError(f"{message} (see '{self.prog} --help')")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser; with ``command``, only the group that defines it is registered."""
+    """The argument parser; with ``command``, only the group that defines it is registered
+    (only the command itself, when its group offers ``register_command``)."""
     parser = _Parser(
         prog="portbook",
         description=(
@@ -85,7 +116,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     else:
         groups = _GROUPS
     for group in groups:
-        importlib.import_module(f"{__name__}.{group}").register(subparsers)
+        # A non-empty fromlist makes __import__ return the submodule itself
+        # (importlib.import_module would import importlib and warnings).
+        module = __import__(f"{__name__}.{group}", fromlist=("register",))
+        # A group may also offer register_command(subparsers, command), which
+        # registers just the command being run.
+        register_command = getattr(module, "register_command", None)
+        if command in _COMMANDS and register_command is not None:
+            register_command(subparsers, command)
+        else:
+            module.register(subparsers)
     return parser
 
 

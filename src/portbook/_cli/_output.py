@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any, TextIO
 
 __all__ = ["Output"]
 
@@ -45,9 +49,7 @@ class Output:
         tty = sys.stdout.isatty()
         width = 10_000
         if tty:
-            import shutil
-
-            width = shutil.get_terminal_size((100, 24)).columns
+            width = terminal_columns(100)
         color = tty and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
         return cls(stream=sys.stdout, err=sys.stderr, tty=tty, width=width, color=color)
 
@@ -96,6 +98,26 @@ class Output:
     @staticmethod
     def _bold(text: str) -> str:
         return f"\x1b[1m{text}\x1b[0m"
+
+
+def terminal_columns(fallback: int) -> int:
+    """Width of the terminal: ``$COLUMNS`` when set, else the size of stdout's terminal.
+
+    The rule of ``shutil.get_terminal_size``, without importing shutil (which
+    brings fnmatch and the zlib, bz2 and lzma modules: about a fifth of an
+    interpreter start, paid by every command that prints a table or help).
+    """
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        # sys.__stdout__ is None under pythonw: AttributeError, like shutil.
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or fallback  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return fallback
 
 
 def _clean(cell: str) -> str:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
-from ._output import Output
-
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
     from portbook import RegistryInfo, Service
+
+    from ._output import Output
 
 _SOURCE_TITLES = {
     "iana": "IANA registry",
@@ -19,6 +22,17 @@ _SOURCE_TITLES = {
 
 
 def register(subparsers: Any) -> None:
+    for add in _PARSERS.values():
+        add(subparsers)
+
+
+def register_command(subparsers: Any, command: str) -> None:
+    """Register only ``command``: each parser costs argparse a few gettext look-ups
+    and formatters, and a run needs just its own (see ``portbook._cli.build_parser``)."""
+    _PARSERS[command](subparsers)
+
+
+def _add_lookup(subparsers: Any) -> None:
     lookup = subparsers.add_parser(
         "lookup",
         help="what a port, range or service name means",
@@ -33,6 +47,8 @@ def register(subparsers: Any) -> None:
     lookup.add_argument("-l", "--long", action="store_true", help="show every field of each entry")
     lookup.set_defaults(handler=run_lookup)
 
+
+def _add_search(subparsers: Any) -> None:
     search = subparsers.add_parser(
         "search",
         help="find services by words in their names and descriptions",
@@ -43,6 +59,8 @@ def register(subparsers: Any) -> None:
     search.add_argument("--json", action="store_true", help="print a JSON array for programs")
     search.set_defaults(handler=run_search)
 
+
+def _add_info(subparsers: Any) -> None:
     info = subparsers.add_parser(
         "info",
         help="data sources, port classes and this machine's port ranges",
@@ -54,6 +72,8 @@ def register(subparsers: Any) -> None:
     info.add_argument("--json", action="store_true", help="print JSON for programs")
     info.set_defaults(handler=run_info)
 
+
+def _add_update(subparsers: Any) -> None:
     update = subparsers.add_parser(
         "update",
         help="install a newer IANA registry file (XML or CSV)",
@@ -68,6 +88,10 @@ def register(subparsers: Any) -> None:
     )
     update.add_argument("--json", action="store_true", help="print JSON for programs")
     update.set_defaults(handler=run_update)
+
+
+# In the order of `portbook --help`.
+_PARSERS = {"lookup": _add_lookup, "search": _add_search, "info": _add_info, "update": _add_update}
 
 
 def _positive_int(text: str) -> int:
