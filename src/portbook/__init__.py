@@ -51,13 +51,27 @@ _EXPORTS: dict[str, str] = {
     # this machine's ranges
     "LocalRanges": "_system",
     "local_ranges": "_system",
+    # the live table
+    "Exposure": "_sockets",
+    "Socket": "_sockets",
+    "SocketProcess": "_sockets",
+    "SocketState": "_sockets",
+    "list_sockets": "_live",
+    "socket_backend": "_live",
+    "sockets_on_port": "_live",
+    "NetlinkBackend": "_backends",
+    "ProcfsBackend": "_backends",
+    "PsutilBackend": "_backends",
+    "SocketBackend": "_backends",
 }
 
 __all__ = [
+    "Exposure",
     "Family",
     "InvalidNameError",
     "InvalidPortSpecError",
     "LocalRanges",
+    "NetlinkBackend",
     "NotFoundError",
     "PortClass",
     "PortRange",
@@ -65,10 +79,16 @@ __all__ = [
     "PortUnavailableError",
     "PortbookError",
     "ProcessSignalError",
+    "ProcfsBackend",
     "Protocol",
+    "PsutilBackend",
     "RangeExhaustedError",
     "RegistryError",
     "RegistryUpdateError",
+    "Socket",
+    "SocketBackend",
+    "SocketProcess",
+    "SocketState",
     "SocketTableError",
     "StoreCorruptError",
     "StoreError",
@@ -78,12 +98,15 @@ __all__ = [
     "UsageError",
     "WaitTimeoutError",
     "__version__",
+    "list_sockets",
     "local_ranges",
     "parse_port",
     "parse_port_range",
     "parse_port_spec",
     "parse_protocol",
     "port_class",
+    "socket_backend",
+    "sockets_on_port",
 ]
 
 if TYPE_CHECKING:
@@ -119,6 +142,11 @@ if TYPE_CHECKING:
         port_class,
     )
     from ._system import LocalRanges, local_ranges
+
+if TYPE_CHECKING:  # the live table
+    from ._backends import NetlinkBackend, ProcfsBackend, PsutilBackend, SocketBackend
+    from ._live import list_sockets, socket_backend, sockets_on_port
+    from ._sockets import Exposure, Socket, SocketProcess, SocketState
 
 
 def __getattr__(name: str) -> Any:

@@ -26,10 +26,10 @@ EXIT_USAGE = 2
 
 # Command-group modules; each defines register(subparsers) and imports the
 # library only inside its handlers, so that building the parser stays cheap.
-_GROUPS = ("book",)
+_GROUPS = ("book", "live")
 
 # What `portbook` with no arguments runs.
-_DEFAULT_ARGV = ("info",)
+_DEFAULT_ARGV = ("ls",)
 
 
 class CliUsageError(Exception):

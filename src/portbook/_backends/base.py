@@ -1,0 +1,96 @@
+"""The one interface every socket-table backend implements, and the raw facts it returns.
+
+A backend reports what the operating system says, nothing more: numbers,
+address bytes, kernel state codes. It never builds public records; that is
+done in one place, :func:`portbook._sockets.build_sockets`, so that every
+backend gives identical results for the same sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+__all__ = [
+    "TCP_STATES",
+    "RawSocket",
+    "SocketBackend",
+    "TableQuery",
+]
+
+# The kernel's TCP state numbers (include/net/tcp_states.h), used by netlink,
+# /proc/net/* and, once translated, by the psutil backend. UDP reuses two of
+# them: TCP_ESTABLISHED for a connected socket and TCP_CLOSE for an
+# unconnected one.
+TCP_ESTABLISHED = 1
+TCP_SYN_SENT = 2
+TCP_SYN_RECV = 3
+TCP_FIN_WAIT1 = 4
+TCP_FIN_WAIT2 = 5
+TCP_TIME_WAIT = 6
+TCP_CLOSE = 7
+TCP_CLOSE_WAIT = 8
+TCP_LAST_ACK = 9
+TCP_LISTEN = 10
+TCP_CLOSING = 11
+TCP_NEW_SYN_RECV = 12
+
+TCP_STATES = range(TCP_ESTABLISHED, TCP_NEW_SYN_RECV + 1)
+ALL_STATES_MASK = sum(1 << s for s in TCP_STATES)
+
+
+class RawSocket(NamedTuple):
+    """One socket as the operating system reports it.
+
+    A tuple, not a record: tens of thousands are made per call, and a tuple is
+    the cheapest thing Python builds. ``local_address``/``remote_address`` are
+    packed bytes (4 for IPv4, 16 for IPv6); ``remote_port`` is 0 when not
+    connected. ``pids`` is ``None`` when the backend cannot tell owners (they
+    are then found from ``/proc``), or the owning process ids when it can.
+    """
+
+    protocol: str  # "tcp" or "udp"
+    family: int  # 4 or 6
+    state: int  # kernel TCP state number
+    local_address: bytes
+    local_port: int
+    remote_address: bytes
+    remote_port: int
+    inode: int
+    uid: int
+    recv_queue: int
+    send_queue: int
+    v6only: bool | None
+    interface: int
+    pids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TableQuery:
+    """What to ask the operating system for; a backend returns exactly the matching sockets.
+
+    ``state_mask`` is a bit mask of kernel state numbers (``1 << state``);
+    ``ports`` an inclusive ``(first, last)`` range of local ports or ``None``.
+    The netlink backend hands both to the kernel; others filter themselves.
+    """
+
+    protocols: frozenset[str] = frozenset({"tcp", "udp"})
+    families: frozenset[int] = frozenset({4, 6})
+    state_mask: int = ALL_STATES_MASK
+    ports: tuple[int, int] | None = None
+
+
+class SocketBackend(Protocol):
+    """Reads the socket table of this machine."""
+
+    #: short name shown to users ("netlink", "procfs", "psutil")
+    name: str
+
+    def available(self) -> bool:
+        """True when this backend can work on this machine, checked cheaply."""
+        ...
+
+    def sockets(self, query: TableQuery) -> Iterable[RawSocket]:
+        """The sockets matching ``query``; raises ``SocketTableError`` when unreadable."""
+        ...

@@ -1,0 +1,139 @@
+"""Systems without netlink or /proc (macOS, the BSDs, Windows): the socket table from psutil.
+
+psutil reports one entry per (process, descriptor) and no inode or socket
+uid; entries that describe the same connection are merged into one socket
+owned by every process that holds it. ``inode`` is 0 and ``uid`` is -1
+(unknown) for every socket from this backend. Two distinct sockets with the
+same addresses and state (``SO_REUSEPORT`` listeners) cannot be told apart
+here and are shown as one socket with all their owners.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+from portbook._exceptions import SocketTableError
+
+from .base import (
+    TCP_CLOSE,
+    TCP_CLOSE_WAIT,
+    TCP_CLOSING,
+    TCP_ESTABLISHED,
+    TCP_FIN_WAIT1,
+    TCP_FIN_WAIT2,
+    TCP_LAST_ACK,
+    TCP_LISTEN,
+    TCP_SYN_RECV,
+    TCP_SYN_SENT,
+    TCP_TIME_WAIT,
+    RawSocket,
+    TableQuery,
+)
+
+__all__ = ["PsutilBackend"]
+
+_STATES = {
+    "ESTABLISHED": TCP_ESTABLISHED,
+    "SYN_SENT": TCP_SYN_SENT,
+    "SYN_RECV": TCP_SYN_RECV,
+    "FIN_WAIT1": TCP_FIN_WAIT1,
+    "FIN_WAIT2": TCP_FIN_WAIT2,
+    "TIME_WAIT": TCP_TIME_WAIT,
+    "CLOSE": TCP_CLOSE,
+    "CLOSE_WAIT": TCP_CLOSE_WAIT,
+    "LAST_ACK": TCP_LAST_ACK,
+    "LISTEN": TCP_LISTEN,
+    "CLOSING": TCP_CLOSING,
+}
+
+
+def _import_psutil() -> Any:
+    import psutil
+
+    return psutil
+
+
+class PsutilBackend:
+    """Reads the socket table with ``psutil.net_connections()``."""
+
+    name = "psutil"
+
+    def available(self) -> bool:
+        try:
+            _import_psutil()
+        except ImportError:
+            return False
+        return True
+
+    def sockets(self, query: TableQuery) -> Iterable[RawSocket]:
+        try:
+            psutil = _import_psutil()
+        except ImportError as exc:
+            raise SocketTableError("psutil is not installed: pip install psutil") from exc
+        try:
+            entries = psutil.net_connections(kind="inet")
+        except (psutil.AccessDenied, OSError) as exc:
+            raise SocketTableError(f"psutil cannot read the socket table: {exc}") from exc
+        first, last = query.ports if query.ports is not None else (0, 65535)
+        merged: dict[tuple[Any, ...], list[int]] = {}
+        order: list[tuple[Any, ...]] = []
+        for entry in entries:
+            if entry.type == socket.SOCK_STREAM:
+                protocol = "tcp"
+            elif entry.type == socket.SOCK_DGRAM:
+                protocol = "udp"
+            else:
+                continue
+            family = 6 if entry.family == socket.AF_INET6 else 4
+            if protocol not in query.protocols or family not in query.families:
+                continue
+            if not entry.laddr:
+                continue  # an unbound socket has no port to show
+            lhost, lport = entry.laddr[0], entry.laddr[1]
+            rhost, rport = (entry.raddr[0], entry.raddr[1]) if entry.raddr else ("", 0)
+            if protocol == "udp":
+                state = TCP_ESTABLISHED if entry.raddr else TCP_CLOSE
+            else:
+                state = _STATES.get(entry.status, TCP_CLOSE)
+            if not query.state_mask & (1 << state) or not first <= lport <= last:
+                continue
+            key = (protocol, family, state, lhost, lport, rhost, rport)
+            pids = merged.get(key)
+            if pids is None:
+                pids = merged[key] = []
+                order.append(key)
+            if entry.pid is not None and entry.pid not in pids:
+                pids.append(entry.pid)
+        af = {4: socket.AF_INET, 6: socket.AF_INET6}
+        zero = {4: bytes(4), 6: bytes(16)}
+        result = []
+        for key in order:
+            protocol, family, state, lhost, lport, rhost, rport = key
+            result.append(
+                RawSocket(
+                    protocol,
+                    family,
+                    state,
+                    _pack(af[family], lhost, zero[family]),
+                    lport,
+                    _pack(af[family], rhost, zero[family]),
+                    rport,
+                    0,
+                    -1,
+                    0,
+                    0,
+                    None,
+                    0,
+                    tuple(sorted(merged[key])),
+                )
+            )
+        return result
+
+
+def _pack(af: int, host: str, zero: bytes) -> bytes:
+    if not host:
+        return zero
+    # A scope suffix ("fe80::1%en0") is not part of the address bytes.
+    return socket.inet_pton(af, host.split("%", 1)[0])

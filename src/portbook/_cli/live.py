@@ -1,0 +1,258 @@
+"""Commands of the live table: which program holds which port (``ls``, ``who``, ``ls --watch``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._output import Output
+
+if TYPE_CHECKING:
+    from portbook import Socket
+
+_ROOT_NOTE = (
+    "Without root, the owning process of another user's socket cannot be seen: such "
+    "sockets are listed with their uid and an empty process list. Run as root to see all owners."
+)
+_NOT_VISIBLE = "not visible without root"
+
+
+def register(subparsers: Any) -> None:
+    ls = subparsers.add_parser(
+        "ls",
+        help="listening sockets and the programs that hold them (the default command)",
+        description=(
+            "List this machine's sockets with their owning processes and what the book calls "
+            "each port. By default: listening TCP and bound UDP sockets. " + _ROOT_NOTE
+        ),
+    )
+    ls.add_argument("-a", "--all", action="store_true", help="every socket, in every state")
+    ls.add_argument("-t", "--tcp", action="store_true", help="TCP sockets only")
+    ls.add_argument("-u", "--udp", action="store_true", help="UDP sockets only")
+    ls.add_argument("-4", dest="ipv4", action="store_true", help="IPv4 sockets only")
+    ls.add_argument("-6", dest="ipv6", action="store_true", help="IPv6 sockets only")
+    ls.add_argument(
+        "--state",
+        action="append",
+        metavar="S",
+        help="only this state (ss's names: LISTEN, ESTAB, TIME-WAIT, UNCONN, ...); repeatable",
+    )
+    ls.add_argument("--port", metavar="P|RANGE", help="only this local port or range (8000-8100)")
+    ls.add_argument("--pid", type=int, metavar="N", help="only sockets held by this process")
+    ls.add_argument("--user", metavar="U", help="only sockets of this user (name or uid)")
+    ls.add_argument("--program", metavar="NAME", help="only sockets held by this program")
+    ls.add_argument("--no-owners", action="store_true", help="skip finding owning processes")
+    ls.add_argument("--json", action="store_true", help="print a JSON array for programs")
+    ls.add_argument(
+        "--watch", action="store_true", help="refresh and show sockets opened and closed"
+    )
+    ls.add_argument(
+        "--interval", type=float, default=2.0, metavar="S", help="seconds between refreshes"
+    )
+    ls.add_argument("--count", type=int, metavar="N", help="with --watch: stop after N refreshes")
+    ls.set_defaults(handler=run_ls)
+
+    who = subparsers.add_parser(
+        "who",
+        help="every socket on one port, who holds it, and what the port is",
+        description=(
+            "Show every socket whose local port is PORT (any state), its owners, and what the "
+            "book calls the port. PORT may be 5432, tcp/5432, :8080, 127.0.0.1:8080 or a "
+            "range. " + _ROOT_NOTE
+        ),
+    )
+    who.add_argument("port", metavar="PORT")
+    who.add_argument("--json", action="store_true", help="print a JSON array for programs")
+    who.set_defaults(handler=run_who)
+
+
+def _ls_filters(args: argparse.Namespace) -> dict[str, Any]:
+    from portbook import UsageError, parse_port_range
+
+    if args.interval <= 0 or (args.count is not None and args.count < 1):
+        raise UsageError("--interval must be above 0 and --count at least 1")
+    protocols = [p for p, on in (("tcp", args.tcp), ("udp", args.udp)) if on] or None
+    families = [f for f, on in ((4, args.ipv4), (6, args.ipv6)) if on] or None
+    states = args.state
+    return {
+        "protocols": protocols,
+        "families": families,
+        "states": states,
+        "listening": not args.all and not states,
+        "port": parse_port_range(args.port) if args.port is not None else None,
+        "pid": args.pid,
+        "user": args.user,
+        "program": args.program,
+        "owners": not args.no_owners,
+    }
+
+
+def run_ls(args: argparse.Namespace, out: Output) -> int:
+    from portbook import list_sockets
+
+    filters = _ls_filters(args)
+    if args.watch:
+        return _watch(filters, args, out)
+    sockets = list_sockets(**filters)
+    _render(sockets, out, json_out=args.json, show_peer=args.all or bool(args.state))
+    return 0
+
+
+def run_who(args: argparse.Namespace, out: Output) -> int:
+    from ipaddress import ip_address
+
+    from portbook import UsageError, list_sockets, parse_port_spec
+
+    spec = parse_port_spec(args.port)
+    if spec.protocol is not None and spec.protocol.value not in ("tcp", "udp"):
+        raise UsageError(f"the live table shows tcp and udp sockets, not {spec.protocol.value}")
+    ports = spec.ports if spec.ports is not None else _resolve_name(spec.name or "", spec.protocol)
+    sockets = list_sockets(protocols=None if spec.protocol is None else [spec.protocol], port=ports)
+    if spec.host is not None:
+        if isinstance(spec.host, str):
+            raise UsageError("give an IP address, not a host name, before the port")
+        host = ip_address(spec.host)
+        sockets = [s for s in sockets if s.local_address == host or _mapped(s) == host]
+    if args.json:
+        out.json([s.to_json() for s in sockets])
+        return 0 if sockets else 1
+    if not sockets:
+        out.line(f"nothing is using {ports} right now")
+        return 1
+    _render(sockets, out, json_out=False, show_peer=True)
+    return 0
+
+
+def _mapped(sock: Socket) -> object:
+    address = sock.local_address
+    return getattr(address, "ipv4_mapped", None)
+
+
+def _resolve_name(name: str, protocol: object) -> Any:
+    import socket
+
+    from portbook import NotFoundError, PortRange
+
+    proto = getattr(protocol, "value", None)
+    try:
+        port = socket.getservbyname(name, proto) if proto else socket.getservbyname(name)
+    except OSError:
+        raise NotFoundError(f"no port is known by the name {name!r}") from None
+    return PortRange(port, port)
+
+
+def _endpoint(address: object, port: int | None) -> str:
+    if port is None:
+        return "*"
+    text = str(address)
+    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+
+
+def _owners_text(sock: Socket) -> str:
+    if sock.processes:
+        return ",".join(f"{p.name or '?'}[{p.pid}]" for p in sock.processes)
+    return "?" if sock.owner_note == _NOT_VISIBLE else "-"
+
+
+def _render(sockets: Sequence[Socket], out: Output, *, json_out: bool, show_peer: bool) -> None:
+    if json_out:
+        out.json([s.to_json() for s in sockets])
+        return
+    headers = ["PROTO", "STATE", "LOCAL", "PEER", "PROCESS", "USER", "SERVICE"]
+    rows: Iterable[Sequence[str]] = (
+        [
+            f"{s.protocol.value}{s.family.value}",
+            s.state.value,
+            _endpoint(s.local_address, s.local_port),
+            _endpoint(s.remote_address, s.remote_port),
+            _owners_text(s),
+            s.processes[0].user or "?" if s.processes else _uid_name(s.uid),
+            s.service or "-",
+        ]
+        for s in sockets
+    )
+    if not show_peer:
+        headers.pop(3)
+        rows = ([*r[:3], *r[4:]] for r in rows)
+    out.table(headers, rows)
+    if any(s.owner_note == _NOT_VISIBLE for s in sockets):
+        out.err.write("portbook: note: some owners are not visible without root\n")
+
+
+_uid_names: dict[int, str] = {}
+
+
+def _uid_name(uid: int) -> str:
+    name = _uid_names.get(uid)
+    if name is None:
+        import pwd
+
+        try:
+            name = pwd.getpwuid(uid).pw_name if uid >= 0 else "?"
+        except KeyError:
+            name = str(uid)
+        _uid_names[uid] = name
+    return name
+
+
+def _event_key(s: Socket) -> tuple[object, ...]:
+    return (
+        s.protocol,
+        s.family,
+        s.state,
+        s.local_address,
+        s.local_port,
+        s.remote_address,
+        s.remote_port,
+        s.inode,
+    )
+
+
+def _event_line(sign: str, s: Socket) -> str:
+    owners = _owners_text(s)
+    peer = "" if s.remote_port is None else " " + _endpoint(s.remote_address, s.remote_port)
+    return (
+        f"{sign} {s.protocol.value} {_endpoint(s.local_address, s.local_port)}{peer} "
+        f"{s.state.value} {owners}"
+    )
+
+
+def _watch(filters: dict[str, Any], args: argparse.Namespace, out: Output) -> int:
+    import time
+
+    from portbook import list_sockets
+
+    previous: dict[tuple[object, ...], Socket] = {}
+    refreshes = 0
+    try:
+        while True:
+            current = {_event_key(s): s for s in list_sockets(**filters)}
+            opened = [s for k, s in current.items() if k not in previous]
+            closed = [s for k, s in previous.items() if k not in current]
+            refreshes += 1
+            if out.tty:
+                out.stream.write("\x1b[H\x1b[2J")
+                out.heading(
+                    f"portbook ls --watch: {len(current)} sockets, {len(opened)} opened, "
+                    f"{len(closed)} closed (every {args.interval:g}s, Ctrl-C to stop)"
+                )
+                for s in closed:
+                    out.line(_event_line("-", s))
+                if refreshes > 1:
+                    for s in opened:
+                        out.line(_event_line("+", s))
+                out.line()
+                _render(list(current.values()), out, json_out=False, show_peer=args.all)
+            else:
+                for s in closed:
+                    out.line(_event_line("-", s))
+                for s in opened:
+                    out.line(_event_line("+", s))
+            out.stream.flush()
+            previous = current
+            if args.count is not None and refreshes >= args.count:
+                return 0
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0

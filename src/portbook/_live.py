@@ -1,0 +1,214 @@
+"""The live table: every TCP and UDP socket of this machine, with the processes that hold it.
+
+Public functions: :func:`list_sockets`, :func:`sockets_on_port` and
+:func:`socket_backend`. Filtering happens as early as possible: protocol,
+family, state and port in the kernel (netlink) or the backend; owners are
+looked up only for the sockets that survive, and only when asked for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from ._exceptions import UsageError
+from ._model import Family, PortRange, Protocol, parse_protocol
+from ._sockets import Socket, SocketState, build_sockets, state_mask
+
+if TYPE_CHECKING:
+    from ._backends.base import RawSocket, SocketBackend
+
+__all__ = ["list_sockets", "socket_backend", "sockets_on_port"]
+
+_LIVE_PROTOCOLS = (Protocol.TCP, Protocol.UDP)
+
+
+def socket_backend() -> SocketBackend:
+    """The backend portbook uses on this machine (netlink, procfs or psutil)."""
+    from ._backends import choose_backend
+
+    return choose_backend()
+
+
+def _service_name(port: int, protocol: Protocol) -> str | None:
+    """What the book calls ``port``/``protocol`` (``None`` until the book is available)."""
+    return None
+
+
+def list_sockets(
+    *,
+    protocols: Iterable[Protocol | str] | None = None,
+    families: Iterable[Family | int] | None = None,
+    states: Iterable[SocketState | str] | None = None,
+    listening: bool = False,
+    port: int | PortRange | None = None,
+    pid: int | None = None,
+    user: str | int | None = None,
+    program: str | None = None,
+    owners: bool = True,
+    backend: SocketBackend | None = None,
+) -> list[Socket]:
+    """Sockets of this machine, filtered; every filter given must hold.
+
+    ``listening=True`` keeps TCP ``LISTEN`` and unconnected bound UDP
+    (``UNCONN``) sockets. ``port`` is a local port or a :class:`PortRange`.
+    ``pid``, ``user`` (name or uid of an owning process, or the socket's uid)
+    and ``program`` (process name or command basename) select by owner.
+    ``owners=False`` skips the /proc walk (``processes`` stays empty). Without
+    root, owners of other users' sockets cannot be seen: such sockets are
+    still listed, with ``owner_note`` saying so.
+    """
+    protos = _protocols(protocols)
+    fams = frozenset(Family(int(f)) for f in families) if families is not None else None
+    wanted_states = _states(states)
+    if listening:
+        listen_states = {SocketState.LISTEN, SocketState.UNCONN}
+        wanted_states = listen_states if wanted_states is None else wanted_states & listen_states
+    ports: tuple[int, int] | None = None
+    if isinstance(port, PortRange):
+        ports = (port.first, port.last)
+    elif port is not None:
+        checked = PortRange(port, port)
+        ports = (checked.first, checked.last)
+    if (pid is not None or user is not None or program is not None) and not owners:
+        raise UsageError("selecting by pid, user or program needs owners=True")
+    raws = _read(protos, fams, wanted_states, ports, backend)
+    sockets = _annotate(raws, owners=owners, only_pid=pid)
+    if pid is not None:
+        sockets = [s for s in sockets if any(p.pid == pid for p in s.processes)]
+    if user is not None:
+        sockets = [s for s in sockets if _user_matches(s, user)]
+    if program is not None:
+        sockets = [s for s in sockets if _program_matches(s, program)]
+    return sockets
+
+
+def sockets_on_port(
+    port: int,
+    protocol: Protocol | str | None = None,
+    *,
+    owners: bool = True,
+    backend: SocketBackend | None = None,
+) -> list[Socket]:
+    """Every socket whose local port is exactly ``port`` (any state), with owners."""
+    return list_sockets(
+        protocols=None if protocol is None else [protocol],
+        port=port,
+        owners=owners,
+        backend=backend,
+    )
+
+
+def _protocols(protocols: Iterable[Protocol | str] | None) -> frozenset[Protocol]:
+    if protocols is None:
+        return frozenset(_LIVE_PROTOCOLS)
+    chosen = frozenset(p if isinstance(p, Protocol) else parse_protocol(p) for p in protocols)
+    unsupported = chosen - set(_LIVE_PROTOCOLS)
+    if unsupported:
+        names = ", ".join(sorted(p.value for p in unsupported))
+        raise UsageError(f"the live table shows tcp and udp sockets, not {names}")
+    return chosen
+
+
+def _states(states: Iterable[SocketState | str] | None) -> set[SocketState] | None:
+    if states is None:
+        return None
+    chosen: set[SocketState] = set()
+    for state in states:
+        if isinstance(state, SocketState):
+            chosen.add(state)
+            continue
+        key = state.strip().upper().replace("_", "-")
+        aliases = {"ESTABLISHED": "ESTAB", "UNCONNECTED": "UNCONN", "CLOSED": "CLOSE"}
+        key = aliases.get(key, key)
+        try:
+            chosen.add(SocketState(key))
+        except ValueError:
+            known = ", ".join(s.value for s in SocketState)
+            raise UsageError(f"unknown socket state {state!r} (known: {known})") from None
+    return chosen
+
+
+def _read(
+    protocols: frozenset[Protocol],
+    families: frozenset[Family] | None,
+    states: set[SocketState] | None,
+    ports: tuple[int, int] | None,
+    backend: SocketBackend | None,
+) -> list[RawSocket]:
+    from ._backends.base import ALL_STATES_MASK, TableQuery
+
+    chosen = backend if backend is not None else socket_backend()
+    fams = frozenset(int(f) for f in (families if families is not None else (4, 6)))
+    result: list[RawSocket] = []
+    # TCP and UDP need different masks when states are given (UNCONN is
+    # TCP_CLOSE for UDP), so each protocol is its own query.
+    for protocol in _LIVE_PROTOCOLS:
+        if protocol not in protocols:
+            continue
+        mask = ALL_STATES_MASK if states is None else state_mask(states, protocol)
+        if mask == 0:
+            continue
+        query = TableQuery(
+            protocols=frozenset({protocol.value}), families=fams, state_mask=mask, ports=ports
+        )
+        result.extend(chosen.sockets(query))
+    return result
+
+
+def _annotate(raws: list[RawSocket], *, owners: bool, only_pid: int | None) -> list[Socket]:
+    from ._owners import OwnerScan, find_owners, process_details
+    from ._system import local_ranges
+
+    scan: OwnerScan | None = None
+    details = {}
+    if owners:
+        need = [r.inode for r in raws if r.pids is None and r.inode]
+        if only_pid is not None and need:
+            # Only this process's sockets matter: read its descriptors first,
+            # then find every owner of just those.
+            first = find_owners(need, pids=[only_pid])
+            need = list(first.owners)
+        scan = find_owners(need) if need or any(r.pids is None for r in raws) else None
+        pids = {pid for pid_list in (scan.owners.values() if scan else ()) for pid in pid_list}
+        pids.update(pid for r in raws if r.pids for pid in r.pids)
+        details = process_details(sorted(pids))
+    return build_sockets(
+        raws, scan=scan, processes=details, ranges=local_ranges(), service=_service_name
+    )
+
+
+def _user_matches(sock: Socket, user: str | int) -> bool:
+    text = str(user)
+    if text.isdigit():
+        uid = int(text)
+        return sock.uid == uid or any(_uid_of(p.pid) == uid for p in sock.processes)
+    return any(p.user == text for p in sock.processes) or _uid_name(sock.uid) == text
+
+
+def _uid_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+def _uid_name(uid: int) -> str | None:
+    if uid < 0:
+        return None
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+def _program_matches(sock: Socket, program: str) -> bool:
+    for proc in sock.processes:
+        if proc.name == program:
+            return True
+        if proc.cmdline and os.path.basename(proc.cmdline[0]) == program:
+            return True
+    return False
