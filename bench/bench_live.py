@@ -1,6 +1,6 @@
 """The live-table benchmark: portbook against ss and psutil on 1,000 to 50,000 sockets.
 
-    python bench/bench_live.py --sizes 1000,20000,50000 --rounds 15
+    python bench/bench_live.py --sizes 1000,20000,50000 --rounds 15,15,7
 
 For each size, ``live_fixture.LiveFixture`` opens that many loopback sockets
 over 4 processes; then, in every round and in a fresh random order, each of
@@ -158,16 +158,15 @@ def first_line(text: str) -> str:
 
 def count_rows(key: str, argv: Sequence[str]) -> int | None:
     """How many sockets one untimed run of ``argv`` reports (a sanity check)."""
-    done = capture(argv)
+    done = capture([*argv, "--json"] if key == "who" else argv)
     if done.returncode != 0:
         return None
-    if key in ("ls", "psutil"):
+    if key in ("ls", "who", "psutil"):
         try:
             return len(json.loads(done.stdout))
         except ValueError:
             return None
-    lines = done.stdout.splitlines()
-    return max(0, len(lines) - 1) if key.startswith("ss") else len(lines)
+    return max(0, len(done.stdout.splitlines()) - 1)  # ss: one heading line
 
 
 def default_portbook() -> list[str]:
@@ -310,14 +309,15 @@ def machine_facts(ss: str, portbook: list[str], netns: bool) -> list[str]:
     ]
 
 
-def report(results: list[SizeResult], facts: list[str], rounds: int, argv: Sequence[str]) -> str:
+def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> str:
     out = ["```", "python bench/bench_live.py " + shlex.join(argv), "```", "", *facts, ""]
     out += [
-        f"Whole-process wall time, median of {rounds} interleaved rounds; ratio = median "
+        "Whole-process wall time, median over the interleaved rounds (the rounds column); "
+        "ratio = median "
         "of the per-round ratios (portbook / peer); RSS = peak resident set size.",
         "",
-        "| sockets | command | median ms | min ms | peak RSS MiB | rows | ratio |",
-        "|---:|---|---:|---:|---:|---:|---|",
+        "| sockets | rounds | command | median ms | min ms | peak RSS MiB | rows | ratio |",
+        "|---:|---:|---|---:|---:|---:|---:|---|",
     ]
     peers = {"ls": ("ss_all", "psutil"), "who": ("ss_port",)}
     for result in results:
@@ -326,14 +326,14 @@ def report(results: list[SizeResult], facts: list[str], rounds: int, argv: Seque
             rss = "-" if cmd.rss_kib is None else f"{cmd.rss_kib / 1024:.1f}"
             ratio = " ".join(
                 f"{statistics.median(result.ratios[f'{key}/{peer}']):.2f}x "
-                f"{result.commands[peer].label.split('`')[1].split()[0]}"
+                f"{'psutil' if peer == 'psutil' else 'ss'}"
                 for peer in peers.get(key, ())
                 if f"{key}/{peer}" in result.ratios
             )
             rows = result.rows.get(key)
             label = cmd.label.replace("PORT", str(result.port))
             out.append(
-                f"| {result.size:,} | {label} | {ms(statistics.median(times))} | "
+                f"| {result.size:,} | {len(times)} | {label} | {ms(statistics.median(times))} | "
                 f"{ms(min(times))} | {rss} | {'-' if rows is None else f'{rows:,}'} "
                 f"| {ratio} |"
             )
@@ -410,7 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     args_list = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--sizes", default="1000,20000,50000", help="socket counts")
-    parser.add_argument("--rounds", type=int, default=15, help="timed rounds per size")
+    parser.add_argument(
+        "--rounds", default="15,15,7", help="timed rounds: one number, or one per size"
+    )
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds per size")
     parser.add_argument("--seed", type=int, default=1, help="seed of the run order")
     parser.add_argument("--portbook", help="the portbook command (default: this venv's)")
@@ -425,8 +427,14 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [int(s) for s in args.sizes.split(",") if s]
     except ValueError:
         parser.error(f"--sizes: not a list of numbers: {args.sizes!r}")
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    try:
+        rounds = [int(r) for r in args.rounds.split(",") if r]
+    except ValueError:
+        parser.error(f"--rounds: not a list of numbers: {args.rounds!r}")
+    if len(rounds) == 1:
+        rounds *= len(sizes)
+    if len(rounds) != len(sizes) or min(rounds) < 1:
+        parser.error("--rounds: one number of at least 1, or one per size")
     ss = shutil.which("ss")
     if ss is None:
         print("bench_live: ss (iproute2) is not installed", file=sys.stderr)
@@ -455,12 +463,12 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts(ss, portbook, netns)
     results = []
     try:
-        for size in sizes:
+        for size, count in zip(sizes, rounds, strict=True):
             print(f"bench_live: {size} sockets", file=sys.stderr, flush=True)
             results.append(
                 measure_size(
                     size=size,
-                    rounds=args.rounds,
+                    rounds=count,
                     warmup=args.warmup,
                     portbook=portbook,
                     ss=ss,
@@ -475,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-    text = report(results, facts, args.rounds, args_list)
+    text = report(results, facts, args_list)
     sys.stdout.write(text)
     if args.output:
         args.output.write_text(text)
