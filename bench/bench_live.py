@@ -25,6 +25,12 @@ ephemeral ports are left alone; ``--host-netns`` (and any non-root run) uses the
 machine's own namespace instead. Owner lookup reads every process's open files
 either way, as it must.
 
+One of the fixture's listeners is held by no process (a descriptor in flight
+in a Unix socket message), so finding owners has to read every process's open
+files, as it has on a real machine where some socket belongs to an old process;
+``--all-owned`` leaves it out, which shows the best case of an owner walk that
+stops once every socket has an owner.
+
 ``--output FILE`` also writes the markdown report to FILE, ``--json FILE`` the
 raw samples, ``--profile DIR`` a cProfile summary of ``portbook ls --all --json``
 and ``portbook who PORT`` at every size. Only loopback traffic; the fixture is
@@ -185,8 +191,9 @@ def measure_size(
     profile_dir: Path | None,
     skip: set[str],
     gnu_time: str | None,
+    unowned: bool,
 ) -> SizeResult:
-    with LiveFixture(size) as fixture:
+    with LiveFixture(size, unowned=unowned) as fixture:
         port = fixture.tcp_listeners[0][1]
         commands = {
             "ls": Command("ls", "`portbook ls --all --json`", [*portbook, "ls", "--all", "--json"]),
@@ -272,7 +279,7 @@ def open_files_on_machine() -> tuple[int, int]:
     return procs, files
 
 
-def machine_facts(ss: str, portbook: list[str], netns: bool) -> list[str]:
+def machine_facts(ss: str, portbook: list[str], netns: bool, unowned: bool) -> list[str]:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -305,6 +312,14 @@ def machine_facts(ss: str, portbook: list[str], netns: bool) -> list[str]:
             "a network namespace of the benchmark's own (the fixture's sockets only)"
             if netns
             else "the machine's own namespace (other sockets on the machine are included)"
+        ),
+        "- Owners: "
+        + (
+            "one fixture listener is held by no process, so finding owners reads every "
+            "process's open files (as on a machine where an old process holds a socket)"
+            if unowned
+            else "the fixture's processes, the newest on the machine, hold every socket "
+            "(the best case for a walk that stops once every owner is found)"
         ),
     ]
 
@@ -418,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--portbook", help="the portbook command (default: this venv's)")
     parser.add_argument("--peers-only", action="store_true", help="time ss and psutil only")
     parser.add_argument("--host-netns", action="store_true", help="use the machine's namespace")
+    parser.add_argument(
+        "--all-owned", action="store_true", help="no unowned listener (the owner walk's best case)"
+    )
     parser.add_argument("--output", type=Path, help="also write the markdown report here")
     parser.add_argument("--json", type=Path, help="write the raw samples here")
     parser.add_argument("--no-rss", dest="rss", action="store_false", help="skip the peak RSS runs")
@@ -460,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
                 skip.add(key)
     rng = random.Random(args.seed)
     gnu_time = shutil.which("time") if args.rss else None
-    facts = machine_facts(ss, portbook, netns)
+    facts = machine_facts(ss, portbook, netns, not args.all_owned)
     results = []
     try:
         for size, count in zip(sizes, rounds, strict=True):
@@ -476,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
                     profile_dir=args.profile,
                     skip=skip,
                     gnu_time=gnu_time,
+                    unowned=not args.all_owned,
                 )
             )
     except FixtureError as exc:

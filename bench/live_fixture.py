@@ -9,6 +9,14 @@ fixture is closed:
 - and for the rest established TCP pairs: each worker connects to its own
   listeners and accepts as it goes, so it holds both ends of every pair.
 
+With ``unowned=True`` one more TCP listener is held by no process at all: its
+only reference is a descriptor in flight in a Unix socket message that nobody
+receives. Finding owners then means reading every process's open files, as it
+does on any real machine where an old process (an init that listens for
+socket activation, a long-running daemon) holds a socket; without it, the
+fixture's workers, the newest processes, hold every socket, and an owner walk
+that stops once all are found never reads the rest of the machine.
+
 Standalone, it opens the sockets and holds them until Enter, end of input,
 Ctrl-C or SIGTERM, which is handy for profiling by hand::
 
@@ -97,40 +105,47 @@ class FixtureError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class WorkerPlan:
-    """What one worker opens: ``listeners + udp + 2 * pairs`` sockets in all."""
+    """What one worker opens: ``listeners + udp + 2 * pairs + unowned`` sockets in all."""
 
     listeners: int
     ipv6_listeners: int
     udp: int
     pairs: int
+    unowned: int = 0
 
     @property
     def sockets(self) -> int:
-        return self.listeners + self.udp + 2 * self.pairs
+        return self.listeners + self.udp + 2 * self.pairs + self.unowned
 
 
-def plan_sockets(total: int, processes: int = 4, ipv6: bool = True) -> list[WorkerPlan]:
+def plan_sockets(
+    total: int, processes: int = 4, ipv6: bool = True, unowned: bool = False
+) -> list[WorkerPlan]:
     """Split ``total`` sockets over ``processes`` workers, exactly.
 
     Each worker gets a few listeners (one on ``::1`` when ``ipv6``) and a few
     UDP sockets; the rest of its share goes to established pairs, and an odd
-    socket left over becomes one more UDP socket.
+    socket left over becomes one more UDP socket. With ``unowned`` the first
+    worker also leaves one listener in flight (see the module docstring).
     """
     if processes < 1:
         raise FixtureError("the fixture needs at least one process")
     fixed = LISTENERS_PER_WORKER + UDP_PER_WORKER
-    if total < processes * fixed:
-        raise FixtureError(f"at least {processes * fixed} sockets for {processes} processes")
+    if total < processes * fixed + unowned:
+        least = processes * fixed + unowned
+        raise FixtureError(f"at least {least} sockets for {processes} processes")
     plans = []
     for index in range(processes):
         share = total // processes + (1 if index < total % processes else 0)
-        pairs, odd = divmod(share - fixed, 2)
+        extra = 1 if unowned and index == 0 else 0
+        pairs, odd = divmod(share - fixed - extra, 2)
         plans.append(
             WorkerPlan(
                 listeners=LISTENERS_PER_WORKER,
                 ipv6_listeners=1 if ipv6 else 0,
                 udp=UDP_PER_WORKER + odd,
                 pairs=pairs,
+                unowned=extra,
             )
         )
     return plans
@@ -221,14 +236,16 @@ class LiveFixture:
         total: int,
         processes: int = 4,
         ipv6: bool | None = None,
+        unowned: bool = False,
         ready_timeout: float | None = None,
     ) -> None:
         self.total = total
         use_ipv6 = ipv6_loopback_works() if ipv6 is None else ipv6
-        self.plans = plan_sockets(total, processes, use_ipv6)
+        self.plans = plan_sockets(total, processes, use_ipv6, unowned)
         self.ready_timeout = ready_timeout if ready_timeout is not None else 60 + total / 250
         self.pids: list[int] = []
         self.tcp_listeners: list[tuple[str, int]] = []
+        self.unowned_port: int | None = None
         self.sockets = 0
         self.build_seconds = 0.0
         self._procs: list[subprocess.Popen[bytes]] = []
@@ -276,6 +293,8 @@ class LiveFixture:
             for host, port in report["listeners"]:
                 (v6 if ":" in host else v4).append((host, port))
             self.sockets += report["sockets"]
+            if report["unowned"] is not None:
+                self.unowned_port = report["unowned"]
         self.tcp_listeners = v4 + v6
         self.pids = [proc.pid for proc in self._procs]
         if self.sockets != self.total:
@@ -343,16 +362,19 @@ def _worker(plan: WorkerPlan, parent: int) -> int:
         return 1
     held: list[socket.socket] = []
     clients: list[socket.socket] = []
+    unix: list[socket.socket] = []
     try:
         raise_nofile(plan.sockets + FD_MARGIN)
         started = time.monotonic()
         listeners = _open_listeners(plan, held)
         _open_udp(plan, held)
+        unowned = _open_unowned(unix) if plan.unowned else None
         _open_pairs(plan, listeners, held, clients)
         report = {
             "pid": os.getpid(),
             "listeners": [list(s.getsockname()[:2]) for s in listeners],
-            "sockets": len(held) + len(clients),
+            "unowned": unowned,
+            "sockets": len(held) + len(clients) + (unowned is not None),
             "seconds": round(time.monotonic() - started, 3),
         }
         sys.stdout.write(json.dumps(report) + "\n")
@@ -373,6 +395,10 @@ def _worker(plan: WorkerPlan, parent: int) -> int:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
             sock.close()
         for sock in held:
+            sock.close()
+        # Closing the receiving end drops the message, and with it the last
+        # reference to the unowned listener.
+        for sock in unix:
             sock.close()
 
 
@@ -399,6 +425,18 @@ def _open_udp(plan: WorkerPlan, held: list[socket.socket]) -> None:
             first = sock.getsockname()
         elif index % 2:
             sock.connect(first)  # a connected UDP socket has a remote address
+
+
+def _open_unowned(unix: list[socket.socket]) -> int:
+    """Leave one TCP listener held only by an unreceived SCM_RIGHTS message; its port."""
+    sender, receiver = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unix += [sender, receiver]
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port: int = listener.getsockname()[1]
+        socket.send_fds(sender, [b"x"], [listener.fileno()])
+    return port
 
 
 def _open_pairs(
@@ -438,6 +476,8 @@ def _hold_until_stopped(fixture: LiveFixture) -> None:
         f"(opened in {fixture.build_seconds:.1f} s)"
     )
     print(f"TCP listeners: {' '.join(f'{h}:{p}' for h, p in fixture.tcp_listeners)}")
+    if fixture.unowned_port is not None:
+        print(f"Held by no process: TCP listener 127.0.0.1:{fixture.unowned_port}")
     print(f"In the same network namespace: nsenter --net=/proc/{os.getpid()}/ns/net COMMAND")
     print("Enter, end of input, Ctrl-C or SIGTERM closes them.", flush=True)
     with contextlib.suppress(KeyboardInterrupt, EOFError):
@@ -454,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=4, help="worker processes (default 4)")
     parser.add_argument("--no-ipv6", action="store_true", help="IPv4 listeners only")
     parser.add_argument(
+        "--unowned", action="store_true", help="add one TCP listener that no process holds"
+    )
+    parser.add_argument(
         "--netns", action="store_true", help="in a network namespace of its own (root)"
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -468,7 +511,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.netns:
             enter_private_netns()
         with LiveFixture(
-            args.sockets, args.processes, ipv6=False if args.no_ipv6 else None
+            args.sockets,
+            args.processes,
+            ipv6=False if args.no_ipv6 else None,
+            unowned=args.unowned,
         ) as fixture:
             _hold_until_stopped(fixture)
     except FixtureError as exc:

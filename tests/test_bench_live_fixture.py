@@ -22,11 +22,13 @@ pytestmark = [
 FIXTURE = Path(__file__).resolve().parent.parent / "bench" / "live_fixture.py"
 
 
-@pytest.mark.parametrize("total", [32, 200, 1001, 50_000])
-def test_plan_is_exact(total: int) -> None:
-    plans = plan_sockets(total, 4)
+@pytest.mark.parametrize("unowned", [False, True])
+@pytest.mark.parametrize("total", [33, 200, 1001, 50_000])
+def test_plan_is_exact(total: int, unowned: bool) -> None:
+    plans = plan_sockets(total, 4, unowned=unowned)
     assert sum(plan.sockets for plan in plans) == total
     assert all(plan.listeners == 4 and plan.udp >= 4 for plan in plans)
+    assert sum(plan.unowned for plan in plans) == unowned
 
 
 def _alive(pid: int) -> bool:
@@ -38,31 +40,41 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+def _ss(*args: str) -> str | None:
+    ss = shutil.which("ss")
+    if ss is None:
+        return None
+    return subprocess.run([ss, *args], capture_output=True, text=True, check=True).stdout
+
+
 def test_opens_holds_and_closes_200_sockets() -> None:
-    with LiveFixture(200) as fixture:
+    with LiveFixture(200, unowned=True) as fixture:
         assert fixture.sockets == 200
         assert len(fixture.pids) == 4 and len(fixture.tcp_listeners) == 16
+        unowned = fixture.unowned_port
+        assert unowned is not None
         held = sum(
             target.startswith("socket:[") for pid in fixture.pids for target in iter_fds(pid)
         )
-        assert held == 200
-        ss = shutil.which("ss")
-        if ss is not None:
-            # ss as the oracle: every fixture socket, with its owner.
-            table = subprocess.run(
-                [ss, "-tuanp"], capture_output=True, text=True, check=True
-            ).stdout
+        assert held == 199 + 2  # the unowned listener is not held; its Unix pair is
+        table = _ss("-tuanp")
+        if table is not None:
+            # ss as the oracle: every fixture socket with its owner, but one.
             owned = sum(len(re.findall(rf"pid={pid},", table)) for pid in fixture.pids)
-            assert owned == 200
+            assert owned == 199
+            [line] = [ln for ln in table.splitlines() if f"127.0.0.1:{unowned} " in ln]
+            assert "LISTEN" in line and "users:" not in line
         pids = fixture.pids
         ports = [port for _, port in fixture.tcp_listeners]
     assert not any(_alive(pid) for pid in pids)
-    if ss is not None:
+    time_wait = _ss("-tan", "state", "time-wait")
+    if time_wait is not None:
         # Connections were reset, not closed: no TIME-WAIT left on the fixture's ports.
-        left = subprocess.run(
-            [ss, "-tan", "state", "time-wait"], capture_output=True, text=True, check=True
-        ).stdout
-        assert not any(f":{port} " in left for port in ports)
+        assert not any(f":{port} " in time_wait for port in ports)
+    listening = _ss("-tln")
+    if listening is not None:
+        # The unowned listener went with the message that held it.
+        assert f"127.0.0.1:{unowned} " not in listening
 
 
 def test_workers_die_with_a_killed_parent() -> None:
