@@ -59,6 +59,7 @@ _EXPORTS: dict[str, str] = {
     "list_sockets": "_live",
     "socket_backend": "_live",
     "sockets_on_port": "_live",
+    "sockets_json": "_sockets",
     "NetlinkBackend": "_backends",
     "ProcfsBackend": "_backends",
     "PsutilBackend": "_backends",
@@ -106,6 +107,7 @@ __all__ = [
     "parse_protocol",
     "port_class",
     "socket_backend",
+    "sockets_json",
     "sockets_on_port",
 ]
 
@@ -146,7 +148,7 @@ if TYPE_CHECKING:
 if TYPE_CHECKING:  # the live table
     from ._backends import NetlinkBackend, ProcfsBackend, PsutilBackend, SocketBackend
     from ._live import list_sockets, socket_backend, sockets_on_port
-    from ._sockets import Exposure, Socket, SocketProcess, SocketState
+    from ._sockets import Exposure, Socket, SocketProcess, SocketState, sockets_json
 
 
 def __getattr__(name: str) -> Any:

@@ -18,6 +18,7 @@ from ._sockets import Socket, SocketState, build_sockets, state_mask
 
 if TYPE_CHECKING:
     from ._backends.base import RawSocket, SocketBackend
+    from ._owners import OwnerScan
 
 __all__ = ["list_sockets", "socket_backend", "sockets_on_port"]
 
@@ -73,8 +74,13 @@ def list_sockets(
         ports = (checked.first, checked.last)
     if (pid is not None or user is not None or program is not None) and not owners:
         raise UsageError("selecting by pid, user or program needs owners=True")
-    raws = _read(protos, fams, wanted_states, ports, backend)
-    sockets = _annotate(raws, owners=owners, only_pid=pid)
+    whole_table = owners and pid is None and ports is None and wanted_states is None
+    walker = _OwnerWalk() if whole_table else None
+    try:
+        raws = _read(protos, fams, wanted_states, ports, backend)
+    finally:
+        scan = walker.result() if walker is not None else None
+    sockets = _annotate(raws, owners=owners, only_pid=pid, scan=scan)
     if pid is not None:
         sockets = [s for s in sockets if any(p.pid == pid for p in s.processes)]
     if user is not None:
@@ -157,25 +163,69 @@ def _read(
     return result
 
 
-def _annotate(raws: list[RawSocket], *, owners: bool, only_pid: int | None) -> list[Socket]:
-    from ._owners import OwnerScan, find_owners, process_details
+class _OwnerWalk:
+    """The whole /proc walk, run in a thread while the socket table is read.
+
+    Reading descriptor links is almost all kernel time (``readlink`` releases
+    the GIL), and so is the netlink dump: on a machine with two or more cores
+    the two overlap, and the whole table costs about the larger of the two
+    instead of their sum. Sockets opened between the walk and the dump show
+    no owner, as they would with a walk a moment later.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        from ._owners import scan_all
+
+        self._scan: OwnerScan | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                self._scan = scan_all()
+            except BaseException as exc:  # re-raised in the caller's thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="portbook-owners", daemon=True)
+        self._thread.start()
+
+    def result(self) -> OwnerScan:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._scan is not None
+        return self._scan
+
+
+def _annotate(
+    raws: list[RawSocket], *, owners: bool, only_pid: int | None, scan: OwnerScan | None
+) -> list[Socket]:
+    from ._owners import find_owners, process_details
     from ._system import local_ranges
 
-    scan: OwnerScan | None = None
+    # r[7] is a raw socket's inode, r[13] the pids its backend knows (or None).
     details = {}
     if owners:
-        need = [r.inode for r in raws if r.pids is None and r.inode]
-        if only_pid is not None and need:
-            # Only this process's sockets matter: read its descriptors first,
-            # then find every owner of just those.
-            first = find_owners(need, pids=[only_pid])
-            need = list(first.owners)
-        scan = find_owners(need) if need or any(r.pids is None for r in raws) else None
-        pids = {pid for pid_list in (scan.owners.values() if scan else ()) for pid in pid_list}
-        pids.update(pid for r in raws if r.pids for pid in r.pids)
+        if scan is None:
+            need = [r[7] for r in raws if r[13] is None and r[7]]
+            if only_pid is not None and need:
+                # Only this process's sockets matter: read its descriptors
+                # first, then find every owner of just those.
+                need = list(find_owners(need, pids=[only_pid]).owners)
+            scan = find_owners(need)
+        pids = {pid for r in raws if r[13] for pid in r[13] or ()}
+        wanted = {r[7] for r in raws if r[13] is None}
+        for inode, pid_list in scan.owners.items():
+            if inode in wanted:
+                pids.update(pid_list)
         details = process_details(sorted(pids))
     return build_sockets(
-        raws, scan=scan, processes=details, ranges=local_ranges(), service=_service_name
+        raws,
+        scan=scan if owners else None,
+        processes=details,
+        ranges=local_ranges(),
+        service=_service_name,
     )
 
 

@@ -21,7 +21,7 @@ import pwd
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["OwnerScan", "ProcessInfo", "find_owners", "process_details"]
+__all__ = ["OwnerScan", "ProcessInfo", "find_owners", "process_details", "scan_all"]
 
 _PROC = "/proc"
 
@@ -85,6 +85,57 @@ def _scan_process(
     finally:
         os.close(dfd)
     return True
+
+
+def scan_all(*, proc: str = _PROC) -> OwnerScan:
+    """Every socket inode held by any visible process, with its pids.
+
+    Used when the whole table is asked for: every descriptor must be read
+    anyway, so the wanted set is not consulted (which lets the walk run in a
+    thread while the socket table itself is being read).
+    """
+    scan = OwnerScan()
+    try:
+        order = _pids(proc)
+    except OSError:
+        return scan
+    owners = scan.owners
+    get = owners.get
+    readlink = os.readlink
+    for pid in order:
+        try:
+            dfd = os.open(f"{proc}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
+        except PermissionError:
+            scan.hidden += 1
+            continue
+        except OSError:
+            continue
+        try:
+            try:
+                names = os.listdir(dfd)
+            except PermissionError:
+                scan.hidden += 1
+                continue
+            except OSError:
+                continue
+            for name in names:
+                try:
+                    link = readlink(name, dir_fd=dfd)
+                except OSError:
+                    continue
+                if link[:8] == "socket:[":
+                    inode = int(link[8:-1])
+                    pids = get(inode)
+                    if pids is None:
+                        owners[inode] = [pid]
+                    elif pid not in pids:
+                        pids.append(pid)
+        finally:
+            os.close(dfd)
+    for owner_pids in owners.values():
+        if len(owner_pids) > 1:
+            owner_pids.sort()
+    return scan
 
 
 def _ppid(proc: str, pid: int) -> int | None:

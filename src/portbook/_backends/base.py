@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 __all__ = [
     "TCP_STATES",
@@ -40,30 +40,43 @@ TCP_STATES = range(TCP_ESTABLISHED, TCP_NEW_SYN_RECV + 1)
 ALL_STATES_MASK = sum(1 << s for s in TCP_STATES)
 
 
-class RawSocket(NamedTuple):
-    """One socket as the operating system reports it.
-
-    A tuple, not a record: tens of thousands are made per call, and a tuple is
-    the cheapest thing Python builds. ``local_address``/``remote_address`` are
-    packed bytes (4 for IPv4, 16 for IPv6); ``remote_port`` is 0 when not
-    connected. ``pids`` is ``None`` when the backend cannot tell owners (they
-    are then found from ``/proc``), or the owning process ids when it can.
-    """
-
-    protocol: str  # "tcp" or "udp"
-    family: int  # 4 or 6
-    state: int  # kernel TCP state number
-    local_address: bytes
-    local_port: int
-    remote_address: bytes
-    remote_port: int
-    inode: int
-    uid: int
-    recv_queue: int
-    send_queue: int
-    v6only: bool | None
-    interface: int
-    pids: tuple[int, ...] | None = None
+# One socket as the operating system reports it, as a plain tuple in this
+# field order (a tuple is the cheapest thing Python builds, and tens of
+# thousands are made per call; a NamedTuple's constructor costs ten times more):
+#
+#   protocol        "tcp" or "udp"
+#   family          4 or 6
+#   state           kernel TCP state number (UDP: TCP_ESTABLISHED or TCP_CLOSE)
+#   local_address   packed bytes, 4 (IPv4) or 16 (IPv6)
+#   local_port      int
+#   remote_address  packed bytes (all zero when not connected)
+#   remote_port     int (0 when not connected)
+#   inode           socket inode (0 for TIME-WAIT and request minisockets)
+#   uid             the socket's owner uid (-1 when unknown)
+#   recv_queue      int
+#   send_queue      int
+#   v6only          bool, or None when unknown
+#   interface       bound device index (0: none)
+#   pids            None when owners are to be found in /proc, or the owning
+#                   process ids when the backend knows them itself
+RawSocket = tuple[
+    str,
+    int,
+    int,
+    bytes,
+    int,
+    bytes,
+    int,
+    int,
+    int,
+    int,
+    int,
+    bool | None,
+    int,
+    tuple[int, ...] | None,
+]
+RAW_INODE = 7
+RAW_PIDS = 13
 
 
 @dataclass(frozen=True, slots=True)

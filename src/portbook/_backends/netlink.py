@@ -193,7 +193,7 @@ def _read_dump(
                         break
                     pos += (alen + 3) & ~3
             append(
-                RawSocket(
+                (
                     protocol,
                     fam,
                     state,
@@ -207,6 +207,7 @@ def _read_dump(
                     wqueue,
                     v6only,
                     ifindex,
+                    None,
                 )
             )
             offset += (length + 3) & ~3

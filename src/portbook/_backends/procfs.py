@@ -82,7 +82,7 @@ class ProcfsBackend:
                 if raddr is None:
                     raddr = cache[remote] = _address(remote)
                 result.append(
-                    RawSocket(
+                    (
                         protocol,
                         family,
                         state,
@@ -96,6 +96,7 @@ class ProcfsBackend:
                         int(tx_hex, 16),
                         None,
                         0,
+                        None,
                     )
                 )
         if not any_read and query.protocols and query.families:

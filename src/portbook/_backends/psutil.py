@@ -5,7 +5,9 @@ uid; entries that describe the same connection are merged into one socket
 owned by every process that holds it. ``inode`` is 0 and ``uid`` is -1
 (unknown) for every socket from this backend. Two distinct sockets with the
 same addresses and state (``SO_REUSEPORT`` listeners) cannot be told apart
-here and are shown as one socket with all their owners.
+here and are shown as one socket with all their owners. psutil itself may
+name only one of several processes sharing a socket (on Linux it keeps one
+pid per socket inode).
 """
 
 from __future__ import annotations
@@ -108,11 +110,11 @@ class PsutilBackend:
                 pids.append(entry.pid)
         af = {4: socket.AF_INET, 6: socket.AF_INET6}
         zero = {4: bytes(4), 6: bytes(16)}
-        result = []
+        result: list[RawSocket] = []
         for key in order:
             protocol, family, state, lhost, lport, rhost, rport = key
             result.append(
-                RawSocket(
+                (
                     protocol,
                     family,
                     state,

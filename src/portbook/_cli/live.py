@@ -115,7 +115,7 @@ def run_who(args: argparse.Namespace, out: Output) -> int:
         host = ip_address(spec.host)
         sockets = [s for s in sockets if s.local_address == host or _mapped(s) == host]
     if args.json:
-        out.json([s.to_json() for s in sockets])
+        _json(sockets, out)
         return 0 if sockets else 1
     if not sockets:
         out.line(f"nothing is using {ports} right now")
@@ -142,6 +142,12 @@ def _resolve_name(name: str, protocol: object) -> Any:
     return PortRange(port, port)
 
 
+def _json(sockets: Sequence[Socket], out: Output) -> None:
+    from portbook import sockets_json
+
+    out.stream.write(sockets_json(sockets, indent=2 if out.tty else None) + "\n")
+
+
 def _endpoint(address: object, port: int | None) -> str:
     if port is None:
         return "*"
@@ -157,7 +163,7 @@ def _owners_text(sock: Socket) -> str:
 
 def _render(sockets: Sequence[Socket], out: Output, *, json_out: bool, show_peer: bool) -> None:
     if json_out:
-        out.json([s.to_json() for s in sockets])
+        _json(sockets, out)
         return
     headers = ["PROTO", "STATE", "LOCAL", "PEER", "PROCESS", "USER", "SERVICE"]
     rows: Iterable[Sequence[str]] = (

@@ -1,0 +1,199 @@
+"""The live-table commands: ls, who and ls --watch, in-process and as real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import run_cli, run_portbook
+from tests.live_helpers import needs_ipv6, needs_linux, open_sockets, port_of, start_holder
+
+pytestmark = needs_linux
+
+
+def test_ls_shows_listeners_with_their_program() -> None:
+    with open_sockets() as ss:
+        listener = ss.tcp_listener()
+        port = port_of(listener)
+        ss.tcp_pair(listener)
+        result = run_cli("ls", "--port", str(port))
+    assert result.status == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if f":{port}" in line]
+    assert len(lines) == 1  # the listener; the accepted connection is not listening
+    assert "LISTEN" in lines[0] and f"[{os.getpid()}]" in lines[0]
+    assert result.stdout.splitlines()[0].split()[:3] == ["PROTO", "STATE", "LOCAL"]
+
+
+def test_no_arguments_is_ls() -> None:
+    holder = start_holder()
+    try:
+        result = run_portbook()
+    finally:
+        holder.close()
+    assert result.returncode == 0, result.stderr
+    assert f"127.0.0.1:{holder.port}" in result.stdout
+    assert f"[{holder.process.pid}]" in result.stdout
+
+
+def test_ls_all_json_contract() -> None:
+    with open_sockets() as ss:
+        listener = ss.tcp_listener()
+        port = port_of(listener)
+        client, _server = ss.tcp_pair(listener)
+        result = run_cli("ls", "--all", "--json", "--port", str(port))
+        cport = port_of(client)
+    assert result.status == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert {r["state"] for r in rows} == {"LISTEN", "ESTAB"}
+    estab = next(r for r in rows if r["state"] == "ESTAB")
+    assert estab["remote_port"] == cport and estab["remote_address"] == "127.0.0.1"
+    for row in rows:
+        assert row["protocol"] == "tcp" and row["family"] == 4
+        assert row["processes"][0]["pid"] == os.getpid()
+        assert {"inode", "uid", "service", "exposure"} <= row.keys()
+
+
+def test_ls_filters_from_the_command_line() -> None:
+    with open_sockets() as ss:
+        tcp = ss.tcp_listener()
+        udp = ss.udp_bound()
+        lo, hi = sorted((port_of(tcp), port_of(udp)))
+        span = f"{lo}-{hi}"
+
+        def ports(*argv: str) -> set[tuple[str, int]]:
+            result = run_cli("ls", "--json", "--port", span, *argv)
+            assert result.status == 0, result.stderr
+            return {
+                (r["protocol"], r["local_port"])
+                for r in json.loads(result.stdout)
+                if r["local_port"] in (lo, hi)
+            }
+
+        both = {("tcp", port_of(tcp)), ("udp", port_of(udp))}
+        assert ports() == both
+        assert ports("--tcp") == {("tcp", port_of(tcp))}
+        assert ports("--udp") == {("udp", port_of(udp))}
+        assert ports("-6") == set()
+        assert ports("-4") == both
+        assert ports("--pid", str(os.getpid())) == both
+        assert ports("--user", str(os.geteuid())) == both
+        assert ports("--state", "UNCONN") == {("udp", port_of(udp))}
+        assert ports("--program", "no-such-program") == set()
+
+
+@pytest.mark.parametrize("form", ["{port}", "tcp/{port}", ":{port}", "127.0.0.1:{port}"])
+def test_who_finds_every_socket_on_the_port(form: str) -> None:
+    holder = start_holder(shared=True)
+    try:
+        result = run_cli("who", form.format(port=holder.port))
+        as_json = run_cli("who", "--json", form.format(port=holder.port))
+    finally:
+        holder.close()
+    assert result.status == 0, result.stderr
+    assert f"127.0.0.1:{holder.port}" in result.stdout
+    for pid in holder.pids:
+        assert f"[{pid}]" in result.stdout
+    (row,) = json.loads(as_json.stdout)
+    assert sorted(p["pid"] for p in row["processes"]) == sorted(holder.pids)
+
+
+@needs_ipv6
+def test_who_with_an_ipv6_address() -> None:
+    with open_sockets() as ss:
+        port = port_of(ss.tcp_listener(socket.AF_INET6))
+        result = run_cli("who", f"[::1]:{port}")
+        other = run_cli("who", f"127.0.0.1:{port}")
+    assert result.status == 0 and f"[::1]:{port}" in result.stdout
+    assert other.status == 1
+
+
+def test_who_on_a_free_port_exits_1() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = port_of(s)
+    result = run_cli("who", str(port))
+    assert result.status == 1 and "nothing" in result.stdout
+    assert run_cli("who", "--json", str(port)).stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["who", "70000"],
+        ["who", "sctp/80"],
+        ["who", "foo:bar:baz"],
+        ["ls", "--state", "SLEEPY"],
+        ["ls", "--port", "9-1"],
+        ["ls", "--pid", "x"],
+        ["ls", "--watch", "--interval", "0"],
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(argv: list[str]) -> None:
+    result = run_cli(*argv)
+    assert result.status == 2, result
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("portbook: error:")
+
+
+def test_help_says_root_shows_all_owners() -> None:
+    for command in ("ls", "who"):
+        result = run_portbook(command, "--help")
+        assert result.returncode == 0
+        assert "root" in result.stdout and "all owners" in " ".join(result.stdout.split())
+
+
+def test_watch_prints_opened_and_closed_events_when_piped() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = port_of(probe)
+    span = f"{max(base - 50, 1024)}-{min(base + 50, 65535)}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "portbook",
+            "ls",
+            "--watch",
+            "--interval",
+            "0.1",
+            "--count",
+            "40",
+            "--tcp",
+            "--port",
+            span,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.6)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", base))
+            s.listen(1)
+            time.sleep(0.8)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    opened = f"+ tcp 127.0.0.1:{base} LISTEN"
+    closed = f"- tcp 127.0.0.1:{base} LISTEN"
+    assert any(line.startswith(opened) for line in lines), out
+    assert any(line.startswith(closed) for line in lines), out
+    first = next(i for i, line in enumerate(lines) if line.startswith(opened))
+    assert f"[{os.getpid()}]" in lines[first]
+    assert first < next(i for i, line in enumerate(lines) if line.startswith(closed))
+
+
+def test_watch_on_a_terminal_redraws_a_table() -> None:
+    result = run_cli("ls", "--watch", "--count", "2", "--interval", "0.01", tty=True)
+    assert result.status == 0
+    assert result.stdout.count("portbook ls --watch:") == 2 and "PROTO" in result.stdout

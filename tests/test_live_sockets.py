@@ -1,0 +1,282 @@
+"""The live table from the kernel: real loopback sockets, their states, addresses, owners."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import sys
+from dataclasses import fields
+from typing import Any
+
+import pytest
+
+import portbook
+from portbook import (
+    Exposure,
+    Family,
+    PortRange,
+    Protocol,
+    Socket,
+    SocketState,
+    UsageError,
+    list_sockets,
+    sockets_json,
+    sockets_on_port,
+)
+from tests.live_helpers import needs_ipv6, needs_linux, open_sockets, port_of, start_holder
+
+pytestmark = needs_linux
+
+
+def _one(sockets: list[Socket], **match: object) -> Socket:
+    found = [s for s in sockets if all(getattr(s, k) == v for k, v in match.items())]
+    assert len(found) == 1, (match, found)
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    "family", [socket.AF_INET, pytest.param(socket.AF_INET6, marks=needs_ipv6)]
+)
+def test_tcp_listener_and_connected_pair(family: int) -> None:
+    with open_sockets() as ss:
+        listener = ss.tcp_listener(family)
+        port = port_of(listener)
+        client, server = ss.tcp_pair(listener)
+        cport = port_of(client)
+        found = list_sockets(port=port)  # every state, local port == port
+        found_client = list_sockets(port=cport)
+        inodes = (os.fstat(listener.fileno()).st_ino, os.fstat(server.fileno()).st_ino)
+    me = os.getpid()
+    loop = ipaddress.ip_address("127.0.0.1" if family == socket.AF_INET else "::1")
+    fam = Family.INET if family == socket.AF_INET else Family.INET6
+
+    lsock = _one(found, state=SocketState.LISTEN)
+    assert (lsock.protocol, lsock.family, lsock.local_address) == (Protocol.TCP, fam, loop)
+    assert lsock.remote_address is None and lsock.remote_port is None
+    assert lsock.inode == inodes[0]
+    assert lsock.uid == os.geteuid()
+    assert [p.pid for p in lsock.processes] == [me] and lsock.owner_note is None
+    assert lsock.processes[0].name and lsock.processes[0].cmdline
+    assert lsock.exposure is Exposure.LOOPBACK
+    assert lsock.listening
+
+    accepted = _one(found, state=SocketState.ESTAB)
+    assert accepted.remote_address == loop and accepted.remote_port == cport
+    assert accepted.inode == inodes[1]
+
+    # Another connection elsewhere may share the ephemeral port (with another peer).
+    csock = _one(found_client, state=SocketState.ESTAB, remote_port=port)
+    assert csock.local_port == cport and csock.ephemeral
+    assert [p.pid for p in csock.processes] == [me]
+    if family == socket.AF_INET6:
+        # Binding a specific IPv6 address (not v4-mapped) makes the kernel set
+        # IPV6_V6ONLY on the socket: it can never receive IPv4 anyway.
+        assert lsock.v6only is True
+    else:
+        assert lsock.v6only is None
+
+
+@pytest.mark.parametrize(
+    "family", [socket.AF_INET, pytest.param(socket.AF_INET6, marks=needs_ipv6)]
+)
+def test_udp_unconnected_and_connected(family: int) -> None:
+    with open_sockets() as ss:
+        bound = ss.udp_bound(family)
+        bport = port_of(bound)
+        connected = ss.udp_connected(bound)
+        udp = list_sockets(protocols=["udp"], port=bport)
+        udp_conn = sockets_on_port(port_of(connected), "udp")
+    unconn = _one(udp, state=SocketState.UNCONN)
+    assert unconn.protocol is Protocol.UDP and unconn.remote_port is None and unconn.listening
+    estab = _one(udp_conn, state=SocketState.ESTAB)
+    assert estab.remote_port == bport and not estab.listening
+    assert [p.pid for p in estab.processes] == [os.getpid()]
+
+
+@needs_ipv6
+def test_v6only_is_read_from_the_kernel() -> None:
+    with open_sockets() as ss:
+        s = ss.keep(socket.socket(socket.AF_INET6, socket.SOCK_STREAM))
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        s.bind(("::1", 0))
+        s.listen(1)
+        (found,) = sockets_on_port(port_of(s), "tcp")
+    assert found.v6only is True and found.family is Family.INET6
+
+
+@needs_ipv6
+def test_v6only_of_a_wildcard_socket_follows_the_sysctl() -> None:
+    with open("/proc/sys/net/ipv6/bindv6only") as fh:
+        default = fh.read().strip() == "1"
+    with open_sockets() as ss:
+        s = ss.keep(socket.socket(socket.AF_INET6, socket.SOCK_STREAM))
+        s.bind(("::", 0))
+        s.listen(1)
+        (found,) = sockets_on_port(port_of(s), "tcp")
+    assert found.v6only is default and found.exposure is Exposure.ALL
+
+
+def test_exposure_all_and_specific() -> None:
+    with open_sockets() as ss:
+        everywhere = ss.tcp_listener(socket.AF_INET, "0.0.0.0")
+        (found,) = sockets_on_port(port_of(everywhere))
+    assert found.exposure is Exposure.ALL
+    # The exposure of an address on one interface; the socket is never used.
+    assert portbook._sockets._exposure(ipaddress.ip_address("192.0.2.7")) is Exposure.SPECIFIC
+    mapped = ipaddress.ip_address("::ffff:127.0.0.1")
+    assert portbook._sockets._exposure(mapped) is Exposure.LOOPBACK
+
+
+@pytest.mark.parametrize("family", [4, pytest.param(6, marks=needs_ipv6)])
+def test_socket_held_by_a_child_process(family: int) -> None:
+    holder = start_holder(family)
+    try:
+        (found,) = sockets_on_port(holder.port, "tcp")
+    finally:
+        holder.close()
+    assert found.state is SocketState.LISTEN
+    (proc,) = found.processes
+    assert proc.pid == holder.process.pid
+    assert proc.name is not None and proc.name.startswith("python")
+    assert proc.cmdline is not None and proc.cmdline[0] == sys.executable
+    assert proc.user is not None
+
+
+def test_socket_shared_by_two_processes_lists_both() -> None:
+    holder = start_holder(4, shared=True)
+    try:
+        (found,) = sockets_on_port(holder.port, "tcp")
+        by_pid = list_sockets(pid=holder.pids[1], port=holder.port)
+    finally:
+        holder.close()
+    assert sorted(p.pid for p in found.processes) == sorted(holder.pids)
+    assert len(by_pid) == 1 and {p.pid for p in by_pid[0].processes} == set(holder.pids)
+
+
+def test_socket_inherited_by_a_child_process_lists_parent_and_child() -> None:
+    import subprocess
+
+    with open_sockets() as ss:
+        listener = ss.tcp_listener()
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.stdin.read()"],
+            stdin=subprocess.PIPE,
+            pass_fds=[listener.fileno()],
+        )
+        try:
+            (found,) = sockets_on_port(port_of(listener), "tcp")
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(timeout=10)
+    assert {p.pid for p in found.processes} == {os.getpid(), child.pid}
+
+
+def test_filters_select_what_they_say() -> None:
+    with open_sockets() as ss:
+        listener = ss.tcp_listener()
+        port = port_of(listener)
+        client, _server = ss.tcp_pair(listener)
+        bound = ss.udp_bound()
+        lo = min(port, port_of(bound), port_of(client))
+        hi = max(port, port_of(bound), port_of(client))
+        span = PortRange(lo, hi)
+
+        listening = list_sockets(listening=True, port=span)
+        assert {
+            (s.protocol, s.state) for s in listening if s.local_port in (port, port_of(bound))
+        } == {
+            (Protocol.TCP, SocketState.LISTEN),
+            (Protocol.UDP, SocketState.UNCONN),
+        }
+        assert all(s.listening for s in listening)
+
+        estab = list_sockets(states=["established"], protocols=["tcp"], port=span)
+        assert {s.local_port for s in estab} >= {port, port_of(client)}
+        assert all(s.state is SocketState.ESTAB for s in estab)
+
+        assert list_sockets(families=[6], port=port) == []
+        mine = list_sockets(pid=os.getpid(), port=span)
+        assert {s.local_port for s in mine} >= {port, port_of(bound), port_of(client)}
+        assert list_sockets(pid=1 if os.getpid() != 1 else 2, port=port) == []
+        program = mine[0].processes[0].name
+        assert program is not None
+        assert list_sockets(program=program, port=port)
+        assert list_sockets(program="no-such-program-here", port=port) == []
+        assert list_sockets(user=os.geteuid(), port=port)
+        assert list_sockets(user=str(os.geteuid()), port=port)
+        no_owners = list_sockets(port=port, owners=False)
+        assert no_owners and all(s.processes == () and s.owner_note is None for s in no_owners)
+
+
+def test_time_wait_has_no_process_and_says_why() -> None:
+    with open_sockets() as ss:
+        listener = ss.tcp_listener()
+        client, server = ss.tcp_pair(listener)
+        cport = port_of(client)
+        # The side that closes first goes to TIME-WAIT.
+        client.close()
+        server.close()
+        found = list_sockets(states=["TIME-WAIT"], port=cport)
+    assert len(found) == 1
+    assert found[0].processes == () and found[0].inode == 0
+    assert found[0].owner_note == "held by the kernel, not by a process"
+
+
+def test_bad_filters_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="unknown socket state"):
+        list_sockets(states=["SLEEPY"])
+    with pytest.raises(UsageError, match="tcp and udp"):
+        list_sockets(protocols=["sctp"])
+    with pytest.raises(UsageError):
+        list_sockets(port=70000)
+    with pytest.raises(UsageError, match="owners"):
+        list_sockets(pid=1, owners=False)
+
+
+def test_json_contract_and_fast_text_match_to_json() -> None:
+    with open_sockets() as ss:
+        listener = ss.tcp_listener()
+        ss.tcp_pair(listener)
+        ss.udp_bound()
+        found = list_sockets(port=PortRange(1, 65535))
+        lport = port_of(listener)
+    text = sockets_json(found)
+    assert text == json.dumps([s.to_json() for s in found], ensure_ascii=False)
+    assert json.loads(sockets_json(found, indent=2)) == json.loads(text)
+    one = next(d for d in json.loads(text) if d["local_port"] == lport and d["state"] == "LISTEN")
+    for key in (
+        "protocol",
+        "family",
+        "state",
+        "local_address",
+        "local_port",
+        "remote_address",
+        "remote_port",
+        "inode",
+        "uid",
+        "processes",
+        "service",
+        "exposure",
+    ):
+        assert key in one
+    assert one["remote_address"] is None and one["remote_port"] is None
+    assert one["protocol"] == "tcp" and one["family"] == 4 and one["state"] == "LISTEN"
+    assert set(one["processes"][0]) == {"pid", "name", "user", "cmdline"}
+
+
+def test_fast_constructor_builds_the_same_record() -> None:
+    values: list[Any] = [f"v{i}" for i in range(len(fields(Socket)))]
+    fast = portbook._sockets._make_socket(*values)
+    assert fast == Socket(*values)
+    assert hash(fast) == hash(Socket(*values))
+    with pytest.raises(AttributeError):
+        fast.local_port = 1  # type: ignore[misc]
+
+
+def test_backend_is_chosen_once_and_named() -> None:
+    backend = portbook.socket_backend()
+    assert backend is portbook.socket_backend()
+    assert backend.name in ("netlink", "procfs", "psutil")
