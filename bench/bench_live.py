@@ -357,30 +357,34 @@ def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> 
 
 
 def growth(results: list[SizeResult]) -> list[str]:
-    """Time per 1,000 extra sockets between consecutive sizes (flat = linear growth)."""
+    """Time per socket at each size, and per extra socket between sizes."""
     if len(results) < 2:
         return []
     ordered = sorted(results, key=lambda r: r.size)
     steps = list(itertools.pairwise(ordered))
-    head = " | ".join(f"{a.size:,} -> {b.size:,}" for a, b in steps)
+    sizes = " | ".join(f"{r.size:,}" for r in ordered)
+    marginal = " | ".join(f"{a.size:,} -> {b.size:,}" for a, b in steps)
     out = [
-        "Growth: milliseconds per 1,000 more sockets between two sizes (equal figures mean "
-        "linear growth).",
+        "Growth: microseconds per socket at each size (whole-process time / sockets, fixed "
+        "costs included), and per extra socket between two sizes (the marginal cost: equal "
+        f"figures mean linear growth; 'linear' allows each step {LINEAR_SLACK}x the one "
+        "before).",
         "",
-        f"| command | {head} | linear |",
-        "|---|" + "---:|" * len(steps) + "---|",
+        f"| command | {sizes} | {marginal} | linear |",
+        "|---|" + "---:|" * (len(ordered) + len(steps)) + "---|",
     ]
     for key, cmd in ordered[0].commands.items():
-        slopes = []
-        for a, b in steps:
-            ta = statistics.median(a.commands[key].seconds())
-            tb = statistics.median(b.commands[key].seconds())
-            slopes.append((tb - ta) / (b.size - a.size) * 1000)
+        medians = [statistics.median(r.commands[key].seconds()) for r in ordered]
+        per_socket = [t / r.size * 1e6 for t, r in zip(medians, ordered, strict=True)]
+        slopes = [
+            (tb - ta) / (b.size - a.size) * 1e6
+            for (ta, tb), (a, b) in zip(itertools.pairwise(medians), steps, strict=True)
+        ]
         linear = all(
             later <= LINEAR_SLACK * max(earlier, 1e-9)
             for earlier, later in itertools.pairwise(slopes)
         )
-        cells = " | ".join(f"{ms(s)}" for s in slopes)
+        cells = " | ".join(f"{x:.1f}" for x in [*per_socket, *slopes])
         out.append(f"| {cmd.label} | {cells} | {'yes' if linear else 'NO'} |")
     return out
 
