@@ -329,7 +329,9 @@ def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> 
     out += [
         "Whole-process wall time, median over the interleaved rounds (the rounds column); "
         "ratio = median "
-        "of the per-round ratios (portbook / peer); RSS = peak resident set size.",
+        "of the per-round ratios (portbook / peer), and in brackets the ratio of the two "
+        "fastest runs, the figure least touched by other load; RSS = peak resident set size "
+        "(median of 3 untimed runs).",
         "",
         "| sockets | rounds | command | median ms | min ms | peak RSS MiB | rows | ratio |",
         "|---:|---:|---|---:|---:|---:|---:|---|",
@@ -339,9 +341,10 @@ def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> 
         for key, cmd in result.commands.items():
             times = cmd.seconds()
             rss = "-" if cmd.rss_kib is None else f"{cmd.rss_kib / 1024:.1f}"
-            ratio = " ".join(
+            ratio = ", ".join(
                 f"{statistics.median(result.ratios[f'{key}/{peer}']):.2f}x "
-                f"{'psutil' if peer == 'psutil' else 'ss'}"
+                f"{'psutil' if peer == 'psutil' else 'ss'} "
+                f"(min/min {min(times) / min(result.commands[peer].seconds()):.2f}x)"
                 for peer in peers.get(key, ())
                 if f"{key}/{peer}" in result.ratios
             )
