@@ -51,6 +51,18 @@ _EXPORTS: dict[str, str] = {
     # this machine's ranges
     "LocalRanges": "_system",
     "local_ranges": "_system",
+    # the book: what a port number means
+    "Book": "_book",
+    "RegistryInfo": "_book",
+    "Service": "_book",
+    "ServiceSource": "_book",
+    "ServiceStatus": "_book",
+    "is_assigned": "_book",
+    "lookup": "_book",
+    "registry_info": "_book",
+    "search": "_book",
+    "service_name": "_book",
+    "update_registry": "_book",
     # the live table
     "Exposure": "_sockets",
     "Socket": "_sockets",
@@ -67,6 +79,7 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "Book",
     "Exposure",
     "Family",
     "InvalidNameError",
@@ -85,7 +98,11 @@ __all__ = [
     "PsutilBackend",
     "RangeExhaustedError",
     "RegistryError",
+    "RegistryInfo",
     "RegistryUpdateError",
+    "Service",
+    "ServiceSource",
+    "ServiceStatus",
     "Socket",
     "SocketBackend",
     "SocketProcess",
@@ -99,19 +116,38 @@ __all__ = [
     "UsageError",
     "WaitTimeoutError",
     "__version__",
+    "is_assigned",
     "list_sockets",
     "local_ranges",
+    "lookup",
     "parse_port",
     "parse_port_range",
     "parse_port_spec",
     "parse_protocol",
     "port_class",
+    "registry_info",
+    "search",
+    "service_name",
     "socket_backend",
     "sockets_json",
     "sockets_on_port",
+    "update_registry",
 ]
 
 if TYPE_CHECKING:
+    from ._book import (
+        Book,
+        RegistryInfo,
+        Service,
+        ServiceSource,
+        ServiceStatus,
+        is_assigned,
+        lookup,
+        registry_info,
+        search,
+        service_name,
+        update_registry,
+    )
     from ._exceptions import (
         InvalidNameError,
         InvalidPortSpecError,

@@ -33,8 +33,10 @@ def socket_backend() -> SocketBackend:
 
 
 def _service_name(port: int, protocol: Protocol) -> str | None:
-    """What the book calls ``port``/``protocol`` (``None`` until the book is available)."""
-    return None
+    """What the book calls ``port``/``protocol``."""
+    from ._book import service_name
+
+    return service_name(port, protocol)
 
 
 def list_sockets(
@@ -74,12 +76,22 @@ def list_sockets(
         ports = (checked.first, checked.last)
     if (pid is not None or user is not None or program is not None) and not owners:
         raise UsageError("selecting by pid, user or program needs owners=True")
+    chosen = backend if backend is not None else socket_backend()
     whole_table = owners and pid is None and ports is None and wanted_states is None
-    walker = _OwnerWalk() if whole_table else None
+    walker = None
+    if whole_table and not chosen.provides_owners:
+        from ._owners import BackgroundWalk
+
+        # The whole table needs every descriptor of every process read: start
+        # that walk now, on the other core, while the table is read here.
+        walker = BackgroundWalk()
     try:
-        raws = _read(protos, fams, wanted_states, ports, backend)
-    finally:
-        scan = walker.result() if walker is not None else None
+        raws = _read(protos, fams, wanted_states, ports, chosen, fallback=backend is None)
+    except BaseException:
+        if walker is not None:
+            walker.cancel()
+        raise
+    scan = walker.result() if walker is not None else None
     sockets = _annotate(raws, owners=owners, only_pid=pid, scan=scan)
     if pid is not None:
         sockets = [s for s in sockets if any(p.pid == pid for p in s.processes)]
@@ -141,11 +153,13 @@ def _read(
     families: frozenset[Family] | None,
     states: set[SocketState] | None,
     ports: tuple[int, int] | None,
-    backend: SocketBackend | None,
+    chosen: SocketBackend,
+    *,
+    fallback: bool,
 ) -> list[RawSocket]:
     from ._backends.base import ALL_STATES_MASK, TableQuery
+    from ._exceptions import SocketTableError
 
-    chosen = backend if backend is not None else socket_backend()
     fams = frozenset(int(f) for f in (families if families is not None else (4, 6)))
     result: list[RawSocket] = []
     # TCP and UDP need different masks when states are given (UNCONN is
@@ -159,43 +173,18 @@ def _read(
         query = TableQuery(
             protocols=frozenset({protocol.value}), families=fams, state_mask=mask, ports=ports
         )
-        result.extend(chosen.sockets(query))
+        try:
+            result.extend(chosen.sockets(query))
+        except SocketTableError:
+            if not fallback or chosen.name != "netlink":
+                raise
+            # Some sandboxes allow the netlink socket but refuse the dump:
+            # /proc/net has the same table.
+            from ._backends import ProcfsBackend
+
+            chosen = ProcfsBackend()
+            result.extend(chosen.sockets(query))
     return result
-
-
-class _OwnerWalk:
-    """The whole /proc walk, run in a thread while the socket table is read.
-
-    Reading descriptor links is almost all kernel time (``readlink`` releases
-    the GIL), and so is the netlink dump: on a machine with two or more cores
-    the two overlap, and the whole table costs about the larger of the two
-    instead of their sum. Sockets opened between the walk and the dump show
-    no owner, as they would with a walk a moment later.
-    """
-
-    def __init__(self) -> None:
-        import threading
-
-        from ._owners import scan_all
-
-        self._scan: OwnerScan | None = None
-        self._error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                self._scan = scan_all()
-            except BaseException as exc:  # re-raised in the caller's thread
-                self._error = exc
-
-        self._thread = threading.Thread(target=run, name="portbook-owners", daemon=True)
-        self._thread.start()
-
-    def result(self) -> OwnerScan:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        assert self._scan is not None
-        return self._scan
 
 
 def _annotate(

@@ -16,29 +16,47 @@ Process details (name, command line, user) are read only for owners.
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import os
 import pwd
-from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Iterator
+from typing import NamedTuple
 
-__all__ = ["OwnerScan", "ProcessInfo", "find_owners", "process_details", "scan_all"]
+__all__ = [
+    "BackgroundWalk",
+    "OwnerScan",
+    "ProcessInfo",
+    "find_owners",
+    "process_details",
+    "scan_all",
+]
 
 _PROC = "/proc"
 
 
-@dataclass
 class OwnerScan:
-    """What the walk found: ``owners[inode]`` lists pids (ascending)."""
+    """What the walk found.
 
-    owners: dict[int, list[int]] = field(default_factory=dict)
-    #: processes whose descriptors could not be read (another user's, without root)
-    hidden: int = 0
-    #: False when the walk stopped early (every inode found, family covered)
-    complete: bool = True
+    ``owners[inode]`` lists pids (ascending); ``hidden`` counts processes whose
+    descriptors could not be read (another user's, without root);
+    ``complete`` is False when the walk stopped early (every inode found,
+    their owners' families covered).
+    """
+
+    __slots__ = ("complete", "hidden", "owners")
+
+    def __init__(
+        self, owners: dict[int, list[int]] | None = None, hidden: int = 0, complete: bool = True
+    ) -> None:
+        self.owners: dict[int, list[int]] = {} if owners is None else owners
+        self.hidden = hidden
+        self.complete = complete
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessInfo:
+class ProcessInfo(NamedTuple):
+    """Raw details of one owning process (``None`` where unreadable)."""
+
     pid: int
     name: str | None
     cmdline: tuple[str, ...] | None
@@ -88,54 +106,84 @@ def _scan_process(
 
 
 def scan_all(*, proc: str = _PROC) -> OwnerScan:
-    """Every socket inode held by any visible process, with its pids.
+    """Every socket inode held by any visible process, with its pids, read here."""
+    from ._walk import walk
 
-    Used when the whole table is asked for: every descriptor must be read
-    anyway, so the wanted set is not consulted (which lets the walk run in a
-    thread while the socket table itself is being read).
+    owners, hidden = walk(proc)
+    return OwnerScan(owners, hidden)
+
+
+class BackgroundWalk:
+    """:func:`scan_all` in a helper process, started now and collected by :meth:`result`.
+
+    Falls back to walking in this process when the helper cannot be started
+    or fails, so the result is the same either way.
     """
-    scan = OwnerScan()
-    try:
-        order = _pids(proc)
-    except OSError:
-        return scan
-    owners = scan.owners
-    get = owners.get
-    readlink = os.readlink
-    for pid in order:
+
+    def __init__(self, proc: str = _PROC) -> None:
+        import sys
+
+        self._proc = proc
+        self._pid = 0
+        self._read = -1
+        executable = sys.executable
+        helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_walk.py")
+        if not executable or not hasattr(os, "posix_spawn"):
+            return
+        read, write = os.pipe()
         try:
-            dfd = os.open(f"{proc}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
-        except PermissionError:
-            scan.hidden += 1
-            continue
+            self._pid = os.posix_spawn(
+                executable,
+                [executable, "-I", "-S", helper, proc],
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, write, 1),
+                    (os.POSIX_SPAWN_CLOSE, read),
+                    # The helper never speaks: a Ctrl-C reaches it too, and it
+                    # must not print a traceback of its own.
+                    (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+                ],
+            )
         except OSError:
-            continue
-        try:
-            try:
-                names = os.listdir(dfd)
-            except PermissionError:
-                scan.hidden += 1
-                continue
-            except OSError:
-                continue
-            for name in names:
-                try:
-                    link = readlink(name, dir_fd=dfd)
-                except OSError:
-                    continue
-                if link[:8] == "socket:[":
-                    inode = int(link[8:-1])
-                    pids = get(inode)
-                    if pids is None:
-                        owners[inode] = [pid]
-                    elif pid not in pids:
-                        pids.append(pid)
+            os.close(read)
+            self._pid = 0
+        else:
+            self._read = read
         finally:
-            os.close(dfd)
-    for owner_pids in owners.values():
-        if len(owner_pids) > 1:
-            owner_pids.sort()
-    return scan
+            os.close(write)
+
+    def cancel(self) -> None:
+        """Stop the helper (the caller gave up: an error or Ctrl-C)."""
+        if not self._pid:
+            return
+        import signal
+
+        with contextlib.suppress(OSError):
+            os.kill(self._pid, signal.SIGKILL)
+        os.close(self._read)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._pid, 0)
+        self._pid = 0
+
+    def result(self) -> OwnerScan:
+        if not self._pid:
+            return scan_all(proc=self._proc)
+        import marshal
+
+        chunks = []
+        try:
+            while chunk := os.read(self._read, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(self._read)
+            _, status = os.waitpid(self._pid, 0)
+        try:
+            if status != 0:
+                raise ValueError("the owner walk helper failed")
+            owners, hidden = marshal.loads(b"".join(chunks))
+        except (ValueError, EOFError, TypeError):
+            return scan_all(proc=self._proc)
+        return OwnerScan(owners, hidden)
 
 
 def _ppid(proc: str, pid: int) -> int | None:
@@ -152,42 +200,227 @@ def _ppid(proc: str, pid: int) -> int | None:
         return None
 
 
+# Links read from each large process before deciding where to look first.
+_PROBE = 16
+
+
+def _fd_count(proc: str, pid: int) -> int:
+    """How many descriptors ``pid`` has, from ``stat`` of its fd directory.
+
+    Since Linux 6.2 the size of ``/proc/PID/fd`` is its number of entries:
+    one cheap call where listing the directory costs as much as reading
+    every link. 0 where the kernel does not say (then the directory is
+    listed), -1 where the process is gone.
+    """
+    try:
+        return os.stat(f"{proc}/{pid}/fd").st_size
+    except PermissionError:
+        return 0
+    except OSError:
+        return -1
+
+
+def _fd_table_size(proc: str, pid: int) -> int:
+    """``FDSize`` of ``pid``: every descriptor number is below it (0 when unknown)."""
+    try:
+        with open(f"{proc}/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"FDSize:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _open_fds(proc: str, pid: int) -> tuple[int, list[str]] | bool:
+    """(dir fd, fd names) of ``pid``; False when unreadable, True when gone."""
+    dfd = _open_fd_dir(proc, pid)
+    if isinstance(dfd, bool):
+        return dfd
+    try:
+        return dfd, os.listdir(dfd)
+    except PermissionError:
+        os.close(dfd)
+        return False
+    except OSError:
+        os.close(dfd)
+        return True
+
+
+def _open_fd_dir(proc: str, pid: int) -> int | bool:
+    try:
+        return os.open(f"{proc}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
+    except PermissionError:
+        return False
+    except OSError:
+        return True
+
+
+def _socket_inode(dfd: int, name: str) -> int:
+    try:
+        link = os.readlink(name, dir_fd=dfd)
+    except OSError:
+        return 0  # closed while we looked, or no such descriptor
+    return int(link[8:-1]) if link[:8] == "socket:[" else 0
+
+
+def _outward(start: int, limit: int) -> Iterator[int]:
+    """0..limit-1 ordered by distance from ``start``."""
+    yield start
+    for delta in range(1, limit):
+        up, down = start + delta, start - delta
+        if up >= limit and down < 0:
+            return
+        if up < limit:
+            yield up
+        if down >= 0:
+            yield down
+
+
 def find_owners(
     inodes: Iterable[int], *, pids: Iterable[int] | None = None, proc: str = _PROC
 ) -> OwnerScan:
     """Map each of ``inodes`` to the pids holding it (missing inodes: no owner seen).
 
     ``pids`` limits the walk to those processes (all of them are read).
+
+    Otherwise the walk looks where the inodes most likely are first. The
+    kernel numbers socket inodes from a counter, and a process's descriptors
+    are numbered in the order it opened them, so the sockets a program opened
+    around the same time have nearby inodes and nearby descriptors. A first
+    pass reads every small process whole and a few evenly spaced links of
+    each large one; large processes are then read whole, nearest guess
+    first, starting at the descriptor whose inode came closest. The guess
+    only orders the walk: the walk stops when every inode has an owner and
+    the owners' families are covered, whichever order found them.
     """
     wanted = {i for i in inodes if i}
     scan = OwnerScan()
     if not wanted:
         return scan
+    found = scan.owners
     if pids is not None:
         for pid in pids:
-            if not _scan_process(proc, pid, wanted, scan.owners):
+            if not _scan_process(proc, pid, wanted, found):
                 scan.hidden += 1
         return scan
     try:
         order = _pids(proc)
     except OSError:
         return scan
-    found = scan.owners
+    targets = sorted(wanted)
     remaining = len(wanted)
-    for index, pid in enumerate(order):
-        if not _scan_process(proc, pid, wanted, found):
-            scan.hidden += 1
-        if len(found) != remaining:
+    done: set[int] = set()  # pids whose descriptors need no second look
+    large: list[tuple[int, int, int, int]] = []  # (distance, pid, start descriptor, count)
+
+    def record(inode: int, pid: int) -> None:
+        owners = found.setdefault(inode, [])
+        if pid not in owners:
+            owners.append(pid)
+
+    for pid in order:
+        if len(found) == remaining:
+            break
+        count = _fd_count(proc, pid)
+        if count < 0:
+            done.add(pid)
             continue
+        if count <= 2 * _PROBE:
+            # Small (or the kernel does not tell): read it whole now.
+            if not _scan_process(proc, pid, wanted, found):
+                scan.hidden += 1
+            done.add(pid)
+            continue
+        dfd = _open_fd_dir(proc, pid)
+        if isinstance(dfd, bool):
+            scan.hidden += not dfd
+            done.add(pid)
+            continue
+        try:
+            # Descriptors are mostly dense from 0: probe evenly spaced numbers
+            # without listing the directory.
+            best = (1 << 62, 0)
+            for k in range(_PROBE):
+                fd = k * count // _PROBE
+                inode = _socket_inode(dfd, str(fd))
+                if not inode:
+                    continue
+                if inode in wanted:
+                    record(inode, pid)
+                at = bisect.bisect_left(targets, inode)
+                for near in targets[max(at - 1, 0) : at + 1]:
+                    best = min(best, (abs(near - inode), fd))
+            large.append((best[0], pid, best[1], count))
+        finally:
+            os.close(dfd)
+
+    for _distance, pid, start, count in sorted(large):
+        if len(found) == remaining:
+            break
+        if not _scan_outward(
+            proc, pid, start=start, count=count, wanted=wanted, found=found, remaining=remaining
+        ):
+            scan.hidden += 1
+        done.add(pid)
+
+    rest = [pid for pid in order if pid not in done]
+    if rest:
         # Every inode has an owner: cover the owners' families, then stop.
-        rest = order[index + 1 :]
-        if rest:
-            scan.complete = False
-            scan.hidden += _scan_family(proc, rest, wanted, found)
-        break
+        scan.complete = False
+        scan.hidden += _scan_family(proc, rest, wanted, found)
     for owner_pids in found.values():
         owner_pids.sort()
     return scan
+
+
+def _scan_outward(
+    proc: str,
+    pid: int,
+    *,
+    start: int,
+    count: int,
+    wanted: Collection[int],
+    found: dict[int, list[int]],
+    remaining: int,
+) -> bool:
+    """Read ``pid``'s links nearest ``start`` first, until every wanted inode has an owner."""
+    limit = _fd_table_size(proc, pid)
+    dfd = _open_fd_dir(proc, pid)
+    if isinstance(dfd, bool):
+        return dfd
+    try:
+        if 0 < limit <= 4 * count + 64:
+            numbers: Iterable[str] = map(str, _outward(min(start, limit - 1), limit))
+        else:
+            # Sparse descriptors: list them, then read nearest first.
+            try:
+                names = os.listdir(dfd)
+            except OSError:
+                return True
+            names.sort(key=lambda n: abs(int(n) - start))
+            numbers = names
+        seen = 0
+        for name in numbers:
+            try:
+                link = os.readlink(name, dir_fd=dfd)
+            except OSError:
+                continue
+            seen += 1
+            if link[:8] == "socket:[":
+                inode = int(link[8:-1])
+                if inode in wanted:
+                    owners = found.setdefault(inode, [])
+                    if pid not in owners:
+                        owners.append(pid)
+                    if len(found) == remaining:
+                        break
+            if seen >= count and limit:
+                # Every descriptor counted has been read; the rest of the
+                # range is empty (unless opened this instant).
+                break
+    finally:
+        os.close(dfd)
+    return True
 
 
 def _scan_family(

@@ -1,17 +1,22 @@
 """Socket-table backends, and the one place that chooses between them.
 
 Linux: netlink sock_diag (what ``ss`` uses), then ``/proc/net/*`` where
-netlink is refused (some sandboxes filter it). Elsewhere: psutil.
+netlink is refused (some sandboxes filter it). Elsewhere: psutil. Each
+backend module is imported only when it is tried.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import TYPE_CHECKING, Any
 
 from .base import RawSocket, SocketBackend, TableQuery
-from .netlink import NetlinkBackend
-from .procfs import ProcfsBackend
-from .psutil import PsutilBackend
+
+if TYPE_CHECKING:
+    from .netlink import NetlinkBackend
+    from .procfs import ProcfsBackend
+    from .psutil import PsutilBackend
 
 __all__ = [
     "NetlinkBackend",
@@ -23,17 +28,32 @@ __all__ = [
     "choose_backend",
 ]
 
+_MODULES = {"NetlinkBackend": "netlink", "ProcfsBackend": "procfs", "PsutilBackend": "psutil"}
 _chosen: SocketBackend | None = None
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
 def choose_backend() -> SocketBackend:
     """The best backend that works here, chosen once per process."""
     global _chosen
     if _chosen is None:
-        candidates: tuple[SocketBackend, ...]
-        if sys.platform.startswith("linux"):
-            candidates = (NetlinkBackend(), ProcfsBackend(), PsutilBackend())
-        else:
-            candidates = (PsutilBackend(),)
-        _chosen = next((b for b in candidates if b.available()), candidates[-1])
+        names = (
+            ("NetlinkBackend", "ProcfsBackend", "PsutilBackend")
+            if sys.platform.startswith("linux")
+            else ("PsutilBackend",)
+        )
+        backend: SocketBackend | None = None
+        for name in names:
+            backend = __getattr__(name)()
+            assert backend is not None
+            if backend.available():
+                break
+        assert backend is not None
+        _chosen = backend
     return _chosen

@@ -9,7 +9,6 @@ backend gives identical results for the same sockets.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
 __all__ = [
@@ -79,7 +78,6 @@ RAW_INODE = 7
 RAW_PIDS = 13
 
 
-@dataclass(frozen=True, slots=True)
 class TableQuery:
     """What to ask the operating system for; a backend returns exactly the matching sockets.
 
@@ -88,10 +86,19 @@ class TableQuery:
     The netlink backend hands both to the kernel; others filter themselves.
     """
 
-    protocols: frozenset[str] = frozenset({"tcp", "udp"})
-    families: frozenset[int] = frozenset({4, 6})
-    state_mask: int = ALL_STATES_MASK
-    ports: tuple[int, int] | None = None
+    __slots__ = ("families", "ports", "protocols", "state_mask")
+
+    def __init__(
+        self,
+        protocols: frozenset[str] = frozenset({"tcp", "udp"}),
+        families: frozenset[int] = frozenset({4, 6}),
+        state_mask: int = ALL_STATES_MASK,
+        ports: tuple[int, int] | None = None,
+    ) -> None:
+        self.protocols = protocols
+        self.families = families
+        self.state_mask = state_mask
+        self.ports = ports
 
 
 class SocketBackend(Protocol):
@@ -99,6 +106,8 @@ class SocketBackend(Protocol):
 
     #: short name shown to users ("netlink", "procfs", "psutil")
     name: str
+    #: True when the raw sockets carry their owning pids (no /proc walk needed)
+    provides_owners: bool
 
     def available(self) -> bool:
         """True when this backend can work on this machine, checked cheaply."""

@@ -53,6 +53,7 @@ class NetlinkBackend:
     """Reads the socket table with NETLINK_SOCK_DIAG dump requests."""
 
     name = "netlink"
+    provides_owners = False
 
     def available(self) -> bool:
         try:

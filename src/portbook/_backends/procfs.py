@@ -8,9 +8,9 @@ listener's send queue (the backlog limit over netlink, as ``ss`` shows it) is
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 
 from portbook._exceptions import SocketTableError
 
@@ -38,12 +38,13 @@ class ProcfsBackend:
     """Reads ``/proc/net/{tcp,tcp6,udp,udp6}``; ``root`` replaces ``/proc/net`` in tests."""
 
     name = "procfs"
+    provides_owners = False
 
-    def __init__(self, root: Path | str = "/proc/net") -> None:
-        self.root = Path(root)
+    def __init__(self, root: str = "/proc/net") -> None:
+        self.root = root
 
     def available(self) -> bool:
-        return (self.root / "tcp").exists()
+        return os.path.exists(os.path.join(self.root, "tcp"))
 
     def sockets(self, query: TableQuery) -> Iterable[RawSocket]:
         result: list[RawSocket] = []
@@ -54,13 +55,15 @@ class ProcfsBackend:
         for protocol, family, filename in _FILES:
             if protocol not in query.protocols or family not in query.families:
                 continue
+            path = os.path.join(self.root, filename)
             try:
-                text = (self.root / filename).read_text()
+                with open(path, encoding="ascii") as fh:
+                    text = fh.read()
             except FileNotFoundError:
                 # No IPv6 in this kernel (or no such protocol): nothing to list.
                 continue
             except OSError as exc:
-                raise SocketTableError(f"cannot read {self.root / filename}: {exc}") from exc
+                raise SocketTableError(f"cannot read {path}: {exc}") from exc
             any_read = True
             for line in text.splitlines()[1:]:
                 fields = line.split()

@@ -61,6 +61,7 @@ class PsutilBackend:
     """Reads the socket table with ``psutil.net_connections()``."""
 
     name = "psutil"
+    provides_owners = True
 
     def available(self) -> bool:
         try:

@@ -1,34 +1,245 @@
-"""Commands of the book: what a port number means."""
+"""Commands of the book: what a port number means (lookup, search, info, update)."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ._output import Output
 
+if TYPE_CHECKING:
+    from portbook import Service
+
+_SOURCE_TITLES = {
+    "iana": "IANA registry",
+    "etc-services": "/etc/services",
+    "unofficial": "unofficial (common defaults of widely used software, not IANA-assigned)",
+}
+
 
 def register(subparsers: Any) -> None:
+    lookup = subparsers.add_parser(
+        "lookup",
+        help="what a port, range or service name means",
+        description=(
+            "Every entry for a port (443, tcp/443, 443/udp), a range (6000-6010) or a "
+            "service name (https), grouped by source: IANA, /etc/services, unofficial."
+        ),
+    )
+    lookup.add_argument("query", metavar="PORT|NAME|RANGE")
+    lookup.add_argument("--proto", metavar="P", help="only tcp, udp, sctp or dccp entries")
+    lookup.add_argument("--json", action="store_true", help="print a JSON array for programs")
+    lookup.add_argument("-l", "--long", action="store_true", help="show every field of each entry")
+    lookup.set_defaults(handler=run_lookup)
+
+    search = subparsers.add_parser(
+        "search",
+        help="find services by words in their names and descriptions",
+        description="Entries whose name or description contains TEXT, best match first.",
+    )
+    search.add_argument("text", metavar="TEXT")
+    search.add_argument("--limit", type=_positive_int, default=20, metavar="N", help="at most N")
+    search.add_argument("--json", action="store_true", help="print a JSON array for programs")
+    search.set_defaults(handler=run_search)
+
     info = subparsers.add_parser(
         "info",
         help="data sources, port classes and this machine's port ranges",
-        description="Show the port classes and this machine's ephemeral and reserved ranges.",
+        description=(
+            "Show the registry data in use (source, date, counts), the port classes and "
+            "this machine's ephemeral and reserved ranges."
+        ),
     )
     info.add_argument("--json", action="store_true", help="print JSON for programs")
     info.set_defaults(handler=run_info)
 
+    update = subparsers.add_parser(
+        "update",
+        help="install a newer IANA registry file (XML or CSV)",
+        description=(
+            "Validate an IANA service-names-port-numbers file (XML or CSV, a path or an "
+            "http(s) URL) and install it in the user data directory. The data in use is "
+            "kept if anything is wrong with the new file."
+        ),
+    )
+    update.add_argument(
+        "--from", dest="source", required=True, metavar="PATH_OR_URL", help="file or URL"
+    )
+    update.add_argument("--json", action="store_true", help="print JSON for programs")
+    update.set_defaults(handler=run_update)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _ports(s: Service) -> str:
+    if s.port is None:
+        return "-"
+    return str(s.port) if s.port_end in (None, s.port) else f"{s.port}-{s.port_end}"
+
+
+def _first_line(text: str) -> str:
+    return text.split("\n", 1)[0]
+
+
+def _render_services(out: Output, services: Sequence[Service]) -> None:
+    first = True
+    for source, title in _SOURCE_TITLES.items():
+        group = [s for s in services if s.source.value == source]
+        if not group:
+            continue
+        if not first:
+            out.line()
+        first = False
+        out.heading(title)
+        if source == "unofficial":
+            out.table(
+                ["PORT", "PROTO", "NAME", "SOFTWARE", "DESCRIPTION"],
+                [
+                    [_ports(s), s.protocol or "-", s.name or "-", s.software or "", s.description]
+                    for s in group
+                ],
+            )
+        elif source == "etc-services":
+            out.table(
+                ["PORT", "PROTO", "NAME", "ALIASES", "COMMENT"],
+                [
+                    [
+                        _ports(s),
+                        s.protocol or "-",
+                        s.name or "-",
+                        " ".join(s.aliases),
+                        s.description,
+                    ]
+                    for s in group
+                ],
+            )
+        else:
+            out.table(
+                ["PORT", "PROTO", "NAME", "STATUS", "DESCRIPTION"],
+                [
+                    [
+                        _ports(s),
+                        s.protocol or "any",
+                        s.name or "-",
+                        s.status.value,
+                        _first_line(s.description),
+                    ]
+                    for s in group
+                ],
+            )
+            # IANA's warnings are worth a line each; the rest is in --long.
+            seen = dict.fromkeys((s.name or "-", s.unauthorized_use) for s in group)
+            for name, warning in seen:
+                if warning:
+                    out.line(f"unauthorized use reported ({name}): {_first_line(warning)}")
+
+
+def _render_long(out: Output, services: Sequence[Service]) -> None:
+    for i, s in enumerate(services):
+        if i:
+            out.line()
+        fields = s.to_json()
+        fields["port"] = _ports(s)
+        del fields["port_end"]
+        width = max(len(k) for k in fields)
+        for key, value in fields.items():
+            if value is None or value in ([], ""):
+                continue
+            text = ", ".join(value) if isinstance(value, list) else str(value)
+            lines = text.split("\n")
+            out.line(f"{key.ljust(width)}  {lines[0]}")
+            for more in lines[1:]:
+                out.line(f"{' ' * width}  {more}")
+
+
+def run_lookup(args: argparse.Namespace, out: Output) -> int:
+    from portbook import lookup
+
+    query: str = args.query
+    services = lookup(query, args.proto)
+    if args.json:
+        out.json([s.to_json() for s in services])
+        return 0 if services else 1
+    if not services:
+        out.error(f"nothing known about {query!r}")
+        return 1
+    if args.long:
+        _render_long(out, services)
+    else:
+        _render_services(out, services)
+    _port_footer(out, query)
+    return 0
+
+
+def _port_footer(out: Output, query: str) -> None:
+    """For one port: its IANA class and where it sits in this machine's ranges."""
+    from portbook import local_ranges, parse_port_spec, port_class
+
+    ports = parse_port_spec(query).ports
+    if ports is None or not ports.single:
+        return
+    port = ports.first
+    cls = port_class(port)
+    ranges = local_ranges()
+    where = "inside" if port in ranges.ephemeral else "outside"
+    reserved = "; reserved on this machine" if ranges.is_reserved(port) else ""
+    out.line()
+    out.line(
+        f"{port} is a {cls.iana_name} port ({cls.common_name}), {where} this machine's "
+        f"ephemeral range {ranges.ephemeral}{reserved}"
+    )
+
+
+def run_search(args: argparse.Namespace, out: Output) -> int:
+    from portbook import search
+
+    services = search(args.text, args.limit)
+    if args.json:
+        out.json([s.to_json() for s in services])
+        return 0 if services else 1
+    if not services:
+        out.error(f"nothing matches {args.text!r}")
+        return 1
+    out.table(
+        ["PORT", "PROTO", "NAME", "SOURCE", "DESCRIPTION"],
+        [
+            [
+                _ports(s),
+                s.protocol or "-",
+                s.name or "-",
+                s.source.value,
+                _first_line(s.description),
+            ]
+            for s in services
+        ],
+    )
+    return 0
+
 
 def run_info(args: argparse.Namespace, out: Output) -> int:
-    from portbook import PortClass, local_ranges
+    from portbook import PortClass, local_ranges, registry_info
 
     ranges = local_ranges()
+    reg = registry_info()
     classes = [
         {"class": c.iana_name, "common_name": c.common_name, "first": c.first, "last": c.last}
         for c in PortClass
     ]
+    if reg.warning:
+        out.warn(reg.warning)
     if args.json:
         out.json(
             {
+                "registry": reg.to_json(),
                 "port_classes": classes,
                 "ephemeral": {"first": ranges.ephemeral.first, "last": ranges.ephemeral.last},
                 "reserved": [str(r) for r in ranges.reserved],
@@ -36,6 +247,25 @@ def run_info(args: argparse.Namespace, out: Output) -> int:
             }
         )
         return 0
+    out.heading("Registry")
+    updated = reg.updated.isoformat() if reg.updated else "date unknown"
+    out.line(f"IANA service names and port numbers, updated {updated} ({reg.origin} data)")
+    out.table(
+        ["SOURCE", "ENTRIES", "DETAIL"],
+        [
+            [
+                "iana",
+                str(reg.records),
+                f"{reg.assigned} assigned, {reg.reserved} reserved, "
+                f"{reg.unassigned} unassigned, {reg.names_only} name-only; "
+                f"{reg.source_name} ({reg.source_format})",
+            ],
+            ["etc-services", str(reg.etc_services_entries), reg.etc_services_path or "none"],
+            ["unofficial", str(reg.unofficial_entries), "curated, not IANA-assigned"],
+        ],
+    )
+    out.line(f"data file: {reg.path}")
+    out.line()
     out.heading("Port classes (IANA, RFC 6335)")
     out.table(
         ["CLASS", "ALSO CALLED", "PORTS"],
@@ -46,4 +276,19 @@ def run_info(args: argparse.Namespace, out: Output) -> int:
     out.line(f"ephemeral range  {ranges.ephemeral}  ({ranges.source})")
     reserved = ", ".join(str(r) for r in ranges.reserved) or "none"
     out.line(f"reserved ports   {reserved}")
+    return 0
+
+
+def run_update(args: argparse.Namespace, out: Output) -> int:
+    from portbook import update_registry
+
+    reg = update_registry(args.source)
+    if args.json:
+        out.json(reg.to_json())
+        return 0
+    updated = reg.updated.isoformat() if reg.updated else "date unknown"
+    out.line(
+        f"registry updated: {reg.records} records from {reg.source_name} "
+        f"({reg.source_format}, {updated}), installed at {reg.path}"
+    )
     return 0

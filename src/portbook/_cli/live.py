@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ._output import Output
 
 if TYPE_CHECKING:
-    from portbook import Socket
+    from portbook import PortRange, Protocol, Socket
 
 _ROOT_NOTE = (
     "Without root, the owning process of another user's socket cannot be seen: such "
@@ -109,9 +109,11 @@ def run_who(args: argparse.Namespace, out: Output) -> int:
         raise UsageError(f"the live table shows tcp and udp sockets, not {spec.protocol.value}")
     ports = spec.ports if spec.ports is not None else _resolve_name(spec.name or "", spec.protocol)
     sockets = list_sockets(protocols=None if spec.protocol is None else [spec.protocol], port=ports)
-    if spec.host is not None:
-        if isinstance(spec.host, str):
-            raise UsageError("give an IP address, not a host name, before the port")
+    if spec.host == "localhost":
+        sockets = [s for s in sockets if s.exposure.value == "loopback"]
+    elif isinstance(spec.host, str):
+        raise UsageError("give an IP address (or localhost), not a host name, before the port")
+    elif spec.host is not None:
         host = ip_address(spec.host)
         sockets = [s for s in sockets if s.local_address == host or _mapped(s) == host]
     if args.json:
@@ -119,9 +121,10 @@ def run_who(args: argparse.Namespace, out: Output) -> int:
         return 0 if sockets else 1
     if not sockets:
         out.line(f"nothing is using {ports} right now")
-        return 1
-    _render(sockets, out, json_out=False, show_peer=True)
-    return 0
+    else:
+        _render(sockets, out, json_out=False, show_peer=True)
+    _book_lines(out, str(ports), spec.protocol)
+    return 0 if sockets else 1
 
 
 def _mapped(sock: Socket) -> object:
@@ -129,17 +132,32 @@ def _mapped(sock: Socket) -> object:
     return getattr(address, "ipv4_mapped", None)
 
 
-def _resolve_name(name: str, protocol: object) -> Any:
-    import socket
+def _resolve_name(name: str, protocol: Protocol | None) -> PortRange:
+    """The port the book gives ``name`` (``who postgresql``)."""
+    from portbook import NotFoundError, lookup
 
-    from portbook import NotFoundError, PortRange
+    for service in lookup(name, protocol):
+        if service.ports is not None and service.name == name:
+            return service.ports
+    for service in lookup(name, protocol):
+        if service.ports is not None:
+            return service.ports
+    raise NotFoundError(f"no port is known by the name {name!r}")
 
-    proto = getattr(protocol, "value", None)
-    try:
-        port = socket.getservbyname(name, proto) if proto else socket.getservbyname(name)
-    except OSError:
-        raise NotFoundError(f"no port is known by the name {name!r}") from None
-    return PortRange(port, port)
+
+def _book_lines(out: Output, query: str, protocol: Protocol | None) -> None:
+    """What the book calls the port, as ``portbook lookup`` shows it."""
+    from portbook import lookup
+
+    from .book import _port_footer, _render_services
+
+    services = lookup(query, protocol)
+    out.line()
+    if services:
+        _render_services(out, services)
+    else:
+        out.line(f"the book has no entry for {query}")
+    _port_footer(out, query)
 
 
 def _json(sockets: Sequence[Socket], out: Output) -> None:

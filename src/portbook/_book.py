@@ -1,0 +1,724 @@
+"""The book: what a port number or service name means, from every source at once.
+
+Three sources, each kept apart and marked on every answer:
+
+* ``iana``: the IANA Service Name and Transport Protocol Port Number
+  Registry, packaged as an SQLite file (or the user's newer copy, see
+  ``update_registry``);
+* ``etc-services``: this machine's ``/etc/services``, with aliases;
+* ``unofficial``: defaults of widely deployed software that IANA never
+  assigned (:mod:`portbook._unofficial`).
+
+:class:`Book` is the seam: tests build one over fixture files; the module
+functions use one default instance created on first use.
+"""
+
+from __future__ import annotations
+
+import _thread
+import enum
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import InvalidPortSpecError, UsageError
+from ._model import MAX_PORT, PortClass, PortRange, Protocol, parse_port_spec, parse_protocol
+
+if TYPE_CHECKING:
+    from ._etc_services import EtcServicesEntry
+
+__all__ = [
+    "Book",
+    "RegistryInfo",
+    "Service",
+    "ServiceSource",
+    "ServiceStatus",
+    "default_book",
+    "is_assigned",
+    "lookup",
+    "registry_info",
+    "search",
+    "service_name",
+    "update_registry",
+]
+
+_MAX_SEARCH_LEN = 100
+
+
+class ServiceSource(enum.StrEnum):
+    """Where an answer came from."""
+
+    IANA = "iana"
+    ETC_SERVICES = "etc-services"
+    UNOFFICIAL = "unofficial"
+
+
+class ServiceStatus(enum.StrEnum):
+    """Standing of an entry.
+
+    IANA records carry the registry's own status: an assignment, a Reserved
+    block (held back, or taken back from a former assignee) or an Unassigned
+    block. ``/etc/services`` entries are ``assigned`` (the system names them);
+    unofficial entries are always ``unassigned``: the use is a convention, not
+    an IANA assignment (the port's IANA entries say what it is assigned to).
+    """
+
+    ASSIGNED = "assigned"
+    RESERVED = "reserved"
+    UNASSIGNED = "unassigned"
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """One entry of the book: a service name, a port or range, or both.
+
+    ``port`` is the first port and ``port_end`` the last (equal for a single
+    port); both are ``None`` for a name-only IANA entry. ``protocol`` is
+    ``None`` when the entry is not tied to one (name-only entries, some
+    Unassigned blocks, the Dynamic range). IANA gives only a month for a few
+    old dates; those are the 1st of that month here. ``software`` is set for
+    unofficial entries, ``aliases`` for ``/etc/services`` entries.
+    """
+
+    name: str | None
+    port: int | None
+    port_end: int | None
+    protocol: Protocol | None
+    description: str
+    source: ServiceSource
+    status: ServiceStatus
+    assignee: str | None = None
+    contact: str | None = None
+    registered: date | None = None
+    modified: date | None = None
+    reference: str | None = None
+    service_code: str | None = None
+    unauthorized_use: str | None = None
+    notes: str | None = None
+    aliases: tuple[str, ...] = ()
+    software: str | None = None
+
+    @property
+    def ports(self) -> PortRange | None:
+        """The port or range as a :class:`PortRange`, ``None`` for a name-only entry."""
+        if self.port is None:
+            return None
+        return PortRange(self.port, self.port_end if self.port_end is not None else self.port)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON contract of ``portbook lookup/search --json`` (see README)."""
+        return {
+            "name": self.name,
+            "port": self.port,
+            "port_end": self.port_end,
+            "protocol": self.protocol.value if self.protocol is not None else None,
+            "description": self.description,
+            "source": self.source.value,
+            "status": self.status.value,
+            "aliases": list(self.aliases),
+            "software": self.software,
+            "assignee": self.assignee,
+            "contact": self.contact,
+            "registered": self.registered.isoformat() if self.registered else None,
+            "modified": self.modified.isoformat() if self.modified else None,
+            "reference": self.reference,
+            "service_code": self.service_code,
+            "unauthorized_use": self.unauthorized_use,
+            "notes": self.notes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryInfo:
+    """What data the book uses: the registry file, its origin and counts, and the overlays.
+
+    ``origin`` is ``"packaged"`` (shipped with portbook), ``"user"`` (installed
+    by ``update`` into the user data directory) or ``"file"`` (given
+    explicitly). ``updated`` is the registry's own date (the XML's
+    ``<updated>``; ``None`` when built from the CSV, which has none).
+    ``warning`` says why a user copy was skipped, if one was.
+    """
+
+    path: str
+    origin: str
+    source_name: str
+    source_sha256: str
+    source_format: str
+    updated: date | None
+    records: int
+    assigned: int
+    reserved: int
+    unassigned: int
+    names_only: int
+    etc_services_path: str | None
+    etc_services_entries: int
+    unofficial_entries: int
+    warning: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "origin": self.origin,
+            "source_name": self.source_name,
+            "source_sha256": self.source_sha256,
+            "source_format": self.source_format,
+            "updated": self.updated.isoformat() if self.updated else None,
+            "records": self.records,
+            "assigned": self.assigned,
+            "reserved": self.reserved,
+            "unassigned": self.unassigned,
+            "names_only": self.names_only,
+            "etc_services_path": self.etc_services_path,
+            "etc_services_entries": self.etc_services_entries,
+            "unofficial_entries": self.unofficial_entries,
+            "warning": self.warning,
+        }
+
+
+_PROTOCOL_BY_VALUE: dict[str | None, Protocol | None] = {p.value: p for p in Protocol}
+_PROTOCOL_BY_VALUE[None] = None
+_STATUS_BY_VALUE = {s.value: s for s in ServiceStatus}
+_ALL_PROTOCOLS = tuple(p.value for p in Protocol)
+_PROTOCOL_SET = frozenset(_ALL_PROTOCOLS)
+# Distinct ports asked of service_name/is_assigned before the whole table is loaded.
+_PRELOAD_AFTER = 256  # (port, protocol) pairs
+
+# The registry lists nothing above 49151: RFC 6335 leaves the Dynamic and/or
+# Private ports unassigned for good. A lookup there answers with that block.
+_DYNAMIC_BLOCK = Service(
+    name=None,
+    port=PortClass.DYNAMIC.first,
+    port_end=PortClass.DYNAMIC.last,
+    protocol=None,
+    description="Dynamic and/or Private Ports (never assigned by IANA)",
+    source=ServiceSource.IANA,
+    status=ServiceStatus.UNASSIGNED,
+    reference="RFC6335",
+)
+
+
+def _date(text: str | None) -> date | None:
+    if not text:
+        return None
+    if len(text) == 7:  # "2007-06": IANA recorded only the month
+        return date(int(text[:4]), int(text[5:7]), 1)
+    return date.fromisoformat(text)
+
+
+def _service_from_row(row: tuple[Any, ...]) -> Service:
+    (_, name, port, port_end, protocol, description, status, assignee, contact) = row[:9]
+    (registered, modified, reference, service_code, unauthorized, notes) = row[9:]
+    return Service(
+        name,
+        port,
+        port_end,
+        _PROTOCOL_BY_VALUE[protocol],
+        description,
+        ServiceSource.IANA,
+        _STATUS_BY_VALUE[status],
+        assignee,
+        contact,
+        _date(registered),
+        _date(modified),
+        reference,
+        service_code,
+        unauthorized,
+        notes,
+    )
+
+
+def _etc_service(e: EtcServicesEntry) -> Service:
+    return Service(
+        name=e.name,
+        port=e.port,
+        port_end=e.port,
+        protocol=_PROTOCOL_BY_VALUE[e.protocol],
+        description=e.comment or "",
+        source=ServiceSource.ETC_SERVICES,
+        status=ServiceStatus.ASSIGNED,
+        aliases=e.aliases,
+    )
+
+
+def _unofficial_service(entry: tuple[int, int, str, str, str, str]) -> Service:
+    first, last, proto, name, software, description = entry
+    return Service(
+        name=name,
+        port=first,
+        port_end=last,
+        protocol=_PROTOCOL_BY_VALUE[proto],
+        description=description,
+        source=ServiceSource.UNOFFICIAL,
+        status=ServiceStatus.UNASSIGNED,
+        software=software,
+    )
+
+
+class Book:
+    """The book over one registry file, one services file and the unofficial list.
+
+    ``registry_path``: a registry database to use as is (default: the user's
+    updated copy under ``data_dir`` if usable, else the packaged one).
+    ``services_path``: a services file (default: this system's ``/etc/services``;
+    pass ``False`` for none). ``data_dir``: where ``update_registry`` installs
+    data (default :func:`portbook._paths.user_data_dir`). Everything is read on
+    first use; an instance is safe to share between threads.
+    """
+
+    def __init__(
+        self,
+        registry_path: str | os.PathLike[str] | None = None,
+        services_path: str | os.PathLike[str] | bool | None = None,
+        *,
+        data_dir: str | os.PathLike[str] | None = None,
+        unofficial: bool = True,
+    ) -> None:
+        self._registry_path = Path(registry_path) if registry_path is not None else None
+        self._services_arg = services_path
+        self._data_dir = Path(data_dir) if data_dir is not None else None
+        self._use_unofficial = unofficial
+        self._lock = _thread.RLock()
+        self._db: Any = None  # _registry.RegistryDB, imported lazily (sqlite3)
+        self._warning: str | None = None
+        self._etc_entries: list[EtcServicesEntry] | None = None
+        self._etc: list[Service] | None = None
+        self._etc_path: Path | None = None
+        self._unofficial: list[Service] | None = None
+        self._overlay_index: _OverlayIndex | None = None
+        self._names: dict[tuple[int, str], str] | None = None
+        self._assigned: frozenset[tuple[int, str]] | None = None
+        self._facts: dict[tuple[int, str], tuple[bool, str | None]] = {}
+
+    # -- sources, loaded on first use -------------------------------------------
+
+    def _registry(self) -> Any:
+        db = self._db
+        if db is None:
+            with self._lock:
+                if self._db is None:
+                    from ._registry import open_registry
+
+                    self._db, self._warning = open_registry(self._registry_path, self._data_dir)
+                db = self._db
+        return db
+
+    def _etc_raw(self) -> list[EtcServicesEntry]:
+        entries = self._etc_entries
+        if entries is None:
+            with self._lock:
+                if self._etc_entries is None:
+                    self._etc_entries = self._load_etc_services()
+                entries = self._etc_entries
+        return entries
+
+    def _load_etc_services(self) -> list[EtcServicesEntry]:
+        from ._etc_services import default_services_path, read_etc_services
+
+        arg = self._services_arg
+        if arg is False:
+            return []
+        path = default_services_path() if arg is None or arg is True else Path(arg)
+        self._etc_path = path
+        if path is None:
+            return []
+        # "ddp" and other non-IP protocols have no place among IP port numbers.
+        return [e for e in read_etc_services(path) if e.protocol in _PROTOCOL_SET]
+
+    def _etc_services(self) -> list[Service]:
+        if self._etc is None:
+            self._etc = [_etc_service(e) for e in self._etc_raw()]
+        return self._etc
+
+    def _unofficial_raw(self) -> tuple[tuple[int, int, str, str, str, str], ...]:
+        if not self._use_unofficial:
+            return ()
+        from ._unofficial import UNOFFICIAL_PORTS
+
+        return UNOFFICIAL_PORTS
+
+    def _unofficial_entries(self) -> list[Service]:
+        if self._unofficial is None:
+            self._unofficial = [_unofficial_service(u) for u in self._unofficial_raw()]
+        return self._unofficial
+
+    # -- fast helpers for the live table and the port picker -----------------
+
+    def _name_table(self) -> dict[tuple[int, str], str]:
+        names = self._names
+        if names is None:
+            with self._lock:
+                if self._names is None:
+                    self._build_name_tables()
+                names = self._names
+        assert names is not None
+        return names
+
+    def _build_name_tables(self) -> None:
+        # The registry's assignments come pre-expanded per port and protocol
+        # (built with the database); the overlays fill the gaps. Afterwards
+        # each socket costs one dict probe.
+        rows = self._registry().port_names()
+        assigned = frozenset((port, proto) for port, proto, _ in rows)
+        names = {(port, proto): name for port, proto, name in rows if name is not None}
+        for e in self._etc_raw():
+            names.setdefault((e.port, e.protocol), e.name)
+        for first, last, proto_value, name, _, _ in self._unofficial_raw():
+            for p in range(first, last + 1):
+                names.setdefault((p, proto_value), name)
+        self._assigned = assigned
+        self._names = names
+
+    def _port_facts(self, port: int, protocol: Protocol | str) -> tuple[bool, str | None]:
+        """(IANA-assigned?, best name) of one port and protocol.
+
+        Until ``_PRELOAD_AFTER`` different ports were asked, each is one indexed
+        query, remembered: ``portbook ls`` with fifty sockets stays cheap. Past
+        that, the whole table is loaded once (a few milliseconds), so a table of
+        50,000 sockets on thousands of ephemeral ports costs a dict probe each.
+        """
+        names, assigned = self._names, self._assigned
+        if names is not None and assigned is not None:
+            key = (port, protocol)
+            if type(port) is not int or not 0 <= port <= MAX_PORT or protocol not in _PROTOCOL_SET:
+                _check_port(port)
+                key = (port, _proto_key(protocol))
+            return key in assigned, names.get(key)
+        cache = self._facts
+        facts = cache.get((port, protocol))
+        if facts is not None:
+            return facts
+        _check_port(port)
+        key = (port, _proto_key(protocol))
+        facts = cache.get(key)
+        if facts is None:
+            row = self._registry().port_name(port, key[1])
+            name = row[0] if row is not None else None
+            if name is None:
+                name = self._overlays().first_name(port, key[1])
+            facts = (row is not None, name)
+            cache[key] = facts
+            if len(cache) > _PRELOAD_AFTER:
+                self._name_table()
+        return facts
+
+    def service_name(self, port: int, protocol: Protocol | str) -> str | None:
+        """The best single name for ``port``/``protocol``, or ``None``.
+
+        IANA's assigned name first (the registry's first entry for that port),
+        then ``/etc/services``, then the unofficial list. Answers are remembered,
+        so it suits annotating every socket of a large table.
+        """
+        names = self._names
+        if names is not None:
+            name = names.get((port, protocol))
+            if name is not None:
+                return name
+            if type(port) is int and 0 <= port <= MAX_PORT and protocol in _PROTOCOL_SET:
+                return None  # the common miss (an ephemeral port) stays one dict probe
+        return self._port_facts(port, protocol)[1]
+
+    def is_assigned(self, port: int, protocol: Protocol | str) -> bool:
+        """True when IANA has an assigned (not Reserved, not Unassigned) entry for it."""
+        return self._port_facts(port, protocol)[0]
+
+    # -- lookup and search ---------------------------------------------------------
+
+    def lookup(self, query: str | int, protocol: Protocol | str | None = None) -> list[Service]:
+        """Every entry for a port, range or name, IANA first, then /etc/services, then unofficial.
+
+        ``query``: an int port, or anything :func:`portbook.parse_port_spec`
+        accepts (``443``, ``tcp/443``, ``6000-6010``, ``https``,
+        ``127.0.0.1:5432``; an address part is ignored). A port inside a range
+        entry finds the range (6000 finds x11 6000-6063), a port in an
+        Unassigned or Reserved block finds the block. Entries not tied to a
+        protocol match any ``protocol``. Returns ``[]`` when nothing is known.
+
+        Raises :class:`portbook.InvalidPortSpecError` (a ``UsageError``) for a
+        query or protocol that does not parse, or a protocol given twice
+        differently; :class:`portbook.RegistryError` when no registry data is usable.
+        """
+        proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
+        if isinstance(query, bool) or not isinstance(query, (int, str)):
+            raise InvalidPortSpecError(repr(query), "expected a port number, range or name")
+        if isinstance(query, int):
+            _check_port(query)
+            return self._by_ports(query, query, proto)
+        spec = parse_port_spec(query)
+        if spec.protocol is not None:
+            if proto is not None and proto is not spec.protocol:
+                raise InvalidPortSpecError(
+                    query, f"protocol {spec.protocol} conflicts with {proto}"
+                )
+            proto = spec.protocol
+        if spec.ports is not None:
+            return self._by_ports(spec.ports.first, spec.ports.last, proto)
+        assert spec.name is not None
+        return self._by_name(spec.name, proto)
+
+    def _overlays(self) -> _OverlayIndex:
+        index = self._overlay_index
+        if index is None:
+            with self._lock:
+                if self._overlay_index is None:
+                    self._overlay_index = _OverlayIndex(self._etc_raw(), self._unofficial_raw())
+                index = self._overlay_index
+        return index
+
+    def _by_ports(self, first: int, last: int, proto: Protocol | None) -> list[Service]:
+        found = [_service_from_row(r) for r in self._registry().by_ports(first, last)]
+        if last >= PortClass.DYNAMIC.first:
+            found.append(_DYNAMIC_BLOCK)
+        found.extend(self._overlays().by_ports(first, last))
+        return _filter_protocol(found, proto)
+
+    def _by_name(self, name: str, proto: Protocol | None) -> list[Service]:
+        found = [_service_from_row(r) for r in self._registry().by_name(name)]
+        found.extend(self._overlays().by_name(name))
+        return _filter_protocol(found, proto)
+
+    def search(self, text: str, limit: int = 20) -> list[Service]:
+        """Entries whose name or description contains ``text`` (case-insensitive), best first.
+
+        Ranking: exact name, name prefix, name substring, whole description, a
+        description word starting with ``text``, description substring; among
+        equals IANA assignments come before blocks and overlays. Raises
+        :class:`portbook.UsageError` for empty or overlong text or ``limit < 1``.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError("search text is empty")
+        needle = " ".join(text.split())
+        if len(needle) > _MAX_SEARCH_LEN:
+            raise UsageError(f"search text is too long ({len(needle)} characters)")
+        if any(ord(c) < 32 for c in needle):
+            raise UsageError("search text contains control characters")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise UsageError(f"search limit must be a positive integer, not {limit!r}")
+        ranked: list[tuple[int, int, int, Service]] = []
+        for i, (rank, row) in enumerate(self._registry().search(needle, limit)):
+            ranked.append((rank, 0, i, _service_from_row(row)))
+        low = needle.lower()
+        for order, source in enumerate((self._etc_services(), self._unofficial_entries()), 1):
+            for i, s in enumerate(source):
+                rank = _overlay_rank(s, low)
+                if rank is not None:
+                    ranked.append((rank, order, i, s))
+        ranked.sort(key=lambda item: item[:3])
+        return [item[3] for item in ranked[:limit]]
+
+    # -- registry data -------------------------------------------------------------
+
+    def registry_info(self) -> RegistryInfo:
+        """Which registry data is in use, its source, date and counts, and the overlays."""
+        db = self._registry()
+        meta: dict[str, str] = db.meta
+        etc = self._etc_raw()
+        updated = meta.get("updated") or None
+        return RegistryInfo(
+            path=str(db.path),
+            origin=db.origin,
+            source_name=meta.get("source_name", "?"),
+            source_sha256=meta.get("source_sha256", ""),
+            source_format=meta.get("source_format", "?"),
+            updated=_date(updated),
+            records=int(meta.get("records", "0")),
+            assigned=int(meta.get("assigned", "0")),
+            reserved=int(meta.get("reserved", "0")),
+            unassigned=int(meta.get("unassigned", "0")),
+            names_only=int(meta.get("names_only", "0")),
+            etc_services_path=str(self._etc_path) if self._etc_path is not None else None,
+            etc_services_entries=len(etc),
+            unofficial_entries=len(self._unofficial_raw()),
+            warning=self._warning,
+        )
+
+    def update_registry(self, source: str | os.PathLike[str]) -> RegistryInfo:
+        """Install a newer IANA registry (XML or CSV, a path or an http(s) URL).
+
+        The file is validated (format, header, record count, ports, dates),
+        written to a temporary database in the data directory and renamed over
+        the user's copy atomically; this book then uses it (unless it was made
+        over an explicit ``registry_path``, which it keeps). On any failure
+        :class:`portbook.RegistryUpdateError` is raised and the data in use
+        stays as it was.
+        """
+        from ._update import install_registry
+
+        with self._lock:
+            current = self._registry()
+            dest_dir = self._data_dir
+            if dest_dir is None:
+                from ._paths import user_data_dir
+
+                dest_dir = user_data_dir()
+            install_registry(source, dest_dir, current_records=int(current.meta["records"]))
+            if self._registry_path is None:
+                self._reset()
+        return self.registry_info()
+
+    def _reset(self) -> None:
+        old = self._db
+        self._db = None
+        self._names = None
+        self._assigned = None
+        self._facts = {}
+        if old is not None:
+            old.close()
+
+    def close(self) -> None:
+        """Close the registry database (reopened on next use)."""
+        with self._lock:
+            self._reset()
+
+
+class _OverlayIndex:
+    """/etc/services and unofficial entries indexed by port and by name.
+
+    Records are built on first use and then shared (they are frozen): a cold
+    ``portbook lookup`` pays for the few it shows, a long-lived process pays
+    one dict probe per lookup instead of a scan of both lists.
+    """
+
+    def __init__(
+        self,
+        etc: list[EtcServicesEntry],
+        unofficial: tuple[tuple[int, int, str, str, str, str], ...],
+    ) -> None:
+        # Positions 0..len(etc)-1 are /etc/services lines, the rest unofficial
+        # entries; both kinds are tuples, so the position tells them apart.
+        self._etc = etc
+        self._unofficial = unofficial
+        self._built: list[Service | None] = [None] * (len(etc) + len(unofficial))
+        self._spans: list[tuple[int, int]] = []
+        self.by_port_index: dict[int, list[int]] = {}
+        self.by_name_index: dict[str, list[int]] = {}
+        for i, e in enumerate(etc):
+            self._add(i, e.port, e.port, (e.name, *e.aliases))
+        for i, u in enumerate(unofficial, len(etc)):
+            self._add(i, u[0], u[1], (u[3],))
+
+    def _add(self, i: int, first: int, last: int, names: tuple[str, ...]) -> None:
+        self._spans.append((first, last))
+        for port in range(first, last + 1):
+            self.by_port_index.setdefault(port, []).append(i)
+        for name in {n.lower() for n in names}:
+            self.by_name_index.setdefault(name, []).append(i)
+
+    def _service(self, i: int) -> Service:
+        built = self._built[i]
+        if built is None:
+            n_etc = len(self._etc)
+            if i < n_etc:
+                built = _etc_service(self._etc[i])
+            else:
+                built = _unofficial_service(self._unofficial[i - n_etc])
+            self._built[i] = built
+        return built
+
+    def by_ports(self, first: int, last: int) -> list[Service]:
+        if first == last:
+            hits: list[int] = self.by_port_index.get(first, [])
+        else:
+            hits = [i for i, (lo, hi) in enumerate(self._spans) if lo <= last and hi >= first]
+        return [self._service(i) for i in hits]
+
+    def by_name(self, name: str) -> list[Service]:
+        return [self._service(i) for i in self.by_name_index.get(name, [])]
+
+    def first_name(self, port: int, protocol: str) -> str | None:
+        """Name of the first entry (/etc/services before unofficial) for port and protocol."""
+        n_etc = len(self._etc)
+        for i in self.by_port_index.get(port, ()):
+            if i < n_etc:
+                entry = self._etc[i]
+                if entry.protocol == protocol:
+                    return entry.name
+            elif self._unofficial[i - n_etc][2] == protocol:
+                return self._unofficial[i - n_etc][3]
+        return None
+
+
+def _overlay_rank(s: Service, low: str) -> int | None:
+    names = [(s.name or "").lower(), *(a.lower() for a in s.aliases)]
+    if low in names:
+        return 0
+    if any(n.startswith(low) for n in names):
+        return 1
+    if any(low in n for n in names):
+        return 2
+    text = " ".join(x for x in (s.description, s.software or "") if x).lower()
+    if text == low:
+        return 3
+    if f" {text}".find(f" {low}") >= 0:
+        return 4
+    if low in text:
+        return 5
+    return None
+
+
+def _filter_protocol(found: list[Service], proto: Protocol | None) -> list[Service]:
+    if proto is None:
+        return found
+    return [s for s in found if s.protocol is None or s.protocol is proto]
+
+
+def _proto_key(protocol: Protocol | str) -> str:
+    if isinstance(protocol, Protocol):
+        return protocol.value
+    if not isinstance(protocol, str):
+        raise InvalidPortSpecError(repr(protocol), "protocol must be a string")
+    return parse_protocol(protocol).value
+
+
+def _check_port(port: int) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= MAX_PORT:
+        raise InvalidPortSpecError(str(port), f"port must be an integer 0-{MAX_PORT}")
+
+
+# -- the default book and module-level functions ------------------------------------
+
+_default: Book | None = None
+_default_lock = _thread.allocate_lock()
+
+
+def default_book() -> Book:
+    """The process-wide :class:`Book` over the default data, created on first use."""
+    global _default
+    book = _default
+    if book is None:
+        with _default_lock:
+            if _default is None:
+                _default = Book()
+            book = _default
+    return book
+
+
+def lookup(query: str | int, protocol: Protocol | str | None = None) -> list[Service]:
+    """:meth:`Book.lookup` on the default book."""
+    return default_book().lookup(query, protocol)
+
+
+def search(text: str, limit: int = 20) -> list[Service]:
+    """:meth:`Book.search` on the default book."""
+    return default_book().search(text, limit)
+
+
+def registry_info() -> RegistryInfo:
+    """:meth:`Book.registry_info` on the default book."""
+    return default_book().registry_info()
+
+
+def update_registry(source: str | os.PathLike[str]) -> RegistryInfo:
+    """:meth:`Book.update_registry` on the default book."""
+    return default_book().update_registry(source)
+
+
+def service_name(port: int, protocol: Protocol | str) -> str | None:
+    """:meth:`Book.service_name` on the default book."""
+    return default_book().service_name(port, protocol)
+
+
+def is_assigned(port: int, protocol: Protocol | str) -> bool:
+    """:meth:`Book.is_assigned` on the default book."""
+    return default_book().is_assigned(port, protocol)

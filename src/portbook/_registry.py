@@ -1,0 +1,175 @@
+"""Reading the registry database (built by :mod:`portbook._registry_build`).
+
+The database is opened read-only with SQLite's ``immutable`` flag: portbook
+never changes a registry file in place (``update`` writes a new file and
+renames it over the old one), so SQLite may skip locking and change checks,
+and a process that still has the old file open keeps reading the old inode
+intact.
+
+Which file is used: the user's updated copy in the data directory when it
+exists and opens cleanly, else the copy packaged with portbook. A broken
+user copy is skipped with a warning rather than failing every lookup.
+"""
+
+from __future__ import annotations
+
+import _thread
+import sqlite3
+from pathlib import Path
+
+from ._exceptions import RegistryError
+
+__all__ = [
+    "PACKAGED_REGISTRY",
+    "SCHEMA_VERSION",
+    "USER_REGISTRY_NAME",
+    "RegistryDB",
+    "open_registry",
+]
+
+SCHEMA_VERSION = 1
+PACKAGED_REGISTRY = Path(__file__).resolve().parent / "data" / "registry.sqlite3"
+USER_REGISTRY_NAME = "registry.sqlite3"
+
+# Column order of every row handed to portbook._book (it builds the records).
+ROW_COLUMNS = (
+    "id, name, port, port_end, protocol, description, status, assignee, contact, "
+    "registered, modified, reference, service_code, unauthorized_use, notes"
+)
+_QUALIFIED = ", ".join(f"service.{c.strip()}" for c in ROW_COLUMNS.split(","))
+
+Row = tuple[
+    int,
+    str | None,
+    int | None,
+    int | None,
+    str | None,
+    str,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+]
+
+
+class RegistryDB:
+    """One open registry database. Queries are serialised by a lock, so one
+    instance may be shared by threads."""
+
+    def __init__(self, path: Path, origin: str) -> None:
+        self.path = path
+        self.origin = origin  # "packaged", "user" or "file" (given explicitly)
+        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
+        self._lock = _thread.allocate_lock()
+        try:
+            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            self.meta: dict[str, str] = dict(self._conn.execute("SELECT key, value FROM meta"))
+            self._conn.execute("SELECT id FROM service LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise RegistryError(f"registry data {path} is unusable: {exc}") from exc
+        version = self.meta.get("schema_version", "")
+        if version != str(SCHEMA_VERSION):
+            self._conn.close()
+            raise RegistryError(
+                f"registry data {path} has schema version {version or '?'}, "
+                f"this portbook reads version {SCHEMA_VERSION}"
+            )
+        # Longest range in the file: bounds the scan that finds ranges holding a port.
+        self.max_span = int(self.meta.get("max_span", "65535"))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _query(self, sql: str, params: tuple[object, ...] = ()) -> list[Row]:
+        try:
+            with self._lock:
+                return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise RegistryError(f"registry data {self.path} could not be read: {exc}") from exc
+
+    def by_ports(self, first: int, last: int) -> list[Row]:
+        """Records whose port or range overlaps ``first..last``, in port then file order."""
+        if first == last:
+            return self._query(
+                f"SELECT {_QUALIFIED} FROM port_index JOIN service ON service.id = port_index.id "
+                "WHERE port_index.port = ? ORDER BY port_index.id",
+                (first,),
+            )
+        return self._query(
+            f"SELECT {ROW_COLUMNS} FROM service "
+            "WHERE port BETWEEN ?1 AND ?2 AND port <= ?3 AND port_end >= ?4 ORDER BY port, id",
+            (first - self.max_span, last, last, first),
+        )
+
+    def by_name(self, name: str) -> list[Row]:
+        return self._query(
+            f"SELECT {ROW_COLUMNS} FROM service WHERE name = ? COLLATE NOCASE ORDER BY id",
+            (name,),
+        )
+
+    def search(self, text: str, limit: int) -> list[tuple[int, Row]]:
+        """(rank, row) of records whose name or description holds ``text``; lower rank is better.
+
+        0 exact name, 1 name prefix, 2 name substring, 3 whole description,
+        4 a word of the description starts with it, 5 description substring. Unassigned and
+        Reserved blocks sort after assignments of the same rank.
+        """
+        like = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._query(
+            f"SELECT rank, {ROW_COLUMNS} FROM ("
+            f"SELECT CASE"
+            " WHEN name = ?1 COLLATE NOCASE THEN 0"
+            " WHEN name LIKE ?2 || '%' ESCAPE '\\' THEN 1"
+            " WHEN name LIKE '%' || ?2 || '%' ESCAPE '\\' THEN 2"
+            " WHEN description = ?1 COLLATE NOCASE THEN 3"
+            " WHEN ' ' || description LIKE '% ' || ?2 || '%' ESCAPE '\\' THEN 4"
+            " WHEN description LIKE '%' || ?2 || '%' ESCAPE '\\' THEN 5"
+            f" END AS rank, * FROM service) WHERE rank IS NOT NULL"
+            " ORDER BY rank, status != 'assigned', port IS NULL, port, id LIMIT ?3",
+            (text, like, limit),
+        )
+        return [(int(r[0]), r[1:]) for r in rows]  # type: ignore[misc]
+
+    def port_name(self, port: int, protocol: str) -> tuple[str | None] | None:
+        """(name,) when IANA assigned ``port``/``protocol`` (name may be None), else None."""
+        rows = self._query(
+            "SELECT name FROM port_name WHERE port = ? AND protocol = ?", (port, protocol)
+        )
+        return rows[0][:1] if rows else None  # type: ignore[return-value]
+
+    def port_names(self) -> list[tuple[int, str, str | None]]:
+        """(port, protocol, first name or None) of every port and protocol IANA assigned."""
+        return self._query("SELECT port, protocol, name FROM port_name")  # type: ignore[return-value]
+
+    def all_rows(self) -> list[Row]:
+        return self._query(f"SELECT {ROW_COLUMNS} FROM service ORDER BY id")
+
+
+def open_registry(path: Path | None, data_dir: Path | None) -> tuple[RegistryDB, str | None]:
+    """Open the registry to use, and a warning when a user copy had to be skipped.
+
+    ``path`` given: exactly that file (errors propagate). Otherwise the user's
+    copy under ``data_dir`` (default: the user data directory) if present and
+    usable, else the packaged copy.
+    """
+    if path is not None:
+        return RegistryDB(path, "file"), None
+    if data_dir is None:
+        from ._paths import user_data_dir
+
+        data_dir = user_data_dir()
+    user_copy = data_dir / USER_REGISTRY_NAME
+    warning = None
+    if user_copy.is_file():
+        try:
+            return RegistryDB(user_copy, "user"), None
+        except RegistryError as exc:
+            warning = f"{exc}; using the packaged registry instead"
+    if not PACKAGED_REGISTRY.is_file():
+        raise RegistryError(f"packaged registry data is missing ({PACKAGED_REGISTRY}); reinstall")
+    return RegistryDB(PACKAGED_REGISTRY, "packaged"), warning

@@ -1,0 +1,144 @@
+"""The registry builder: XML and CSV parsers, validation, the database writer."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from portbook import Book, Protocol, RegistryUpdateError, ServiceSource, ServiceStatus
+from portbook._registry_build import (
+    CSV_HEADER,
+    RawRecord,
+    build_registry_file,
+    detect_format,
+    parse_csv,
+    parse_registry,
+    parse_xml,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "book"
+SMALL_XML = FIXTURES / "registry-small.xml"
+SMALL_CSV = FIXTURES / "registry-small.csv"
+
+
+def _by_key(records: list[RawRecord]) -> dict[tuple[str | None, int | None, str | None], RawRecord]:
+    return {(r.name, r.port, r.protocol): r for r in records}
+
+
+def test_xml_parser_reads_every_field() -> None:
+    records, updated = parse_xml(SMALL_XML.read_bytes())
+    assert updated == "2026-08-17"
+    assert len(records) == 30
+    by = _by_key(records)
+    finger = by[("finger", 79, "tcp")]
+    assert finger.assignee == "David Zimmerman" and finger.contact == "David Zimmerman"
+    assert finger.unauthorized_use is not None and "RFC4146" in finger.unauthorized_use
+    x11 = by[("x11", 6000, "tcp")]
+    assert (x11.port, x11.port_end, x11.status) == (6000, 6063, "assigned")
+    smtp = by[("smtp", 25, "tcp")]
+    # <assignee> names the assignee; the bare person xref is the contact.
+    assert (smtp.assignee, smtp.contact) == ("IESG", "IETF Chair")
+    assert smtp.reference == "RFC-ietf-emailcore-rfc5321bis-43" and smtp.modified == "2017-06-05"
+    ltp = by[("ltp-deepspace", 1113, "dccp")]
+    assert ltp.service_code == "7107696" and ltp.registered == "2013-11-12"
+    exp1 = by[("exp1", 1021, "sctp")]
+    assert exp1.reference == "1, RFC4727, RFC6335"
+    assert exp1.notes is not None and "explicitly" in exp1.notes  # the footnote, resolved
+    whois = by[("whoispp", 63, "tcp")]
+    assert whois.description.startswith("whois++\n")
+
+
+def test_xml_parser_keeps_blocks_and_name_only_entries() -> None:
+    by = _by_key(parse_xml(SMALL_XML.read_bytes())[0])
+    assert by[(None, 0, "tcp")].status == "reserved"
+    reserved = by[(None, 2, "udp")]
+    assert reserved.status == "reserved"
+    assert reserved.notes == "De-assigned on 2025-02-13, previously compressnet by Bernie Volz"
+    assert by[(None, 4, "tcp")].status == "unassigned"
+    block = by[(None, 29170, None)]
+    assert (block.port_end, block.status) == (29998, "unassigned")
+    assert by[(None, 4318, None)].status == "unassigned"
+    argus = by[("argus", None, None)]
+    assert (argus.port, argus.protocol, argus.status) == (None, None, "assigned")
+    wot = by[("wot", None, "tcp")]
+    assert wot.assignee == "W3C Web of Things Working Group"
+    assert wot.contact == "Kazuyuki Ashimura"
+    assert wot.notes is not None and wot.notes.startswith("Defined TXT keys:\n")
+
+
+def test_csv_parser_reads_the_same_records() -> None:
+    xml_records = parse_xml(SMALL_XML.read_bytes())[0]
+    csv_records = parse_csv(SMALL_CSV.read_text(encoding="utf-8"))
+    key = [(r.name, r.port, r.port_end, r.protocol, r.status) for r in xml_records]
+    assert [(r.name, r.port, r.port_end, r.protocol, r.status) for r in csv_records] == key
+    by = _by_key(csv_records)
+    # A quoted field spanning lines is one field.
+    assert by[("whoispp", 63, "tcp")].description.startswith("whois++\n")
+    assert by[("nas", 991, "tcp")].assignee == "Vera Heinau, Heiko Schlichting"
+    assert by[("exp1", 1021, "tcp")].reference == "1, RFC4727, RFC6335"
+    assert by[(None, 2, "tcp")].notes is not None
+
+
+def test_format_is_detected_from_content() -> None:
+    assert detect_format(SMALL_XML.read_bytes()) == "xml"
+    assert detect_format(SMALL_CSV.read_bytes()) == "csv"
+    assert detect_format(b"\xef\xbb\xbfService Name,Port Number,Transport Protocol\r\n") == "csv"
+    for junk in (b"", b"hello", b"{}", b"name,port\n", b"\x00,\x00,\x00"):
+        with pytest.raises(RegistryUpdateError, match="not an IANA"):
+            detect_format(junk)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda t: t.replace("Service Name,", "Service,", 1), "header"),
+        (lambda t: t.replace(",443,tcp,", ",443,tcp,extra,", 1), "columns"),
+        (lambda t: t.replace(",443,tcp,", ",99999,tcp,", 1), "out of range"),
+        (lambda t: t.replace(",443,tcp,", ",44x,tcp,", 1), "malformed port"),
+        (lambda t: t.replace(",443,sctp,", ",443,icmp,", 1), "unknown protocol"),
+        (lambda t: t.replace(",2017-06-05,", ",June 2017,", 1), "malformed date"),
+        (lambda t: t[: t.index("whois++") + 3], "malformed|columns"),
+    ],
+)
+def test_csv_validation_refuses_bad_files(mutate: object, message: str) -> None:
+    text = mutate(SMALL_CSV.read_text(encoding="utf-8"))  # type: ignore[operator]
+    with pytest.raises(RegistryUpdateError, match=message):
+        parse_registry(text.encode(), "bad.csv", min_records=1)
+
+
+def test_xml_validation_refuses_bad_files() -> None:
+    data = SMALL_XML.read_bytes()
+    with pytest.raises(RegistryUpdateError, match="well-formed"):
+        parse_registry(data[: len(data) // 2], "cut.xml", min_records=1)
+    with pytest.raises(RegistryUpdateError, match="entities"):
+        parse_registry(b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "x">]><r/>', "e.xml")
+    with pytest.raises(RegistryUpdateError, match="root"):
+        parse_registry(b'<?xml version="1.0"?><other/>', "o.xml", min_records=0)
+
+
+def test_too_few_records_is_refused() -> None:
+    with pytest.raises(RegistryUpdateError, match="only 30 records"):
+        parse_registry(SMALL_XML.read_bytes(), "small.xml")
+    assert len(CSV_HEADER) == 12
+
+
+@pytest.mark.parametrize("fixture", [SMALL_XML, SMALL_CSV])
+def test_built_database_answers_through_a_book(tmp_path: Path, fixture: Path) -> None:
+    db = tmp_path / "registry.sqlite3"
+    built = build_registry_file(fixture.read_bytes(), fixture.name, db, min_records=1)
+    assert len(built.records) == 30 and not list(tmp_path.glob(".*tmp"))
+    book = Book(registry_path=db, services_path=False, unofficial=False)
+    info = book.registry_info()
+    assert (info.records, info.source_name, info.origin) == (30, fixture.name, "file")
+    assert info.updated == (date(2026, 8, 17) if fixture.suffix == ".xml" else None)
+    [x11] = book.lookup("6010/udp")
+    assert (x11.name, x11.port, x11.port_end, x11.protocol) == ("x11", 6000, 6063, Protocol.UDP)
+    assert x11.source is ServiceSource.IANA and x11.status is ServiceStatus.ASSIGNED
+    [block] = book.lookup(29500)
+    assert (block.port, block.port_end, block.status) == (29170, 29998, ServiceStatus.UNASSIGNED)
+    [old] = book.lookup("oob-ws-http")
+    assert old.registered == date(2007, 6, 1)  # IANA gave only the month
+    assert book.lookup("argus")[0].port is None
+    book.close()

@@ -1,0 +1,128 @@
+"""The packaged registry against the IANA XML it was built from: every record answers."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from portbook import Book, Protocol, ServiceSource
+from portbook._registry import PACKAGED_REGISTRY
+from portbook._registry_build import CSV_HEADER, RawRecord, parse_csv, parse_xml
+
+IANA_XML = Path(__file__).parent.parent / "data" / "iana" / "service-names-port-numbers.xml"
+RECORDS_IN_XML = 14_533
+
+pytestmark = pytest.mark.skipif(not IANA_XML.is_file(), reason="IANA XML not in this tree")
+
+
+@pytest.fixture(scope="module")
+def xml_records() -> list[RawRecord]:
+    records, updated = parse_xml(IANA_XML.read_bytes())
+    assert updated == "2026-08-17"
+    return records
+
+
+@pytest.fixture(scope="module")
+def book() -> Iterator[Book]:
+    b = Book(registry_path=PACKAGED_REGISTRY, services_path=False, unofficial=False)
+    yield b
+    b.close()
+
+
+def test_packaged_data_records_its_source(book: Book) -> None:
+    info = book.registry_info()
+    assert info.source_name == IANA_XML.name
+    assert info.source_sha256 == hashlib.sha256(IANA_XML.read_bytes()).hexdigest()
+    assert info.updated == date(2026, 8, 17)
+    assert info.records == RECORDS_IN_XML
+    assert info.assigned + info.reserved + info.unassigned == RECORDS_IN_XML
+
+
+def test_every_name_port_protocol_triple_is_found(book: Book, xml_records: list[RawRecord]) -> None:
+    assert len(xml_records) == RECORDS_IN_XML
+    missing = []
+    for rec in xml_records:
+        query: str | int = rec.port if rec.port is not None else str(rec.name)
+        found = {
+            (s.name, s.port, s.port_end, s.protocol)
+            for s in book.lookup(query, rec.protocol)
+            if s.source is ServiceSource.IANA
+        }
+        proto = Protocol(rec.protocol) if rec.protocol else None
+        if (rec.name, rec.port, rec.port_end, proto) not in found:
+            missing.append((rec.name, rec.port, rec.protocol))
+    assert missing == []
+
+
+def test_every_field_of_every_record_is_kept(book: Book, xml_records: list[RawRecord]) -> None:
+    rows = book._registry().all_rows()
+    assert [tuple(row[1:]) for row in rows] == [
+        (
+            r.name,
+            r.port,
+            r.port_end,
+            r.protocol,
+            r.description,
+            r.status,
+            r.assignee,
+            r.contact,
+            r.registered,
+            r.modified,
+            r.reference,
+            r.service_code,
+            r.unauthorized_use,
+            r.notes,
+        )
+        for r in xml_records
+    ]
+
+
+def test_every_range_expands_to_each_of_its_ports(book: Book, xml_records: list[RawRecord]) -> None:
+    ranges = [r for r in xml_records if r.port is not None and r.port_end != r.port]
+    assert len(ranges) > 700
+    for rec in ranges:
+        assert rec.port is not None and rec.port_end is not None
+        for port in {rec.port, (rec.port + rec.port_end) // 2, rec.port_end}:
+            hits = [
+                s
+                for s in book.lookup(port, rec.protocol)
+                if (s.port, s.port_end) == (rec.port, rec.port_end) and s.name == rec.name
+            ]
+            assert hits, (rec.name, rec.port, rec.port_end, port)
+
+
+def test_the_csv_form_builds_the_same_records(xml_records: list[RawRecord]) -> None:
+    """IANA's CSV layout (12 columns, multi-line quoted notes) at full size."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    for r in xml_records:
+        ports = "" if r.port is None else str(r.port)
+        if r.port is not None and r.port_end != r.port:
+            ports = f"{r.port}-{r.port_end}"
+        writer.writerow(
+            [
+                r.name or "",
+                ports,
+                r.protocol or "",
+                r.description,
+                "",
+                "",
+                r.registered or "",
+                r.modified or "",
+                "",
+                r.service_code or "",
+                r.unauthorized_use or "",
+                r.notes or "",
+            ]
+        )
+    records = parse_csv(buf.getvalue())
+    assert [(r.name, r.port, r.port_end, r.protocol, r.status) for r in records] == [
+        (r.name, r.port, r.port_end, r.protocol, r.status) for r in xml_records
+    ]
