@@ -86,6 +86,7 @@ LINEAR_SLACK = 1.5
 @dataclass(frozen=True, slots=True)
 class Sample:
     seconds: float
+    cpu_seconds: float  # user + system, the command's helpers included
     status: int
 
 
@@ -112,7 +113,7 @@ class SizeResult:
 
 
 def run_once(argv: Sequence[str], stderr_path: str) -> Sample:
-    """Run ``argv`` to completion, stdout to /dev/null; its wall time."""
+    """Run ``argv`` to completion, stdout to /dev/null; its wall and CPU time."""
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
         (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
@@ -120,9 +121,36 @@ def run_once(argv: Sequence[str], stderr_path: str) -> Sample:
     ]
     started = time.perf_counter()
     pid = os.posix_spawnp(argv[0], list(argv), os.environ, file_actions=actions)
-    _, wait_status = os.waitpid(pid, 0)
+    _, wait_status, usage = os.wait4(pid, 0)
     seconds = time.perf_counter() - started
-    return Sample(seconds, os.waitstatus_to_exitcode(wait_status))
+    # ru_utime/ru_stime of a waited child include the children it waited for.
+    cpu = usage.ru_utime + usage.ru_stime
+    return Sample(seconds, cpu, os.waitstatus_to_exitcode(wait_status))
+
+
+def compile_portbook(portbook: list[str]) -> str:
+    """Compile portbook's modules to bytecode, as ``pip install`` does; say what was done.
+
+    A source checkout installed in editable mode has no ``__pycache__`` until
+    an import writes it, and none is ever written under
+    PYTHONDONTWRITEBYTECODE: every run would then compile every module again,
+    a start-up cost no installed copy pays.
+    """
+    import compileall
+    import importlib.util
+
+    if portbook[:1] != [str(Path(sys.executable).parent / "portbook")] and portbook[:3] != [
+        sys.executable,
+        "-m",
+        "portbook",
+    ]:
+        return "as given by --portbook"
+    spec = importlib.util.find_spec("portbook")
+    if spec is None or not spec.submodule_search_locations:
+        return "not importable here"
+    where = next(iter(spec.submodule_search_locations))
+    ok = compileall.compile_dir(where, quiet=1)
+    return "bytecode compiled ahead, as an installed copy has it" if ok else "bytecode not cached"
 
 
 def peak_rss_kib(argv: Sequence[str], gnu_time: str | None, runs: int = 3) -> float | None:
@@ -330,16 +358,19 @@ def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> 
         "Whole-process wall time, median over the interleaved rounds (the rounds column); "
         "ratio = median "
         "of the per-round ratios (portbook / peer), and in brackets the ratio of the two "
-        "fastest runs, the figure least touched by other load; RSS = peak resident set size "
-        "(median of 3 untimed runs).",
+        "fastest runs, the figure least touched by other load; CPU = median user + system "
+        "time, helper processes included; RSS = peak resident set size (median of 3 "
+        "untimed runs).",
         "",
-        "| sockets | rounds | command | median ms | min ms | peak RSS MiB | rows | ratio |",
-        "|---:|---:|---|---:|---:|---:|---:|---|",
+        "| sockets | rounds | command | median ms | min ms | CPU ms | peak RSS MiB | rows "
+        "| ratio |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     peers = {"ls": ("ss_all", "psutil"), "who": ("ss_port",)}
     for result in results:
         for key, cmd in result.commands.items():
             times = cmd.seconds()
+            cpu = statistics.median(s.cpu_seconds for s in cmd.samples)
             rss = "-" if cmd.rss_kib is None else f"{cmd.rss_kib / 1024:.1f}"
             ratio = ", ".join(
                 f"{statistics.median(result.ratios[f'{key}/{peer}']):.2f}x "
@@ -352,7 +383,7 @@ def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> 
             label = cmd.label.replace("PORT", str(result.port))
             out.append(
                 f"| {result.size:,} | {len(times)} | {label} | {ms(statistics.median(times))} | "
-                f"{ms(min(times))} | {rss} | {'-' if rows is None else f'{rows:,}'} "
+                f"{ms(min(times))} | {ms(cpu)} | {rss} | {'-' if rows is None else f'{rows:,}'} "
                 f"| {ratio} |"
             )
     out += ["", *growth(results), "", *verdicts(results)]
@@ -485,7 +516,9 @@ def main(argv: list[str] | None = None) -> int:
                 skip.add(key)
     rng = random.Random(args.seed)
     gnu_time = shutil.which("time") if args.rss else None
+    bytecode = compile_portbook(portbook)
     facts = machine_facts(ss, portbook, netns, not args.all_owned)
+    facts.insert(4, f"- portbook's modules: {bytecode}")
     results = []
     try:
         for size, count in zip(sizes, rounds, strict=True):
@@ -516,7 +549,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         raw = {
             str(r.size): {
-                key: {"seconds": [s.seconds for s in cmd.samples], "rss_kib": cmd.rss_kib}
+                key: {
+                    "seconds": [s.seconds for s in cmd.samples],
+                    "cpu_seconds": [s.cpu_seconds for s in cmd.samples],
+                    "rss_kib": cmd.rss_kib,
+                }
                 for key, cmd in r.commands.items()
             }
             for r in results
