@@ -110,6 +110,7 @@ class SizeResult:
     commands: dict[str, Command]
     rows: dict[str, int | None]
     ratios: dict[str, list[float]]
+    other_files: int
 
 
 def run_once(argv: Sequence[str], stderr_path: str) -> Sample:
@@ -221,6 +222,7 @@ def measure_size(
     gnu_time: str | None,
     unowned: bool,
 ) -> SizeResult:
+    _, other_files = open_files_on_machine()
     with LiveFixture(size, unowned=unowned) as fixture:
         port = fixture.tcp_listeners[0][1]
         commands = {
@@ -268,7 +270,7 @@ def measure_size(
                     a / b
                     for a, b in zip(commands[mine].seconds(), commands[peer].seconds(), strict=True)
                 ]
-        return SizeResult(size, fixture.build_seconds, port, commands, rows, ratios)
+        return SizeResult(size, fixture.build_seconds, port, commands, rows, ratios, other_files)
 
 
 def profile(portbook: list[str], size: int, port: int, out_dir: Path) -> None:
@@ -330,8 +332,8 @@ def machine_facts(ss: str, portbook: list[str], netns: bool, unowned: bool) -> l
     return [
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
         f"- CPU: {os.cpu_count()} cores ({cpu}), shared; load average at start {load}",
-        f"- Besides the fixture: {procs} processes holding {files:,} open files (owner lookup "
-        "reads them all, for portbook and ss alike)",
+        f"- Besides the fixture: {procs} processes holding {files:,} open files at the start "
+        "(finding owners reads them all, for portbook and ss alike)",
         f"- Kernel: Linux {platform.release()}",
         f"- Python: {platform.python_version()}; {pb_version}; psutil {psutil_version}",
         f"- ss: {ss_version}",
@@ -386,6 +388,8 @@ def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> 
                 f"{ms(min(times))} | {ms(cpu)} | {rss} | {'-' if rows is None else f'{rows:,}'} "
                 f"| {ratio} |"
             )
+    others = ", ".join(f"{r.other_files:,} at {r.size:,}" for r in results)
+    out += ["", f"Open files besides the fixture's, as each size began: {others}."]
     out += ["", *growth(results), "", *verdicts(results)]
     return "\n".join(out) + "\n"
 
