@@ -197,3 +197,12 @@ def test_watch_on_a_terminal_redraws_a_table() -> None:
     result = run_cli("ls", "--watch", "--count", "2", "--interval", "0.01", tty=True)
     assert result.status == 0
     assert result.stdout.count("portbook ls --watch:") == 2 and "PROTO" in result.stdout
+
+
+def test_who_by_service_name_uses_the_book() -> None:
+    result = run_cli("who", "ssh")
+    assert result.status in (0, 1), result.stderr  # 1: nothing listens on 22 here
+    assert ":22" in result.stdout or "using 22" in result.stdout
+    assert "ssh" in result.stdout  # the book's lines
+    unknown = run_cli("who", "no-such-service-name-here")
+    assert unknown.status == 1 and unknown.stderr.startswith("portbook: error:")

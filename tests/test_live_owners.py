@@ -9,9 +9,19 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from portbook import ProcfsBackend, list_sockets
 from portbook._backends.base import TableQuery
-from portbook._owners import BackgroundWalk, find_owners, process_details, scan_all
+from portbook._owners import (
+    BackgroundWalk,
+    OwnerScan,
+    find_owners,
+    merge_scans,
+    process_details,
+    scan_all,
+    split_walk,
+)
 from tests.conftest import run_cli
 from tests.live_helpers import needs_linux, open_sockets, port_of
 
@@ -19,11 +29,20 @@ pytestmark = needs_linux
 
 _MANY = textwrap.dedent(
     """
-    import socket, sys
+    import os, resource, socket, sys
+    count, spread = int(sys.argv[1]), int(sys.argv[2])
+    if spread > 1:
+        # Descriptors far apart (a table much larger than the number open).
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
     keep = []
-    for _ in range(int(sys.argv[1])):
+    for i in range(count):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.bind(("127.0.0.1", 0))
+        if spread > 1:
+            fd = os.dup2(s.fileno(), 100 + i * spread)
+            os.close(s.detach())
+            s = socket.socket(fileno=fd)
         keep.append(s)
     print(" ".join(str(s.getsockname()[1]) for s in keep), flush=True)
     sys.stdin.read()
@@ -31,11 +50,13 @@ _MANY = textwrap.dedent(
 )
 
 
-def test_targeted_walk_finds_sockets_inside_a_process_with_many_descriptors() -> None:
+@pytest.mark.parametrize("spread", [1, 25])
+def test_targeted_walk_finds_sockets_inside_a_process_with_many_descriptors(spread: int) -> None:
     # 300 sockets: large enough that the walk probes this process instead of
-    # reading it whole, and reads outward from its best guess.
+    # reading it whole, and reads outward from its best guess; with spread
+    # descriptors (100, 125, 150, ...) it lists them instead.
     child = subprocess.Popen(
-        [sys.executable, "-c", _MANY, "300"],
+        [sys.executable, "-c", _MANY, "300", str(spread)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -72,8 +93,14 @@ def test_helper_process_walk_equals_the_walk_here() -> None:
         assert helper._pid > 0  # the helper really ran
         background = helper.result()
         here = scan_all()
+        # and shared between a helper and this process
+        theirs, ours = split_walk()
+        split_helper = BackgroundWalk(pids=theirs)
+        merged = merge_scans(split_helper.result(), scan_all(pids=ours))
     assert background.owners[inode] == here.owners[inode] == [os.getpid()]
     assert background.hidden == here.hidden
+    assert merged.owners[inode] == [os.getpid()]
+    assert set(theirs).isdisjoint(ours) and theirs
 
 
 def test_cancelled_helper_leaves_nothing_behind() -> None:
@@ -142,3 +169,107 @@ def test_who_localhost_matches_loopback_sockets() -> None:
         bad = run_cli("who", f"example.org:{port}")
     assert result.status == 0 and f"127.0.0.1:{port}" in result.stdout
     assert bad.status == 2
+
+
+def test_the_normaliser_from_raw_facts() -> None:
+    from ipaddress import ip_address
+
+    from portbook import Exposure, PortClass, PortRange, SocketState
+    from portbook._owners import OwnerScan, ProcessInfo
+    from portbook._sockets import NOTE_NO_PROCESS, NOTE_NOT_FOUND, NOTE_NOT_VISIBLE, build_sockets
+    from portbook._system import LocalRanges
+
+    lo4 = bytes([127, 0, 0, 1])
+    any4 = bytes(4)
+    v6 = socket.inet_pton(socket.AF_INET6, "2001:db8::5")
+    raws = [
+        ("tcp", 4, 10, any4, 80, any4, 0, 11, 0, 0, 128, None, 0, None),
+        ("tcp", 4, 1, lo4, 40001, lo4, 80, 12, 1000, 1, 2, None, 3, None),
+        ("tcp", 4, 6, lo4, 40002, lo4, 80, 0, 0, 0, 0, None, 0, None),
+        ("udp", 6, 7, v6, 40003, bytes(16), 0, 13, 0, 0, 0, True, 0, None),
+        ("udp", 4, 1, lo4, 5353, lo4, 53, 14, 0, 0, 0, None, 0, None),
+    ]
+    scan = OwnerScan(single={11: 100, 13: 100}, shared={12: (100, 200)}, hidden=0)
+    details = {
+        100: ProcessInfo(100, "web", ("web", "-d"), "www"),
+        200: ProcessInfo(200, None, None, None),
+    }
+    ranges = LocalRanges(PortRange(40000, 41000), (PortRange(40003, 40003),), "test")
+    names = {(80, "tcp"): "http"}
+    socks = build_sockets(
+        raws,
+        scan=scan,
+        processes=details,
+        ranges=ranges,
+        service=lambda port, proto: names.get((port, proto.value)),
+    )
+    listen, estab, tw, udp6, udp4 = socks
+    assert listen.state is SocketState.LISTEN and listen.exposure is Exposure.ALL
+    assert (
+        listen.service == "http" and listen.port_class is PortClass.SYSTEM and not listen.ephemeral
+    )
+    assert listen.remote_address is None and listen.remote_port is None
+    assert [p.pid for p in listen.processes] == [100] and listen.processes[0].cmdline == (
+        "web",
+        "-d",
+    )
+    assert estab.state is SocketState.ESTAB and estab.remote_address == ip_address("127.0.0.1")
+    assert [p.pid for p in estab.processes] == [100, 200] and estab.processes[1].name is None
+    assert estab.ephemeral and estab.port_class is PortClass.USER and estab.interface == 3
+    assert tw.state is SocketState.TIME_WAIT and tw.owner_note == NOTE_NO_PROCESS
+    assert udp6.state is SocketState.UNCONN and udp6.exposure is Exposure.SPECIFIC
+    assert not udp6.ephemeral  # reserved on this machine
+    assert udp6.v6only is True and udp6.processes[0].pid == 100
+    assert udp4.state is SocketState.ESTAB and udp4.owner_note == NOTE_NOT_FOUND
+    hidden = build_sockets(
+        raws[4:],
+        scan=OwnerScan(hidden=3),
+        processes={},
+        ranges=ranges,
+        service=lambda port, proto: None,
+    )
+    assert hidden[0].owner_note == NOTE_NOT_VISIBLE
+    no_walk = build_sockets(
+        raws[:1], scan=None, processes={}, ranges=ranges, service=lambda p, q: None
+    )
+    assert no_walk[0].processes == () and no_walk[0].owner_note is None
+    assert (
+        PortClass.DYNAMIC
+        is build_sockets(
+            [("tcp", 4, 10, lo4, 50000, any4, 0, 1, 0, 0, 0, None, 0, ())],
+            scan=None,
+            processes={},
+            ranges=ranges,
+            service=lambda p, q: None,
+        )[0].port_class
+    )
+
+
+def test_whole_table_is_the_same_with_and_without_the_helper(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import portbook._live as live
+    from tests.live_helpers import portbook_rows
+
+    with open_sockets() as ss:
+        listener = ss.tcp_listener()
+        ss.tcp_pair(listener)
+        ss.udp_bound()
+        ports = {port_of(s) for s in ss.sockets}
+        monkeypatch.setattr(live, "_HELPER_FROM", 0)
+        with_helper = portbook_rows(list_sockets(), ports)
+        monkeypatch.setattr(live, "_HELPER_FROM", 10**9)
+        without = portbook_rows(list_sockets(), ports)
+    assert with_helper == without
+    assert {r[5] for r in with_helper} >= {"LISTEN", "ESTAB", "UNCONN"}
+    assert all(r[6] == frozenset({os.getpid()}) for r in with_helper if r[2] in ports)
+
+
+def test_merging_two_walks_joins_shared_sockets() -> None:
+    first = OwnerScan(single={1: 10, 2: 10, 3: 10}, shared={4: (10, 11)}, hidden=1)
+    second = OwnerScan(single={2: 20, 5: 20}, shared={3: (20, 21), 4: (22, 23)}, hidden=2)
+    merged = merge_scans(first, second)
+    assert merged.single == {1: 10, 5: 20}
+    assert merged.shared == {2: (10, 20), 3: (10, 20, 21), 4: (10, 11, 22, 23)}
+    assert merged.hidden == 3
+    assert merge_scans(second, first).owners == merged.owners

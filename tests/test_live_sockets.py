@@ -272,8 +272,12 @@ def test_fast_constructor_builds_the_same_record() -> None:
     fast = portbook._sockets._make_socket(*values)
     assert fast == Socket(*values)
     assert hash(fast) == hash(Socket(*values))
+    assert type(fast) is Socket
     with pytest.raises(AttributeError):
         fast.local_port = 1  # type: ignore[misc]
+    # The builder must keep exactly the record's slots (CPython lays slots
+    # out in sorted name order, whatever order __slots__ lists them in).
+    assert sorted(portbook._sockets._SocketLayout.__slots__) == sorted(Socket.__slots__)
 
 
 def test_backend_is_chosen_once_and_named() -> None:

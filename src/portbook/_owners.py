@@ -28,30 +28,60 @@ __all__ = [
     "OwnerScan",
     "ProcessInfo",
     "find_owners",
+    "merge_scans",
     "process_details",
     "scan_all",
+    "split_walk",
 ]
 
 _PROC = "/proc"
 
 
 class OwnerScan:
-    """What the walk found.
+    """What the walk found: which pids hold each socket inode.
 
-    ``owners[inode]`` lists pids (ascending); ``hidden`` counts processes whose
-    descriptors could not be read (another user's, without root);
-    ``complete`` is False when the walk stopped early (every inode found,
-    their owners' families covered).
+    ``single`` maps an inode held by one process to its pid, ``shared`` an
+    inode held by several to their pids (ascending); :meth:`pids` reads
+    both. ``hidden`` counts processes whose descriptors could not be read
+    (another user's, without root); ``complete`` is False when the walk
+    stopped early (every inode found, their owners' families covered).
     """
 
-    __slots__ = ("complete", "hidden", "owners")
+    __slots__ = ("complete", "hidden", "shared", "single")
 
     def __init__(
-        self, owners: dict[int, list[int]] | None = None, hidden: int = 0, complete: bool = True
+        self,
+        single: dict[int, int] | None = None,
+        shared: dict[int, tuple[int, ...]] | None = None,
+        hidden: int = 0,
+        complete: bool = True,
     ) -> None:
-        self.owners: dict[int, list[int]] = {} if owners is None else owners
+        self.single: dict[int, int] = {} if single is None else single
+        self.shared: dict[int, tuple[int, ...]] = {} if shared is None else shared
         self.hidden = hidden
         self.complete = complete
+
+    @classmethod
+    def from_lists(
+        cls, found: dict[int, list[int]], hidden: int = 0, complete: bool = True
+    ) -> OwnerScan:
+        single = {inode: pids[0] for inode, pids in found.items() if len(pids) == 1}
+        shared = {inode: tuple(sorted(pids)) for inode, pids in found.items() if len(pids) > 1}
+        return cls(single, shared, hidden, complete)
+
+    def pids(self, inode: int) -> tuple[int, ...]:
+        """The pids holding ``inode`` (empty when none was seen)."""
+        pid = self.single.get(inode)
+        if pid is not None:
+            return (pid,)
+        return self.shared.get(inode, ())
+
+    @property
+    def owners(self) -> dict[int, list[int]]:
+        """Every inode seen, with its pids, as one mapping."""
+        merged = {inode: [pid] for inode, pid in self.single.items()}
+        merged.update((inode, list(pids)) for inode, pids in self.shared.items())
+        return merged
 
 
 class ProcessInfo(NamedTuple):
@@ -105,12 +135,71 @@ def _scan_process(
     return True
 
 
-def scan_all(*, proc: str = _PROC) -> OwnerScan:
-    """Every socket inode held by any visible process, with its pids, read here."""
+def scan_all(*, proc: str = _PROC, pids: list[int] | None = None) -> OwnerScan:
+    """Every socket inode held by any visible process (or by ``pids``), read here."""
     from ._walk import walk
 
-    owners, hidden = walk(proc)
-    return OwnerScan(owners, hidden)
+    single, shared, hidden = walk(proc, pids)
+    return OwnerScan(single, shared, hidden)
+
+
+def merge_scans(first: OwnerScan, second: OwnerScan) -> OwnerScan:
+    """One scan from two walks over disjoint sets of processes."""
+    if len(first.single) < len(second.single):
+        first, second = second, first
+    single = dict(first.single)
+    shared = {inode: list(pids) for inode, pids in first.shared.items()}
+    for source in (second.shared.items(), ((i, (p,)) for i, p in second.single.items())):
+        for inode, pids in source:
+            mine = single.get(inode)
+            if mine is None and inode not in shared:
+                if len(pids) == 1:
+                    single[inode] = pids[0]
+                else:
+                    shared[inode] = list(pids)
+                continue
+            if mine is not None:
+                del single[inode]
+                shared[inode] = [mine]
+            shared[inode].extend(p for p in pids if p not in shared[inode])
+    return OwnerScan(
+        single,
+        {inode: tuple(sorted(pids)) for inode, pids in shared.items()},
+        first.hidden + second.hidden,
+    )
+
+
+def split_walk(proc: str = _PROC, *, own_work: int = 0) -> tuple[list[int], list[int]]:
+    """Share the whole walk between a helper and this process: ``(helper's, ours)``.
+
+    Each process weighs its number of descriptors (``stat`` of its fd
+    directory: one cheap call). ``own_work`` is this process's other work
+    in the same unit, so that both finish together: the helper takes half of
+    the total, this process the rest of the walk. Biggest processes first,
+    so the halves come out even.
+    """
+    from ._walk import all_pids
+
+    weighed = []
+    for pid in all_pids(proc):
+        try:
+            weight = os.stat(f"{proc}/{pid}/fd").st_size
+        except OSError:
+            weight = 0
+        weighed.append((weight or 1, pid))
+    weighed.sort(reverse=True)
+    total = sum(w for w, _ in weighed)
+    target = (total + own_work) // 2
+    helper: list[int] = []
+    ours: list[int] = []
+    taken = 0
+    for weight, pid in weighed:
+        if taken + weight <= target or not helper:
+            helper.append(pid)
+            taken += weight
+        else:
+            ours.append(pid)
+    return helper, ours
 
 
 class BackgroundWalk:
@@ -120,10 +209,11 @@ class BackgroundWalk:
     or fails, so the result is the same either way.
     """
 
-    def __init__(self, proc: str = _PROC) -> None:
+    def __init__(self, proc: str = _PROC, pids: list[int] | None = None) -> None:
         import sys
 
         self._proc = proc
+        self._pids = pids
         self._pid = 0
         self._read = -1
         executable = sys.executable
@@ -134,7 +224,8 @@ class BackgroundWalk:
         try:
             self._pid = os.posix_spawn(
                 executable,
-                [executable, "-I", "-S", helper, proc],
+                [executable, "-I", "-S", helper, proc]
+                + ([] if pids is None else [",".join(map(str, pids))]),
                 os.environ,
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, write, 1),
@@ -167,7 +258,7 @@ class BackgroundWalk:
 
     def result(self) -> OwnerScan:
         if not self._pid:
-            return scan_all(proc=self._proc)
+            return scan_all(proc=self._proc, pids=self._pids)
         import marshal
 
         chunks = []
@@ -180,10 +271,10 @@ class BackgroundWalk:
         try:
             if status != 0:
                 raise ValueError("the owner walk helper failed")
-            owners, hidden = marshal.loads(b"".join(chunks))
+            single, shared, hidden = marshal.loads(b"".join(chunks))
         except (ValueError, EOFError, TypeError):
-            return scan_all(proc=self._proc)
-        return OwnerScan(owners, hidden)
+            return scan_all(proc=self._proc, pids=self._pids)
+        return OwnerScan(single, shared, hidden)
 
 
 def _ppid(proc: str, pid: int) -> int | None:
@@ -295,19 +386,19 @@ def find_owners(
     the owners' families are covered, whichever order found them.
     """
     wanted = {i for i in inodes if i}
-    scan = OwnerScan()
+    found: dict[int, list[int]] = {}
     if not wanted:
-        return scan
-    found = scan.owners
+        return OwnerScan()
+    hidden = 0
     if pids is not None:
         for pid in pids:
             if not _scan_process(proc, pid, wanted, found):
-                scan.hidden += 1
-        return scan
+                hidden += 1
+        return OwnerScan.from_lists(found, hidden)
     try:
         order = _pids(proc)
     except OSError:
-        return scan
+        return OwnerScan()
     targets = sorted(wanted)
     remaining = len(wanted)
     done: set[int] = set()  # pids whose descriptors need no second look
@@ -328,12 +419,12 @@ def find_owners(
         if count <= 2 * _PROBE:
             # Small (or the kernel does not tell): read it whole now.
             if not _scan_process(proc, pid, wanted, found):
-                scan.hidden += 1
+                hidden += 1
             done.add(pid)
             continue
         dfd = _open_fd_dir(proc, pid)
         if isinstance(dfd, bool):
-            scan.hidden += not dfd
+            hidden += not dfd
             done.add(pid)
             continue
         try:
@@ -360,17 +451,14 @@ def find_owners(
         if not _scan_outward(
             proc, pid, start=start, count=count, wanted=wanted, found=found, remaining=remaining
         ):
-            scan.hidden += 1
+            hidden += 1
         done.add(pid)
 
     rest = [pid for pid in order if pid not in done]
     if rest:
         # Every inode has an owner: cover the owners' families, then stop.
-        scan.complete = False
-        scan.hidden += _scan_family(proc, rest, wanted, found)
-    for owner_pids in found.values():
-        owner_pids.sort()
-    return scan
+        hidden += _scan_family(proc, rest, wanted, found)
+    return OwnerScan.from_lists(found, hidden, complete=not rest)
 
 
 def _scan_outward(

@@ -11,12 +11,12 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import Any, cast
 
 from ._backends.base import TCP_CLOSE, TCP_NEW_SYN_RECV, TCP_SYN_RECV, RawSocket
-from ._model import Family, PortClass, Protocol, port_class
+from ._model import Family, PortClass, Protocol
 from ._owners import OwnerScan, ProcessInfo
 from ._system import LocalRanges
 
@@ -181,84 +181,84 @@ def _exposure(address: IPv4Address | IPv6Address) -> Exposure:
     return Exposure.SPECIFIC
 
 
-def _socket_maker() -> Callable[..., Socket]:
-    """A constructor for :class:`Socket` that skips the dataclass ``__init__``.
+class _SocketLayout:
+    """Builds a :class:`Socket` about six times faster than its dataclass ``__init__``.
 
-    A frozen dataclass sets each field through ``object.__setattr__``, which
-    costs about twice as much as calling the slot descriptors directly; for
-    50,000 sockets that is a visible part of the whole run. The result is
-    the same object (tests compare it with ``Socket(...)``).
+    A frozen dataclass sets each field through ``object.__setattr__``; for
+    50,000 sockets that is a visible part of the whole run. This class has
+    exactly ``Socket``'s slots, so plain (fast) slot stores fill the object,
+    and then the object becomes a ``Socket``: CPython allows assigning
+    ``__class__`` between classes with the same slot layout. The result is
+    an ordinary frozen ``Socket`` (tests compare it with ``Socket(...)``).
     """
-    (
-        s0,
-        s1,
-        s2,
-        s3,
-        s4,
-        s5,
-        s6,
-        s7,
-        s8,
-        s9,
-        s10,
-        s11,
-        s12,
-        s13,
-        s14,
-        s15,
-        s16,
-        s17,
-        s18,
-    ) = (getattr(Socket, f.name).__set__ for f in fields(Socket))
-    new = object.__new__
 
-    def make(  # noqa: PLR0917 - one positional per field, in field order
-        a0: Any,
-        a1: Any,
-        a2: Any,
-        a3: Any,
-        a4: Any,
-        a5: Any,
-        a6: Any,
-        a7: Any,
-        a8: Any,
-        a9: Any,
-        a10: Any,
-        a11: Any,
-        a12: Any,
-        a13: Any,
-        a14: Any,
-        a15: Any,
-        a16: Any,
-        a17: Any,
-        a18: Any,
-    ) -> Socket:
-        o: Socket = new(Socket)
-        s0(o, a0)
-        s1(o, a1)
-        s2(o, a2)
-        s3(o, a3)
-        s4(o, a4)
-        s5(o, a5)
-        s6(o, a6)
-        s7(o, a7)
-        s8(o, a8)
-        s9(o, a9)
-        s10(o, a10)
-        s11(o, a11)
-        s12(o, a12)
-        s13(o, a13)
-        s14(o, a14)
-        s15(o, a15)
-        s16(o, a16)
-        s17(o, a17)
-        s18(o, a18)
-        return o
+    __slots__ = (
+        "ephemeral",
+        "exposure",
+        "family",
+        "inode",
+        "interface",
+        "local_address",
+        "local_port",
+        "owner_note",
+        "port_class",
+        "processes",
+        "protocol",
+        "recv_queue",
+        "remote_address",
+        "remote_port",
+        "send_queue",
+        "service",
+        "state",
+        "uid",
+        "v6only",
+    )
 
-    return make
+    def __init__(  # noqa: PLR0917 - one positional per field, in field order
+        self,
+        protocol: Any,
+        family: Any,
+        state: Any,
+        local_address: Any,
+        local_port: Any,
+        remote_address: Any,
+        remote_port: Any,
+        inode: Any,
+        uid: Any,
+        recv_queue: Any,
+        send_queue: Any,
+        v6only: Any,
+        interface: Any,
+        processes: Any,
+        owner_note: Any,
+        service: Any,
+        port_class: Any,
+        ephemeral: Any,
+        exposure: Any,
+    ) -> None:
+        self.protocol = protocol
+        self.family = family
+        self.state = state
+        self.local_address = local_address
+        self.local_port = local_port
+        self.remote_address = remote_address
+        self.remote_port = remote_port
+        self.inode = inode
+        self.uid = uid
+        self.recv_queue = recv_queue
+        self.send_queue = send_queue
+        self.v6only = v6only
+        self.interface = interface
+        self.processes = processes
+        self.owner_note = owner_note
+        self.service = service
+        self.port_class = port_class
+        self.ephemeral = ephemeral
+        self.exposure = exposure
+        self.__class__ = Socket  # type: ignore[assignment]  # noqa: PLE0237 - see the docstring
 
 
-_make_socket = _socket_maker()
+_make_socket = cast(Callable[..., Socket], _SocketLayout)
 
 
 def build_sockets(
@@ -277,22 +277,40 @@ def build_sockets(
     computed once and shared.
     """
     addresses: dict[bytes, tuple[IPv4Address | IPv6Address, Exposure]] = {}
-    per_port: dict[tuple[int, str], tuple[str | None, PortClass, bool]] = {}
-    owner_tuples: dict[tuple[int, ...], tuple[SocketProcess, ...]] = {(): ()}
+    owner_tuples: dict[tuple[int, ...], tuple[SocketProcess, ...]] = {}
     records: dict[int, SocketProcess] = {
         pid: SocketProcess(info.pid, info.name, info.cmdline, info.user)
         for pid, info in processes.items()
     }
-    owners = scan.owners if scan is not None else {}
-    owners_get = owners.get
+
+    def owners_of(pids: tuple[int, ...]) -> tuple[SocketProcess, ...]:
+        return tuple(records.get(pid) or SocketProcess(pid, None, None, None) for pid in pids)
+
+    # One shared tuple per owning process (most sockets have exactly one owner).
+    single: dict[int, tuple[SocketProcess, ...]] = {
+        pid: (record,) for pid, record in records.items()
+    }
+    none_single: dict[int, int] = {}
+    none_shared: dict[int, tuple[int, ...]] = {}
+    single_get = (scan.single if scan is not None else none_single).get
+    shared_get = (scan.shared if scan is not None else none_shared).get
     hidden = scan is not None and scan.hidden > 0
-    protocols = {"tcp": Protocol.TCP, "udp": Protocol.UDP}
-    families = {4: Family.INET, 6: Family.INET6}
-    state_tables = {"tcp": _TCP_STATE_BY_CODE, "udp": _UDP_STATE_BY_CODE}
     make = _make_socket
     out: list[Socket] = []
     append = out.append
-    no_pids: tuple[int, ...] = ()
+    # Per (protocol, family) values, recomputed only when the kind changes:
+    # backends return sockets grouped by kind.
+    last_proto: str | None = None
+    last_fam = 0
+    protocol = Protocol.TCP
+    family = Family.INET
+    states = _TCP_STATE_BY_CODE
+    ports: dict[int, tuple[str | None, PortClass, bool]] = {}
+    system, user, dynamic = PortClass.SYSTEM, PortClass.USER, PortClass.DYNAMIC
+    system_last, user_last = system.last, user.last
+    eph_first, eph_last = ranges.ephemeral.first, ranges.ephemeral.last
+    reserved = bool(ranges.reserved)
+    ports_by_proto: dict[str, dict[int, tuple[str | None, PortClass, bool]]] = {}
     for (
         proto_name,
         fam,
@@ -309,17 +327,24 @@ def build_sockets(
         ifindex,
         raw_pids,
     ) in raws:
-        protocol = protocols[proto_name]
+        if proto_name != last_proto or fam != last_fam:
+            last_proto, last_fam = proto_name, fam
+            protocol = Protocol.UDP if proto_name == "udp" else Protocol.TCP
+            family = Family.INET6 if fam == 6 else Family.INET
+            states = _UDP_STATE_BY_CODE if proto_name == "udp" else _TCP_STATE_BY_CODE
+            ports = ports_by_proto.setdefault(proto_name, {})
         local = addresses.get(laddr)
         if local is None:
             address = _ADDRESS_TYPES[fam](laddr)
             local = addresses[laddr] = (address, _exposure(address))
-        annotation = per_port.get((lport, proto_name))
+        annotation = ports.get(lport)
         if annotation is None:
-            annotation = per_port[(lport, proto_name)] = (
+            annotation = ports[lport] = (
                 service(lport, protocol),
-                port_class(lport),
-                ranges.is_ephemeral(lport),
+                # port_class() and is_ephemeral() inlined: thousands of
+                # distinct ephemeral ports in a large table.
+                system if lport <= system_last else user if lport <= user_last else dynamic,
+                eph_first <= lport <= eph_last and (not reserved or not ranges.is_reserved(lport)),
             )
         if rport == 0 and raddr in _UNSPECIFIED:
             remote_address: IPv4Address | IPv6Address | None = None
@@ -331,32 +356,33 @@ def build_sockets(
                 remote = addresses[raddr] = (address, _exposure(address))
             remote_address, remote_port = remote[0], rport
         note: str | None = None
-        if scan is None and raw_pids is None:
-            procs: tuple[SocketProcess, ...] = ()
-        else:
-            if raw_pids is not None:
-                pids = raw_pids
-            else:
-                found = owners_get(inode)
-                pids = tuple(found) if found else no_pids
-            procs_found = owner_tuples.get(pids)
-            if procs_found is None:
-                procs_found = owner_tuples[pids] = tuple(
-                    records.get(pid) or SocketProcess(pid, None, None, None) for pid in pids
-                )
-            procs = procs_found
-            if not procs:
-                if raw_pids is None and inode == 0:
-                    note = NOTE_NO_PROCESS
-                elif hidden or raw_pids is not None:
-                    note = NOTE_NOT_VISIBLE
+        procs: tuple[SocketProcess, ...] = ()
+        if raw_pids is None:
+            if scan is not None:
+                pid = single_get(inode)
+                if pid is not None:
+                    procs = single.get(pid) or single.setdefault(pid, owners_of((pid,)))
                 else:
-                    note = NOTE_NOT_FOUND
+                    key = shared_get(inode)
+                    if key is not None:
+                        procs = owner_tuples.get(key) or owner_tuples.setdefault(
+                            key, owners_of(key)
+                        )
+                    elif inode == 0:
+                        note = NOTE_NO_PROCESS
+                    else:
+                        note = NOTE_NOT_VISIBLE if hidden else NOTE_NOT_FOUND
+        elif raw_pids:
+            procs = owner_tuples.get(raw_pids) or owner_tuples.setdefault(
+                raw_pids, owners_of(raw_pids)
+            )
+        else:
+            note = NOTE_NOT_VISIBLE
         append(
             make(
                 protocol,
-                families[fam],
-                state_tables[proto_name].get(code, SocketState.CLOSE),
+                family,
+                states.get(code, SocketState.CLOSE),
                 local[0],
                 lport,
                 remote_address,
@@ -390,44 +416,56 @@ def sockets_json(sockets: Iterable[Socket], *, indent: int | None = None) -> str
 
     if indent is not None:
         return json.dumps([s.to_json() for s in sockets], indent=indent, ensure_ascii=False)
+    # Every value shared between sockets is encoded once and found again by
+    # the cheapest key: the object's id for addresses and owner lists (shared
+    # objects whose own hash is slow), the string itself for names. Enum
+    # members format as their values (StrEnum/IntEnum), which need no JSON
+    # escaping.
     dumps = json.dumps
-    strings: dict[object, str] = {None: "null", True: "true", False: "false"}
-    owner_lists: dict[int, str] = {}
-    keep: list[object] = []  # holds owner tuples alive while their id() is a cache key
-
-    def text(value: object) -> str:
-        encoded = strings.get(value)
-        if encoded is None:
-            if isinstance(value, enum.Enum):
-                encoded = dumps(value.value, ensure_ascii=False)
-            elif isinstance(value, (IPv4Address, IPv6Address)):
-                encoded = '"' + str(value) + '"'
-            else:
-                encoded = dumps(value, ensure_ascii=False)
-            strings[value] = encoded
-        return encoded
-
+    by_id: dict[int, str] = {}
+    names: dict[str | None, str] = {None: "null"}
+    keep: list[object] = []  # keeps id() keys unique: the objects stay alive
     parts: list[str] = []
     append = parts.append
     for s in sockets:
         procs = s.processes
-        owners = owner_lists.get(id(procs))
+        owners = by_id.get(id(procs))
         if owners is None:
             keep.append(procs)
-            owners = owner_lists[id(procs)] = dumps(
-                [p.to_json() for p in procs], ensure_ascii=False
-            )
+            owners = by_id[id(procs)] = dumps([p.to_json() for p in procs], ensure_ascii=False)
+        local = s.local_address
+        local_text = by_id.get(id(local))
+        if local_text is None:
+            keep.append(local)
+            local_text = by_id[id(local)] = f'"{local}"'
+        remote = s.remote_address
+        if remote is None:
+            remote_text = "null"
+        else:
+            remote_text = by_id.get(id(remote)) or ""
+            if not remote_text:
+                keep.append(remote)
+                remote_text = by_id[id(remote)] = f'"{remote}"'
+        service = names.get(s.service)
+        if service is None:
+            service = names[s.service] = dumps(s.service, ensure_ascii=False)
+        note = names.get(s.owner_note)
+        if note is None:
+            note = names[s.owner_note] = dumps(s.owner_note, ensure_ascii=False)
         remote_port = s.remote_port
+        v6only = s.v6only
+        interface = s.interface
         append(
-            f'{{"protocol": {text(s.protocol)}, "family": {s.family.value}, '
-            f'"state": {text(s.state)}, "local_address": {text(s.local_address)}, '
-            f'"local_port": {s.local_port}, "remote_address": {text(s.remote_address)}, '
+            f'{{"protocol": "{s.protocol}", "family": {s.family:d}, '
+            f'"state": "{s.state}", "local_address": {local_text}, '
+            f'"local_port": {s.local_port}, "remote_address": {remote_text}, '
             f'"remote_port": {"null" if remote_port is None else remote_port}, '
             f'"inode": {s.inode}, "uid": {s.uid}, "processes": {owners}, '
-            f'"owner_note": {text(s.owner_note)}, "service": {text(s.service)}, '
-            f'"exposure": {text(s.exposure)}, "port_class": {text(s.port_class.common_name)}, '
-            f'"ephemeral": {text(s.ephemeral)}, "recv_queue": {s.recv_queue}, '
-            f'"send_queue": {s.send_queue}, "v6only": {text(s.v6only)}, '
-            f'"interface": {"null" if s.interface is None else s.interface}}}'
+            f'"owner_note": {note}, "service": {service}, '
+            f'"exposure": "{s.exposure}", "port_class": "{s.port_class.common_name}", '
+            f'"ephemeral": {"true" if s.ephemeral else "false"}, '
+            f'"recv_queue": {s.recv_queue}, "send_queue": {s.send_queue}, '
+            f'"v6only": {"null" if v6only is None else "true" if v6only else "false"}, '
+            f'"interface": {"null" if interface is None else interface}}}'
         )
     return "[" + ", ".join(parts) + "]"

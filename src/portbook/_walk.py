@@ -8,23 +8,38 @@ descriptor links is almost all kernel time, and a second process lets it use
 the second core; a thread cannot, because every link read must take the GIL
 back while the main thread is busy building records.
 
-Run as a helper it writes ``marshal.dumps((owners, hidden))`` to stdout.
+Run as a helper (``_walk.py PROC [PID,PID,...]``) it writes
+``marshal.dumps((single, shared, hidden))`` to stdout.
 """
 
 from __future__ import annotations
 
 import os
 
+Walk = tuple[dict[int, int], dict[int, tuple[int, ...]], int]
 
-def walk(proc: str = "/proc") -> tuple[dict[int, list[int]], int]:
-    """``({inode: [pid, ...]}, hidden)``; ``hidden`` counts processes whose fds were unreadable."""
-    owners: dict[int, list[int]] = {}
+
+def all_pids(proc: str = "/proc") -> list[int]:
+    """Every process id, newest first."""
+    return sorted((int(n) for n in os.listdir(proc) if n.isdigit()), reverse=True)
+
+
+def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:
+    """``(single, shared, hidden)`` for the processes ``pids`` (default: all).
+
+    ``single`` maps the inode of each socket held by exactly one process to
+    its pid (the common case, and the cheapest to send between processes);
+    ``shared`` maps a socket held by several to their pids (ascending).
+    ``hidden`` counts processes whose descriptors could not be read.
+    """
+    single: dict[int, int] = {}
+    shared: dict[int, list[int]] = {}
     hidden = 0
     try:
-        order = sorted((int(n) for n in os.listdir(proc) if n.isdigit()), reverse=True)
+        order = all_pids(proc) if pids is None else pids
     except OSError:
-        return owners, hidden
-    get = owners.get
+        return single, {}, hidden
+    setdefault = single.setdefault
     readlink = os.readlink
     flags = os.O_RDONLY | os.O_DIRECTORY
     for pid in order:
@@ -50,17 +65,16 @@ def walk(proc: str = "/proc") -> tuple[dict[int, list[int]], int]:
                     continue  # closed while we looked
                 if link[:8] == "socket:[":
                     inode = int(link[8:-1])
-                    pids = get(inode)
-                    if pids is None:
-                        owners[inode] = [pid]
-                    elif pid not in pids:
-                        pids.append(pid)
+                    first = setdefault(inode, pid)
+                    if first != pid:
+                        pids = shared.setdefault(inode, [first])
+                        if pid not in pids:
+                            pids.append(pid)
         finally:
             os.close(dfd)
-    for pids in owners.values():
-        if len(pids) > 1:
-            pids.sort()
-    return owners, hidden
+    for inode in shared:
+        del single[inode]
+    return single, {inode: tuple(sorted(pids)) for inode, pids in shared.items()}, hidden
 
 
 def _main(argv: list[str]) -> int:
@@ -68,7 +82,9 @@ def _main(argv: list[str]) -> int:
     import sys
 
     try:
-        data = marshal.dumps(walk(argv[1] if len(argv) > 1 else "/proc"))
+        proc = argv[1] if len(argv) > 1 else "/proc"
+        pids = [int(p) for p in argv[2].split(",") if p] if len(argv) > 2 else None
+        data = marshal.dumps(walk(proc, pids))
         out = sys.stdout.buffer
         out.write(data)
         out.flush()

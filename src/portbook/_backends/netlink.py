@@ -42,6 +42,8 @@ _REQUEST = struct.Struct("=IHHII BBBxI 48x")
 # the ports in network byte order (read as bytes), then expires, rqueue,
 # wqueue, uid, inode.
 _MESSAGE = struct.Struct("=IHHII BBxx BBBB 16s16sI8x 4xIIII")
+# The same for an IPv4 dump: the addresses are the first 4 bytes of each slot.
+_MESSAGE4 = struct.Struct("=IHHII BBxx BBBB 4s12x4s12xI8x 4xIIII")
 _HEADER = struct.Struct("=IHHII")
 _ATTR = struct.Struct("=HH")
 _NLMSG_HDRLEN = 16
@@ -89,7 +91,7 @@ class NetlinkBackend:
                         continue
                     seq += 1
                     sock.send(_request(family, protocol, query, seq))
-                    _read_dump(sock, buf, seq, protocol, result)
+                    _read_dump(sock, buf, seq=seq, protocol=protocol, fam=family, out=result)
         except OSError as exc:
             raise SocketTableError(f"reading the socket table over netlink failed: {exc}") from exc
         finally:
@@ -128,10 +130,17 @@ def _request(family: int, protocol: str, query: TableQuery, seq: int) -> bytes:
 
 
 def _read_dump(
-    sock: socket.socket, buf: bytearray, seq: int, protocol: str, out: list[RawSocket]
+    sock: socket.socket,
+    buf: bytearray,
+    *,
+    seq: int,
+    protocol: str,
+    fam: int,
+    out: list[RawSocket],
 ) -> None:
     view = memoryview(buf)
-    unpack = _MESSAGE.unpack_from
+    unpack = (_MESSAGE4 if fam == 4 else _MESSAGE).unpack_from
+    v4 = fam == 4
     unpack_attr = _ATTR.unpack_from
     append = out.append
     while True:
@@ -144,7 +153,7 @@ def _read_dump(
                 _flags,
                 msg_seq,
                 _pid,
-                family,
+                _family,
                 state,
                 sport_hi,
                 sport_lo,
@@ -174,12 +183,7 @@ def _read_dump(
                 name = errno.errorcode.get(code, str(code))
                 raise SocketTableError(f"the kernel refused the socket-table request: {name}")
             v6only: bool | None = None
-            if family == socket.AF_INET:
-                fam = 4
-                src_b, dst_b = src[:4], dst[:4]
-            else:
-                fam = 6
-                src_b, dst_b = src, dst
+            if not v4:
                 # Walk the attributes for INET_DIAG_SKV6ONLY (a u8); the
                 # kernel sends it for every full AF_INET6 socket, not for
                 # TIME-WAIT or request minisockets.
@@ -198,9 +202,9 @@ def _read_dump(
                     protocol,
                     fam,
                     state,
-                    src_b,
+                    src,
                     (sport_hi << 8) | sport_lo,
-                    dst_b,
+                    dst,
                     (dport_hi << 8) | dport_lo,
                     inode,
                     uid,

@@ -62,18 +62,23 @@ class Output:
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
         """Aligned columns; the last column is cut to fit a terminal, never a pipe."""
+        # Written for tables of tens of thousands of rows (the live table):
+        # column widths with max() over each column, one write at the end.
         materialised = [[_clean(cell) for cell in row] for row in rows]
         widths = [len(h) for h in headers]
-        for row in materialised:
-            for i, cell in enumerate(row[: len(widths)]):
-                widths[i] = max(widths[i], len(cell))
+        for i in range(len(widths)):
+            longest = max((len(row[i]) for row in materialised if len(row) > i), default=0)
+            widths[i] = max(widths[i], longest)
         head = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
-        self.line(self._bold(head) if self.color else head)
+        lines = [self._bold(head) if self.color else head]
+        cut = max(self.width - 1, 10)
         for row in materialised:
             text = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip()
             if self.tty and len(text) > self.width:
-                text = text[: max(self.width - 1, 10)] + "…"
-            self.line(text)
+                text = text[:cut] + "…"
+            lines.append(text)
+        lines.append("")
+        self.stream.write("\n".join(lines))
 
     @staticmethod
     def _bold(text: str) -> str:
@@ -82,4 +87,6 @@ class Output:
 
 def _clean(cell: str) -> str:
     # A command line or description may hold tabs and newlines; one row stays one line.
-    return " ".join(cell.split()) if any(c in cell for c in "\t\n\r") else cell
+    if "\n" in cell or "\t" in cell or "\r" in cell:
+        return " ".join(cell.split())
+    return cell

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._output import Output
@@ -184,21 +184,40 @@ def _render(sockets: Sequence[Socket], out: Output, *, json_out: bool, show_peer
         _json(sockets, out)
         return
     headers = ["PROTO", "STATE", "LOCAL", "PEER", "PROCESS", "USER", "SERVICE"]
-    rows: Iterable[Sequence[str]] = (
-        [
-            f"{s.protocol.value}{s.family.value}",
+    # Addresses and owner lists are shared between sockets: format each once.
+    hosts: dict[int, str] = {}
+    owners: dict[int, tuple[str, str]] = {}
+    keep: list[object] = []  # keeps the id() keys above unique
+
+    def host(address: object) -> str:
+        text = hosts.get(id(address))
+        if text is None:
+            keep.append(address)
+            text = str(address)
+            text = hosts[id(address)] = f"[{text}]" if ":" in text else text
+        return text
+
+    rows: list[list[str]] = []
+    for s in sockets:
+        procs = s.processes
+        who = owners.get(id(procs))
+        if who is None:
+            keep.append(procs)
+            who = owners[id(procs)] = (_owners_text(s), (procs[0].user or "?") if procs else "")
+        row = [
+            f"{s.protocol}{s.family:d}",
             s.state.value,
-            _endpoint(s.local_address, s.local_port),
-            _endpoint(s.remote_address, s.remote_port),
-            _owners_text(s),
-            s.processes[0].user or "?" if s.processes else _uid_name(s.uid),
+            f"{host(s.local_address)}:{s.local_port}",
+            "*" if s.remote_port is None else f"{host(s.remote_address)}:{s.remote_port}",
+            who[0],
+            who[1] if procs else _uid_name(s.uid),
             s.service or "-",
         ]
-        for s in sockets
-    )
+        if not show_peer:
+            del row[3]
+        rows.append(row)
     if not show_peer:
-        headers.pop(3)
-        rows = ([*r[:3], *r[4:]] for r in rows)
+        del headers[3]
     out.table(headers, rows)
     if any(s.owner_note == _NOT_VISIBLE for s in sockets):
         out.err.write("portbook: note: some owners are not visible without root\n")
