@@ -110,7 +110,7 @@ class SizeResult:
     commands: dict[str, Command]
     rows: dict[str, int | None]
     ratios: dict[str, list[float]]
-    other_files: int
+    other_files: tuple[int, int]  # as the size began, and as its last round ended
 
 
 def run_once(argv: Sequence[str], stderr_path: str) -> Sample:
@@ -222,7 +222,7 @@ def measure_size(
     gnu_time: str | None,
     unowned: bool,
 ) -> SizeResult:
-    _, other_files = open_files_on_machine()
+    _, files_before = open_files_on_machine()
     with LiveFixture(size, unowned=unowned) as fixture:
         port = fixture.tcp_listeners[0][1]
         commands = {
@@ -263,6 +263,7 @@ def measure_size(
                         )
                     commands[key].samples.append(sample)
                 print(f"  {size}: round {number + 1}/{rounds}", file=sys.stderr, flush=True)
+        _, files_after = open_files_on_machine(exclude=fixture.pids)
         ratios = {}
         for mine, peer in (("ls", "ss_all"), ("who", "ss_port"), ("ls", "psutil")):
             if mine in commands and peer in commands:
@@ -270,7 +271,9 @@ def measure_size(
                     a / b
                     for a, b in zip(commands[mine].seconds(), commands[peer].seconds(), strict=True)
                 ]
-        return SizeResult(size, fixture.build_seconds, port, commands, rows, ratios, other_files)
+        return SizeResult(
+            size, fixture.build_seconds, port, commands, rows, ratios, (files_before, files_after)
+        )
 
 
 def profile(portbook: list[str], size: int, port: int, out_dir: Path) -> None:
@@ -298,11 +301,12 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
 
 
-def open_files_on_machine() -> tuple[int, int]:
+def open_files_on_machine(exclude: Sequence[int] = ()) -> tuple[int, int]:
     """How many processes there are, and how many files they hold open."""
     procs = files = 0
+    skip = {str(pid) for pid in exclude}
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
+        if entry.name.isdigit() and entry.name not in skip:
             with contextlib.suppress(OSError):
                 files += len(os.listdir(f"/proc/{entry.name}/fd"))
                 procs += 1
@@ -388,8 +392,10 @@ def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> 
                 f"{ms(min(times))} | {ms(cpu)} | {rss} | {'-' if rows is None else f'{rows:,}'} "
                 f"| {ratio} |"
             )
-    others = ", ".join(f"{r.other_files:,} at {r.size:,}" for r in results)
-    out += ["", f"Open files besides the fixture's, as each size began: {others}."]
+    others = ", ".join(
+        f"{r.other_files[0]:,} / {r.other_files[1]:,} at {r.size:,}" for r in results
+    )
+    out += ["", f"Open files besides the fixture's, as each size began / ended: {others}."]
     out += ["", *growth(results), "", *verdicts(results)]
     return "\n".join(out) + "\n"
 
