@@ -395,6 +395,15 @@ def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> 
                 f"{ms(min(times))} | {ms(cpu)} | {rss} | {'-' if rows is None else f'{rows:,}'} "
                 f"| {ratio} |"
             )
+    for result in results:
+        full = {k: result.rows.get(k) for k in ("ls", "ss_all", "psutil") if k in result.commands}
+        if len(set(full.values())) > 1:
+            counts = ", ".join(f"{k} {v}" for k, v in full.items())
+            out += ["", f"**Row counts differ at {result.size:,} sockets**: {counts}."]
+        port = {k: result.rows.get(k) for k in ("who", "ss_port") if k in result.commands}
+        if len(set(port.values())) > 1:
+            counts = ", ".join(f"{k} {v}" for k, v in port.items())
+            out += ["", f"**Row counts differ for one port at {result.size:,}**: {counts}."]
     others = ", ".join(
         f"{r.other_files[0]:,} / {r.other_files[1]:,} at {r.size:,}" for r in results
     )
