@@ -118,6 +118,40 @@ def bench_cold(rounds: int) -> dict[str, Any]:
     }
 
 
+def bench_breakdown(rounds: int) -> dict[str, Any]:
+    """CPU time (user + system, from wait4) of the imports a cold lookup needs, each
+    alone in a fresh interpreter, paired and interleaved like the cold run."""
+    py = sys.executable
+    cmds = {
+        "python -c pass": [py, "-c", "pass"],
+        "import re": [py, "-c", "import re"],
+        "import argparse": [py, "-c", "import argparse"],
+        "import typing": [py, "-c", "import typing"],
+        "import dataclasses": [py, "-c", "import dataclasses"],
+        "import pathlib": [py, "-c", "import pathlib"],
+        "import sqlite3": [py, "-c", "import sqlite3"],
+        "import portbook._cli": [py, "-c", "import portbook._cli"],
+        "portbook --version": [*_portbook_command(), "--version"],
+        "portbook lookup 443": [*_portbook_command(), "lookup", "443"],
+    }
+    cpu: dict[str, list[float]] = {k: [] for k in cmds}
+    for _ in range(rounds):
+        items = list(cmds.items())
+        random.shuffle(items)
+        for key, argv in items:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, _, usage = os.wait4(proc.pid, 0)
+            cpu[key].append((usage.ru_utime + usage.ru_stime) * 1e3)
+    base = statistics.median(cpu["python -c pass"])
+    return {
+        key: {
+            "cpu_ms_median": round(statistics.median(v), 1),
+            "ratio": round(statistics.median(v) / base, 2),
+        }
+        for key, v in cpu.items()
+    }
+
+
 def bench_in_process(calls: int, batches: int) -> dict[str, Any]:
     book = Book()
     book.lookup(443)  # open the database and read /etc/services once
@@ -178,14 +212,23 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=2000, help="lookups per batch")
     parser.add_argument("--batches", type=int, default=5, help="batches of lookups")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--breakdown",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="also measure the CPU time of each import a cold lookup needs",
+    )
     args = parser.parse_args()
 
     compileall.compile_dir(Path(portbook.__file__).parent, quiet=1)
-    results = {
+    results: dict[str, Any] = {
         "machine": machine(),
         "cold": bench_cold(args.rounds),
         "in_process": bench_in_process(args.calls, args.batches),
     }
+    if args.breakdown:
+        results["breakdown"] = bench_breakdown(args.breakdown)
     print(json.dumps(results, indent=2))
     cold, hot = results["cold"], results["in_process"]
     print(

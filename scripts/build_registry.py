@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from portbook._exceptions import RegistryError
-from portbook._registry_build import build_registry_file
+from portbook._registry_build import MIN_RECORDS, build_registry_file
 
 DEFAULT_DEST = (
     Path(__file__).resolve().parent.parent / "src" / "portbook" / "data" / "registry.sqlite3"
@@ -28,10 +28,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", type=Path, help="IANA service-names-port-numbers .xml or .csv")
     parser.add_argument("-o", "--output", type=Path, default=DEFAULT_DEST, help="database to write")
+    parser.add_argument(
+        "--min-records",
+        type=int,
+        default=MIN_RECORDS,
+        metavar="N",
+        help=f"refuse a file with fewer records (default {MIN_RECORDS}; small test files need 1)",
+    )
     args = parser.parse_args(argv)
     try:
         data = args.source.read_bytes()
-        built = build_registry_file(data, args.source.name, args.output)
+        built = build_registry_file(
+            data, args.source.name, args.output, min_records=args.min_records
+        )
     except (OSError, RegistryError) as exc:
         print(f"build_registry: error: {exc}", file=sys.stderr)
         return 1

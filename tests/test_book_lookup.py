@@ -210,3 +210,15 @@ def test_one_book_serves_many_threads() -> None:
         t.join(30)
     assert results == [True] * 6
     book.close()
+
+
+def test_unusable_registry_files_raise_registry_error(tmp_path: Path) -> None:
+    from portbook import RegistryError
+
+    for path, content in ((tmp_path / "missing.sqlite3", None), (tmp_path / "junk", b"x" * 5000)):
+        if content is not None:
+            path.write_bytes(content)
+        book = Book(registry_path=path, services_path=False)
+        with pytest.raises(RegistryError):
+            book.lookup(443)
+        book.close()

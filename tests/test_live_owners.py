@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from portbook import ProcfsBackend, list_sockets
-from portbook._backends.base import TableQuery
+from portbook._backends.base import RawSocket, TableQuery
 from portbook._owners import (
     BackgroundWalk,
     OwnerScan,
@@ -229,6 +229,25 @@ def test_the_normaliser_from_raw_facts() -> None:
         service=lambda port, proto: None,
     )
     assert hidden[0].owner_note == NOTE_NOT_VISIBLE
+    # Not root, and the socket is another user's: hidden even when no walk failed.
+    as_user = build_sockets(
+        raws[4:],
+        scan=OwnerScan(),
+        processes={},
+        ranges=ranges,
+        service=lambda port, proto: None,
+        viewer_uid=1000,
+    )
+    assert as_user[0].owner_note == NOTE_NOT_VISIBLE
+    own = build_sockets(
+        [raws[1]],
+        scan=OwnerScan(),
+        processes={},
+        ranges=ranges,
+        service=lambda port, proto: None,
+        viewer_uid=1000,
+    )
+    assert own[0].uid == 1000 and own[0].owner_note == NOTE_NOT_FOUND
     no_walk = build_sockets(
         raws[:1], scan=None, processes={}, ranges=ranges, service=lambda p, q: None
     )
@@ -249,7 +268,11 @@ def test_whole_table_is_the_same_with_and_without_the_helper(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import portbook._live as live
-    from tests.live_helpers import portbook_rows
+    from tests.live_helpers import Row, portbook_rows
+
+    def _ours(rows: set[Row], ports: set[int]) -> set[Row]:
+        # both ends on this test's ports (another program may reuse a number)
+        return {r for r in rows if r[2] in ports and (r[4] is None or r[4] in ports)}
 
     with open_sockets() as ss:
         listener = ss.tcp_listener()
@@ -257,12 +280,12 @@ def test_whole_table_is_the_same_with_and_without_the_helper(
         ss.udp_bound()
         ports = {port_of(s) for s in ss.sockets}
         monkeypatch.setattr(live, "_HELPER_FROM", 0)
-        with_helper = portbook_rows(list_sockets(), ports)
+        with_helper = _ours(portbook_rows(list_sockets(), ports), ports)
         monkeypatch.setattr(live, "_HELPER_FROM", 10**9)
-        without = portbook_rows(list_sockets(), ports)
+        without = _ours(portbook_rows(list_sockets(), ports), ports)
     assert with_helper == without
     assert {r[5] for r in with_helper} >= {"LISTEN", "ESTAB", "UNCONN"}
-    assert all(r[6] == frozenset({os.getpid()}) for r in with_helper if r[2] in ports)
+    assert all(r[6] == frozenset({os.getpid()}) for r in with_helper)
 
 
 def test_merging_two_walks_joins_shared_sockets() -> None:
@@ -273,3 +296,81 @@ def test_merging_two_walks_joins_shared_sockets() -> None:
     assert merged.shared == {2: (10, 20), 3: (10, 20, 21), 4: (10, 11, 22, 23)}
     assert merged.hidden == 3
     assert merge_scans(second, first).owners == merged.owners
+
+
+class _RecordingBackend:
+    """A backend at the designed seam: records the queries, returns fixed facts."""
+
+    name = "fake"
+    provides_owners = True
+
+    def __init__(self) -> None:
+        self.queries: list[TableQuery] = []
+
+    def available(self) -> bool:
+        return True
+
+    def sockets(self, query: TableQuery) -> list[RawSocket]:
+        self.queries.append(query)
+        lo = bytes([127, 0, 0, 1])
+        return [
+            (
+                proto,
+                4,
+                10 if proto == "tcp" else 7,
+                lo,
+                7000,
+                bytes(4),
+                0,
+                0,
+                -1,
+                0,
+                0,
+                None,
+                0,
+                (1,),
+            )
+            for proto in sorted(query.protocols)
+        ]
+
+
+def test_queries_reach_the_backend_as_kernel_state_masks() -> None:
+    from portbook import SocketState
+
+    backend = _RecordingBackend()
+    found = list_sockets(listening=True, backend=backend)
+    masks = {tuple(sorted(q.protocols)): q.state_mask for q in backend.queries}
+    assert masks == {("tcp",): 1 << 10, ("udp",): 1 << 7}  # LISTEN; UNCONN is TCP_CLOSE
+    assert {s.state for s in found} == {SocketState.LISTEN, SocketState.UNCONN}
+    assert all(s.processes[0].pid == 1 for s in found)
+
+    backend.queries.clear()
+    list_sockets(states=["SYN-RECV"], protocols=["tcp"], families=[6], port=7000, backend=backend)
+    (query,) = backend.queries
+    assert query.state_mask == (1 << 3) | (1 << 12)  # request sockets: NEW_SYN_RECV too
+    assert query.families == frozenset({6}) and query.ports == (7000, 7000)
+
+    backend.queries.clear()
+    assert list_sockets(states=["LISTEN"], protocols=["udp"], backend=backend) == []
+    assert backend.queries == []  # no UDP state matches: nothing asked
+
+
+def test_a_refused_netlink_dump_falls_back_to_proc_net(monkeypatch: pytest.MonkeyPatch) -> None:
+    import portbook._backends as backends
+    from portbook import SocketTableError
+
+    class Refused:
+        name = "netlink"
+        provides_owners = False
+
+        def available(self) -> bool:
+            return True
+
+        def sockets(self, query: TableQuery) -> list[RawSocket]:
+            raise SocketTableError("refused")
+
+    monkeypatch.setattr(backends, "_chosen", Refused())
+    with open_sockets() as ss:
+        port = port_of(ss.tcp_listener())
+        (found,) = list_sockets(port=port)
+    assert found.local_port == port and found.processes[0].pid == os.getpid()

@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import sys
+import time
 from dataclasses import fields
 from typing import Any
 
@@ -62,7 +63,7 @@ def test_tcp_listener_and_connected_pair(family: int) -> None:
     assert lsock.exposure is Exposure.LOOPBACK
     assert lsock.listening
 
-    accepted = _one(found, state=SocketState.ESTAB)
+    accepted = _one(found, state=SocketState.ESTAB, remote_port=cport)
     assert accepted.remote_address == loop and accepted.remote_port == cport
     assert accepted.inode == inodes[1]
 
@@ -90,7 +91,7 @@ def test_udp_unconnected_and_connected(family: int) -> None:
         udp_conn = sockets_on_port(port_of(connected), "udp")
     unconn = _one(udp, state=SocketState.UNCONN)
     assert unconn.protocol is Protocol.UDP and unconn.remote_port is None and unconn.listening
-    estab = _one(udp_conn, state=SocketState.ESTAB)
+    estab = _one(udp_conn, state=SocketState.ESTAB, remote_port=bport)
     assert estab.remote_port == bport and not estab.listening
     assert [p.pid for p in estab.processes] == [os.getpid()]
 
@@ -217,9 +218,17 @@ def test_time_wait_has_no_process_and_says_why() -> None:
         client, server = ss.tcp_pair(listener)
         cport = port_of(client)
         # The side that closes first goes to TIME-WAIT.
+        lport = port_of(listener)
         client.close()
         server.close()
-        found = list_sockets(states=["TIME-WAIT"], port=cport)
+        # The last FIN crosses loopback asynchronously: look until it has.
+        deadline = time.monotonic() + 5
+        found: list[Socket] = []
+        while not found and time.monotonic() < deadline:
+            found = [
+                s for s in list_sockets(states=["TIME-WAIT"], port=cport) if s.remote_port == lport
+            ]
+            time.sleep(0.01)
     assert len(found) == 1
     assert found[0].processes == () and found[0].inode == 0
     assert found[0].owner_note == "held by the kernel, not by a process"
@@ -234,6 +243,8 @@ def test_bad_filters_are_usage_errors() -> None:
         list_sockets(port=70000)
     with pytest.raises(UsageError, match="owners"):
         list_sockets(pid=1, owners=False)
+    with pytest.raises(UsageError, match="families"):
+        list_sockets(families=[5])
 
 
 def test_json_contract_and_fast_text_match_to_json() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -133,6 +135,7 @@ def test_built_database_answers_through_a_book(tmp_path: Path, fixture: Path) ->
     info = book.registry_info()
     assert (info.records, info.source_name, info.origin) == (30, fixture.name, "file")
     assert info.updated == (date(2026, 8, 17) if fixture.suffix == ".xml" else None)
+    assert info.newest_record is not None and info.newest_record.year >= 2025
     [x11] = book.lookup("6010/udp")
     assert (x11.name, x11.port, x11.port_end, x11.protocol) == ("x11", 6000, 6063, Protocol.UDP)
     assert x11.source is ServiceSource.IANA and x11.status is ServiceStatus.ASSIGNED
@@ -142,3 +145,42 @@ def test_built_database_answers_through_a_book(tmp_path: Path, fixture: Path) ->
     assert old.registered == date(2007, 6, 1)  # IANA gave only the month
     assert book.lookup("argus")[0].port is None
     book.close()
+
+
+def test_build_script_writes_a_database(tmp_path: Path) -> None:
+    script = Path(__file__).parent.parent / "scripts" / "build_registry.py"
+    out = tmp_path / "sub" / "registry.sqlite3"
+    run = subprocess.run(
+        [sys.executable, str(script), str(SMALL_CSV), "-o", str(out), "--min-records", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "30 records" in run.stdout
+    book = Book(registry_path=out, services_path=False)
+    assert book.registry_info().source_format == "csv"
+    book.close()
+    refused = subprocess.run(
+        [sys.executable, str(script), str(SMALL_XML), "-o", str(tmp_path / "x.sqlite3")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1 and "truncated" in refused.stderr
+    assert not (tmp_path / "x.sqlite3").exists()
+
+
+def test_csv_line_ends_and_encoding() -> None:
+    crlf = SMALL_CSV.read_bytes()
+    lf = crlf.replace(b"\r\n", b"\n")
+    assert (
+        parse_registry(lf, "lf.csv", min_records=1).records
+        == parse_registry(crlf, "crlf.csv", min_records=1).records
+    )
+    bom = b"\xef\xbb\xbf" + crlf
+    assert len(parse_registry(bom, "bom.csv", min_records=1).records) == 30
+    with pytest.raises(RegistryUpdateError, match="UTF-8"):
+        parse_registry(crlf.replace(b"Finger", b"Fing\xff"), "latin.csv", min_records=1)

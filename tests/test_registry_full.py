@@ -16,6 +16,7 @@ from portbook._registry import PACKAGED_REGISTRY
 from portbook._registry_build import CSV_HEADER, RawRecord, parse_csv, parse_xml
 
 IANA_XML = Path(__file__).parent.parent / "data" / "iana" / "service-names-port-numbers.xml"
+IANA_CSV = IANA_XML.with_suffix(".csv")
 RECORDS_IN_XML = 14_533
 
 pytestmark = pytest.mark.skipif(not IANA_XML.is_file(), reason="IANA XML not in this tree")
@@ -126,3 +127,32 @@ def test_the_csv_form_builds_the_same_records(xml_records: list[RawRecord]) -> N
     assert [(r.name, r.port, r.port_end, r.protocol, r.status) for r in records] == [
         (r.name, r.port, r.port_end, r.protocol, r.status) for r in xml_records
     ]
+
+
+@pytest.mark.skipif(not IANA_CSV.is_file(), reason="IANA CSV not in this tree")
+def test_iana_csv_builds_the_same_registry_as_of_its_date(xml_records: list[RawRecord]) -> None:
+    """IANA's own CSV (2026-04-09) against the XML (2026-08-17): the same records
+    but for the changes made in between."""
+    from collections import Counter
+
+    records = parse_csv(IANA_CSV.read_bytes().decode("utf-8"))
+    assert len(records) == 14_512
+
+    def key(r: RawRecord) -> tuple[str | None, int | None, int | None, str | None]:
+        return (r.name, r.port, r.port_end, r.protocol)
+
+    in_xml, in_csv = Counter(map(key, xml_records)), Counter(map(key, records))
+    assert sum((in_xml - in_csv).values()) == 25
+    assert in_csv - in_xml == Counter(
+        {(None, 4461, 4483, None): 1, (None, 6603, 6618, None): 1,
+         (None, 30833, 30998, None): 1, (None, 7123, 7123, "udp"): 1}
+    )  # fmt: skip
+    xml_by_key = {key(r): r for r in xml_records}
+    same = sum(
+        1
+        for r in records
+        if (x := xml_by_key.get(key(r))) is not None
+        and (x.description, x.status, x.registered, x.service_code, x.unauthorized_use)
+        == (r.description, r.status, r.registered, r.service_code, r.unauthorized_use)
+    )
+    assert same >= len(records) - 40  # the rest changed between the two editions

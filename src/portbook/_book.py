@@ -23,7 +23,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import InvalidPortSpecError, UsageError
+from ._exceptions import InvalidPortSpecError, RegistryError, UsageError
 from ._model import MAX_PORT, PortClass, PortRange, Protocol, parse_port_spec, parse_protocol
 
 if TYPE_CHECKING:
@@ -138,7 +138,9 @@ class RegistryInfo:
     by ``update`` into the user data directory) or ``"file"`` (given
     explicitly). ``updated`` is the registry's own date (the XML's
     ``<updated>``; ``None`` when built from the CSV, which has none).
-    ``warning`` says why a user copy was skipped, if one was.
+    ``newest_record`` is the latest registration or modification date of any
+    record (how recent the data is, also for a CSV). ``warning`` says why a
+    user copy was skipped, if one was.
     """
 
     path: str
@@ -152,6 +154,7 @@ class RegistryInfo:
     reserved: int
     unassigned: int
     names_only: int
+    newest_record: date | None
     etc_services_path: str | None
     etc_services_entries: int
     unofficial_entries: int
@@ -170,6 +173,7 @@ class RegistryInfo:
             "reserved": self.reserved,
             "unassigned": self.unassigned,
             "names_only": self.names_only,
+            "newest_record": self.newest_record.isoformat() if self.newest_record else None,
             "etc_services_path": self.etc_services_path,
             "etc_services_entries": self.etc_services_entries,
             "unofficial_entries": self.unofficial_entries,
@@ -290,6 +294,8 @@ class Book:
         self._names: dict[tuple[int, str], str] | None = None
         self._assigned: frozenset[tuple[int, str]] | None = None
         self._facts: dict[tuple[int, str], tuple[bool, str | None]] = {}
+        self._built: dict[int, Service] = {}
+        self._retired: list[Any] = []
 
     # -- sources, loaded on first use -------------------------------------------
 
@@ -298,8 +304,12 @@ class Book:
         if db is None:
             with self._lock:
                 if self._db is None:
-                    from ._registry import open_registry
-
+                    try:
+                        from ._registry import open_registry
+                    except ImportError as exc:  # Python built without _sqlite3
+                        raise RegistryError(
+                            f"the registry needs Python's sqlite3 module, which is missing ({exc})"
+                        ) from exc
                     self._db, self._warning = open_registry(self._registry_path, self._data_dir)
                 db = self._db
         return db
@@ -343,7 +353,7 @@ class Book:
             self._unofficial = [_unofficial_service(u) for u in self._unofficial_raw()]
         return self._unofficial
 
-    # -- fast helpers for the live table and the port picker -----------------
+    # -- fast per-socket answers for the live table and the port picker ------
 
     def _name_table(self) -> dict[tuple[int, str], str]:
         names = self._names
@@ -439,7 +449,11 @@ class Book:
         query or protocol that does not parse, or a protocol given twice
         differently; :class:`portbook.RegistryError` when no registry data is usable.
         """
+        if type(query) is int and protocol is None and 0 <= query <= MAX_PORT:
+            return self._by_ports(query, query, None)  # the common call, kept short
         proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
+        if proto is not None and not isinstance(proto, Protocol):
+            raise InvalidPortSpecError(repr(protocol), "protocol must be tcp, udp, sctp or dccp")
         if isinstance(query, bool) or not isinstance(query, (int, str)):
             raise InvalidPortSpecError(repr(query), "expected a port number, range or name")
         if isinstance(query, int):
@@ -466,15 +480,41 @@ class Book:
                 index = self._overlay_index
         return index
 
+    def _services(self, rows: list[Any]) -> list[Service]:
+        # Records are frozen, so one per registry row is shared by every answer
+        # that includes it: the big Unassigned blocks answer for thousands of
+        # ports and are built once. Bounded by the registry's size.
+        built = self._built
+        out = []
+        for row in rows:
+            service = built.get(row[0])
+            if service is None:
+                service = built[row[0]] = _service_from_row(row)
+            out.append(service)
+        return out
+
+    def _at_port(self, port: int) -> list[Service]:
+        db = self._registry()
+        built = self._built
+        ids = [row[0] for row in db.ids_at_port(port)]
+        missing = [i for i in ids if i not in built]
+        if missing:
+            for row in db.rows_by_id(missing):
+                built[row[0]] = _service_from_row(row)
+        return [built[i] for i in ids]
+
     def _by_ports(self, first: int, last: int, proto: Protocol | None) -> list[Service]:
-        found = [_service_from_row(r) for r in self._registry().by_ports(first, last)]
+        if first == last:
+            found = self._at_port(first)
+        else:
+            found = self._services(self._registry().by_ports(first, last))
         if last >= PortClass.DYNAMIC.first:
             found.append(_DYNAMIC_BLOCK)
         found.extend(self._overlays().by_ports(first, last))
         return _filter_protocol(found, proto)
 
     def _by_name(self, name: str, proto: Protocol | None) -> list[Service]:
-        found = [_service_from_row(r) for r in self._registry().by_name(name)]
+        found = self._services(self._registry().by_name(name))
         found.extend(self._overlays().by_name(name))
         return _filter_protocol(found, proto)
 
@@ -497,7 +537,7 @@ class Book:
             raise UsageError(f"search limit must be a positive integer, not {limit!r}")
         ranked: list[tuple[int, int, int, Service]] = []
         for i, (rank, row) in enumerate(self._registry().search(needle, limit)):
-            ranked.append((rank, 0, i, _service_from_row(row)))
+            ranked.append((rank, 0, i, self._services([row])[0]))
         low = needle.lower()
         for order, source in enumerate((self._etc_services(), self._unofficial_entries()), 1):
             for i, s in enumerate(source):
@@ -527,6 +567,7 @@ class Book:
             reserved=int(meta.get("reserved", "0")),
             unassigned=int(meta.get("unassigned", "0")),
             names_only=int(meta.get("names_only", "0")),
+            newest_record=_date(meta.get("newest_record") or None),
             etc_services_path=str(self._etc_path) if self._etc_path is not None else None,
             etc_services_entries=len(etc),
             unofficial_entries=len(self._unofficial_raw()),
@@ -558,18 +599,23 @@ class Book:
         return self.registry_info()
 
     def _reset(self) -> None:
-        old = self._db
+        # The old connection is not closed here: another thread may be in the
+        # middle of a query on it. close() closes it with the current one.
+        if self._db is not None:
+            self._retired.append(self._db)
         self._db = None
         self._names = None
         self._assigned = None
         self._facts = {}
-        if old is not None:
-            old.close()
+        self._built = {}
 
     def close(self) -> None:
         """Close the registry database (reopened on next use)."""
         with self._lock:
             self._reset()
+            for db in self._retired:
+                db.close()
+            self._retired.clear()
 
 
 class _OverlayIndex:

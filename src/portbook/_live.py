@@ -32,11 +32,19 @@ def socket_backend() -> SocketBackend:
     return choose_backend()
 
 
-def _service_names() -> Callable[[int, Protocol], str | None]:
-    """What the book calls a port (``service_name(port, protocol)``), looked up once per call."""
+# From this many sockets on, a table has hundreds of distinct ports: load the
+# book's whole name table at once (~15 ms) rather than one query per port.
+_PRELOAD_NAMES_FROM = 300
+
+
+def _service_names(sockets: int) -> Callable[[int, Protocol], str | None]:
+    """What the book calls a port (``service_name(port, protocol)``), for ``sockets`` sockets."""
     from ._book import default_book
 
-    return default_book().service_name
+    book = default_book()
+    if sockets >= _PRELOAD_NAMES_FROM:
+        book._name_table()  # the book would load it itself after a few hundred queries
+    return book.service_name
 
 
 def list_sockets(
@@ -63,7 +71,7 @@ def list_sockets(
     still listed, with ``owner_note`` saying so.
     """
     protos = _protocols(protocols)
-    fams = frozenset(Family(int(f)) for f in families) if families is not None else None
+    fams = _families(families)
     wanted_states = _states(states)
     if listening:
         listen_states = {SocketState.LISTEN, SocketState.UNCONN}
@@ -77,31 +85,15 @@ def list_sockets(
     if (pid is not None or user is not None or program is not None) and not owners:
         raise UsageError("selecting by pid, user or program needs owners=True")
     chosen = backend if backend is not None else socket_backend()
+
+    def read() -> list[RawSocket]:
+        return _read(protos, fams, wanted_states, ports, chosen, fallback=backend is None)
+
     whole_table = owners and pid is None and ports is None and wanted_states is None
-    walker = None
-    ours: list[int] = []
-    whole_walk = whole_table and not chosen.provides_owners
-    many = _socket_count() if whole_walk else 0
-    if whole_walk and many >= _HELPER_FROM:
-        from ._owners import BackgroundWalk, split_walk
-
-        # The whole table needs every descriptor of every process read. A
-        # helper process walks part of them on the other core while this
-        # one reads the kernel's table and then walks the rest: reading the
-        # table costs about as much as reading NETLINK_WEIGHT links per socket.
-        helper, ours = split_walk(own_work=many * _NETLINK_WEIGHT // 10)
-        walker = BackgroundWalk(pids=helper)
-    try:
-        raws = _read(protos, fams, wanted_states, ports, chosen, fallback=backend is None)
-        if walker is not None:
-            from ._owners import merge_scans, scan_all
-
-            mine = scan_all(pids=ours)
-    except BaseException:
-        if walker is not None:
-            walker.cancel()
-        raise
-    scan = merge_scans(walker.result(), mine) if walker is not None else None
+    if whole_table and not chosen.provides_owners:
+        raws, scan = _read_and_walk_all(read)
+    else:
+        raws, scan = read(), None
     sockets = _annotate(raws, owners=owners, only_pid=pid, scan=scan)
     if pid is not None:
         sockets = [s for s in sockets if any(p.pid == pid for p in s.processes)]
@@ -128,27 +120,61 @@ def sockets_on_port(
     )
 
 
-# Below this many sockets the helper process costs more to start than the
-# overlap saves: the table is read and walked in this process.
-_HELPER_FROM = 1000
+def _read_and_walk_all(read: Callable[[], list[RawSocket]]) -> tuple[list[RawSocket], OwnerScan]:
+    """The table from ``read()``, and the walk of every process's descriptors.
+
+    Every socket is asked for, so every link is read once, without probing.
+    On a machine with many open files a helper process walks part of them
+    on the other core while this one reads the kernel's table and then walks
+    the rest; reading the table costs about as much as reading
+    ``_NETLINK_WEIGHT`` tenths of a link per socket, which sets the split.
+    """
+    from ._owners import BackgroundWalk, merge_scans, scan_all, split_walk
+
+    if _open_files() < _HELPER_FROM:
+        raws = read()
+        return raws, scan_all()
+    helper, ours = split_walk(own_work=_socket_count() * _NETLINK_WEIGHT // 10)
+    walker = BackgroundWalk(pids=helper)
+    try:
+        raws = read()
+        mine = scan_all(pids=ours)
+    except BaseException:
+        walker.cancel()  # an error or Ctrl-C: leave no helper behind
+        raise
+    return raws, merge_scans(walker.result(), mine)
+
+
+# Below this many open files on the machine the whole walk is short, and a
+# helper process costs more to start than sharing the walk saves.
+_HELPER_FROM = 4000
 # Reading one socket from netlink and building its record costs about this
 # many tenths of reading one descriptor link (measured: ~2.5 us vs ~6 us).
 _NETLINK_WEIGHT = 4
 
 
+def _open_files() -> int:
+    """Open files on the whole machine (/proc/sys/fs/file-nr): what a whole walk reads."""
+    try:
+        with open("/proc/sys/fs/file-nr", "rb") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 1 << 30
+
+
 def _socket_count() -> int:
-    """About how many sockets the machine has (/proc/net/sockstat); large if unknown."""
+    """About how many TCP and UDP sockets this namespace has (/proc/net/sockstat*)."""
     total = 0
     try:
         for name in ("/proc/net/sockstat", "/proc/net/sockstat6"):
             with open(name, "rb") as fh:
                 for line in fh:
-                    # "sockets: used N" counts every socket of the machine;
-                    # "TCP: inuse N ... tw N" this namespace's.
+                    # "TCP: inuse N orphan N tw N ...", "UDP6: inuse N"
                     fields = line.split()
-                    for key in (b"used", b"inuse", b"tw"):
-                        if key in fields:
-                            total += int(fields[fields.index(key) + 1])
+                    if fields and fields[0] in (b"TCP:", b"UDP:", b"TCP6:", b"UDP6:"):
+                        for key in (b"inuse", b"tw"):
+                            if key in fields:
+                                total += int(fields[fields.index(key) + 1])
     except (OSError, ValueError, IndexError):
         return 1 << 30
     return total
@@ -163,6 +189,15 @@ def _protocols(protocols: Iterable[Protocol | str] | None) -> frozenset[Protocol
         names = ", ".join(sorted(p.value for p in unsupported))
         raise UsageError(f"the live table shows tcp and udp sockets, not {names}")
     return chosen
+
+
+def _families(families: Iterable[Family | int] | None) -> frozenset[Family] | None:
+    if families is None:
+        return None
+    try:
+        return frozenset(Family(int(f)) for f in families)
+    except (TypeError, ValueError):
+        raise UsageError(f"address families are 4 and 6, not {families!r}") from None
 
 
 def _states(states: Iterable[SocketState | str] | None) -> set[SocketState] | None:
@@ -258,7 +293,8 @@ def _annotate(
         scan=scan if owners else None,
         processes=details,
         ranges=local_ranges(),
-        service=_service_names(),
+        service=_service_names(len(raws)),
+        viewer_uid=os.geteuid() if hasattr(os, "geteuid") else 0,
     )
 
 

@@ -2,14 +2,19 @@
 
 The kernel keeps no reverse map from a socket to the processes whose
 descriptor tables point at it, so every tool (``ss -p``, ``lsof``, psutil)
-walks ``/proc/*/fd`` and reads each link (``socket:[INODE]``). portbook does
-the same walk but only for the inodes asked for, and stops early: once every
-inode has an owner it finishes only the *family* of the owners found (their
-parents and children, to closure), because a socket is shared across
-processes by inheritance (fork, pre-fork servers) or handed from a parent
-(socket activation). A socket passed to an unrelated process over a Unix
-socket is therefore seen with its first-found owners only, unless the walk
-had to cover every process anyway.
+walks ``/proc/*/fd`` and reads each link (``socket:[INODE]``). Two walks:
+
+* :func:`find_owners`, for some sockets (``who``, filtered listings): looks
+  where the inodes most likely are first and stops early: once every inode
+  has an owner it finishes only the *family* of the owners found (their
+  parents and children, to closure), because a socket is shared across
+  processes by inheritance (fork, pre-fork servers) or handed from a parent
+  (socket activation). A socket passed to an unrelated process over a Unix
+  socket is therefore seen with its first-found owners only, unless the
+  walk had to cover every process anyway.
+* :func:`scan_all`, for the whole table: every process, every link; for a
+  large table shared with a :class:`BackgroundWalk` helper process
+  (:func:`split_walk`, :func:`merge_scans`).
 
 Process details (name, command line, user) are read only for owners.
 """
@@ -91,12 +96,6 @@ class ProcessInfo(NamedTuple):
     name: str | None
     cmdline: tuple[str, ...] | None
     user: str | None
-
-
-def _pids(proc: str) -> list[int]:
-    # Newest first: the services a person asks about are usually younger than
-    # the system's own daemons, so an early stop comes sooner on average.
-    return sorted((int(n) for n in os.listdir(proc) if n.isdigit()), reverse=True)
 
 
 def _scan_process(
@@ -323,21 +322,6 @@ def _fd_table_size(proc: str, pid: int) -> int:
     return 0
 
 
-def _open_fds(proc: str, pid: int) -> tuple[int, list[str]] | bool:
-    """(dir fd, fd names) of ``pid``; False when unreadable, True when gone."""
-    dfd = _open_fd_dir(proc, pid)
-    if isinstance(dfd, bool):
-        return dfd
-    try:
-        return dfd, os.listdir(dfd)
-    except PermissionError:
-        os.close(dfd)
-        return False
-    except OSError:
-        os.close(dfd)
-        return True
-
-
 def _open_fd_dir(proc: str, pid: int) -> int | bool:
     try:
         return os.open(f"{proc}/{pid}/fd", os.O_RDONLY | os.O_DIRECTORY)
@@ -385,6 +369,8 @@ def find_owners(
     only orders the walk: the walk stops when every inode has an owner and
     the owners' families are covered, whichever order found them.
     """
+    from ._walk import all_pids
+
     wanted = {i for i in inodes if i}
     found: dict[int, list[int]] = {}
     if not wanted:
@@ -396,7 +382,7 @@ def find_owners(
                 hidden += 1
         return OwnerScan.from_lists(found, hidden)
     try:
-        order = _pids(proc)
+        order = all_pids(proc)
     except OSError:
         return OwnerScan()
     targets = sorted(wanted)

@@ -36,7 +36,6 @@ ROW_COLUMNS = (
     "id, name, port, port_end, protocol, description, status, assignee, contact, "
     "registered, modified, reference, service_code, unauthorized_use, notes"
 )
-_QUALIFIED = ", ".join(f"service.{c.strip()}" for c in ROW_COLUMNS.split(","))
 
 Row = tuple[
     int,
@@ -94,16 +93,27 @@ class RegistryDB:
 
     def by_ports(self, first: int, last: int) -> list[Row]:
         """Records whose port or range overlaps ``first..last``, in port then file order."""
-        if first == last:
-            return self._query(
-                f"SELECT {_QUALIFIED} FROM port_index JOIN service ON service.id = port_index.id "
-                "WHERE port_index.port = ? ORDER BY port_index.id",
-                (first,),
-            )
         return self._query(
             f"SELECT {ROW_COLUMNS} FROM service "
             "WHERE port BETWEEN ?1 AND ?2 AND port <= ?3 AND port_end >= ?4 ORDER BY port, id",
             (first - self.max_span, last, last, first),
+        )
+
+    def ids_at_port(self, port: int) -> list[tuple[int]]:
+        """Ids of the records holding ``port`` (ranges included), in file order.
+
+        Asked separately from the rows so that a process doing many lookups
+        reuses the records it already built (the Unassigned blocks answer for
+        thousands of ports): this query is about half the cost of the join.
+        """
+        return self._query(  # type: ignore[return-value]
+            "SELECT id FROM port_index WHERE port = ? ORDER BY id", (port,)
+        )
+
+    def rows_by_id(self, ids: list[int]) -> list[Row]:
+        marks = ", ".join("?" * len(ids))
+        return self._query(
+            f"SELECT {ROW_COLUMNS} FROM service WHERE id IN ({marks}) ORDER BY id", tuple(ids)
         )
 
     def by_name(self, name: str) -> list[Row]:

@@ -24,10 +24,11 @@ import io
 import os
 import re
 import sqlite3
+import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ._exceptions import RegistryUpdateError
@@ -45,6 +46,7 @@ __all__ = [
     "parse_csv",
     "parse_registry",
     "parse_xml",
+    "validate",
     "write_database",
 ]
 
@@ -102,7 +104,6 @@ class BuiltRegistry:
     source_sha256: str
     source_format: str  # "xml" or "csv"
     updated: str | None  # the registry's own <updated> date; the CSV has none
-    extra_meta: dict[str, str] = field(default_factory=dict)
 
 
 def detect_format(data: bytes) -> str:
@@ -189,7 +190,7 @@ def _xml_record(el: ET.Element, people: dict[str, str], footnotes: dict[str, str
         found = el.find(f"{_NS}{tag}")
         if found is None:
             return None
-        return _text(found, people) or None
+        return _text(found, people, keep_newlines=tag == "note") or None
 
     assignee: list[str] = []
     contact: list[str] = []
@@ -246,10 +247,23 @@ def _person(xref: ET.Element, people: dict[str, str]) -> str:
     return people.get(pid, pid)
 
 
-def _text(el: ET.Element, people: dict[str, str]) -> str:
-    """Text of a mixed-content element: ``<br/>`` and paragraphs become line breaks,
-    person xrefs their names, other xrefs their data in brackets (as IANA renders them)."""
-    parts: list[str] = [el.text or ""]
+def _text(el: ET.Element, people: dict[str, str], *, keep_newlines: bool = False) -> str:
+    """Text of a mixed-content element, as IANA renders it.
+
+    ``<br/>`` and ``<paragraph>`` are line breaks. Newlines of the XML source
+    are only wrapping in descriptions (IANA's CSV joins those lines, and a
+    table shows a description's first line), but IANA's CSV keeps them in
+    assignment notes, so ``keep_newlines`` does too. Person xrefs become
+    names, other xrefs their data in brackets.
+    """
+    return _tidy(_flatten(el, people, keep_newlines))
+
+
+def _flatten(el: ET.Element, people: dict[str, str], keep_newlines: bool) -> str:
+    def words(text: str | None) -> str:
+        return (text or "") if keep_newlines else (text or "").replace("\n", " ")
+
+    parts: list[str] = [words(el.text)]
     for child in el:
         tag = child.tag.removeprefix(_NS)
         if tag == "br":
@@ -258,24 +272,24 @@ def _text(el: ET.Element, people: dict[str, str]) -> str:
             if child.get("type") == "person":
                 parts.append(_person(child, people))
             else:
-                parts.append(f"[{child.get('data') or _text(child, people)}]")
+                parts.append(f"[{child.get('data') or _flatten(child, people, keep_newlines)}]")
         elif tag == "paragraph":
-            parts.append("\n" + _text(child, people) + "\n")
+            parts.append("\n" + _flatten(child, people, keep_newlines) + "\n")
         else:
-            parts.append(_text(child, people))
-        parts.append(child.tail or "")
-    lines = [" ".join(line.split()) for line in "".join(parts).split("\n")]
-    return "\n".join(_squeeze_blank(lines)).strip()
+            parts.append(_flatten(child, people, keep_newlines))
+        parts.append(words(child.tail))
+    return "".join(parts)
 
 
-def _squeeze_blank(lines: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    for line in lines:
-        if line or (out and out[-1]):
-            out.append(line)
-    while out and not out[-1]:
-        out.pop()
-    return out
+def _tidy(text: str) -> str:
+    """Whitespace of a registry text field made the same in both formats.
+
+    The XML breaks lines with ``<br/>`` and ``<paragraph>`` (often doubled),
+    the CSV with bare newlines; both become one newline between non-empty
+    lines, with runs of spaces inside a line collapsed.
+    """
+    lines = (" ".join(line.split()) for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
 
 
 # -- CSV ---------------------------------------------------------------------
@@ -319,7 +333,7 @@ def _csv_record(row: Sequence[str], line: int) -> RawRecord:
         port, port_end = _parse_ports(number) if number else (None, None)
     except RegistryUpdateError as exc:
         raise RegistryUpdateError(f"CSV line {line}: {exc}") from None
-    description = "\n".join(" ".join(x.split()) for x in (cell(3) or "").splitlines()).strip()
+    description = _tidy(cell(3) or "")
     protocol = cell(2)
     return RawRecord(
         name=cell(0),
@@ -335,7 +349,7 @@ def _csv_record(row: Sequence[str], line: int) -> RawRecord:
         reference=_ids(cell(8), keep_underscores=True),
         service_code=cell(9),
         unauthorized_use=cell(10),
-        notes=cell(11),
+        notes=_tidy(cell(11) or "") or None,
     )
 
 
@@ -473,7 +487,10 @@ def write_database(built: BuiltRegistry, path: Path) -> None:
         "names_only": str(sum(1 for r in built.records if r.port is None)),
         "protocols": ",".join(f"{k}={v}" for k, v in sorted(protocols.items())),
         "max_span": str(max_span),
-        **built.extra_meta,
+        # The CSV form has no <updated> date; its newest record date says how recent it is.
+        "newest_record": max(
+            (d for r in built.records for d in (r.registered, r.modified) if d), default=""
+        ),
     }
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -561,6 +578,7 @@ def install_database(built: BuiltRegistry, dest: Path) -> None:
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(dest)
         tmp.unlink(missing_ok=True)
         write_database(built, tmp)
         _check_written(tmp, len(built.records))
@@ -577,8 +595,27 @@ def install_database(built: BuiltRegistry, dest: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _remove_stale_temporaries(dest: Path) -> None:
+    # An update killed mid-write leaves its temporary file (never the real one:
+    # that is only ever renamed over). Remove those whose writer is gone.
+    # Not on Windows, where os.kill(pid, 0) would terminate the process.
+    if sys.platform == "win32":
+        return
+    for tmp in dest.parent.glob(f".{dest.name}.*.tmp"):
+        pid_text = tmp.name[len(dest.name) + 2 : -len(".tmp")]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        except OSError:
+            pass  # alive, or not ours to ask about: leave it
+
+
 def _check_written(path: Path, expected: int) -> None:
-    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         (ok,) = conn.execute("PRAGMA integrity_check").fetchone()
         (count,) = conn.execute("SELECT count(*) FROM service").fetchone()

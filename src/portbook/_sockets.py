@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, cast
 
-from ._backends.base import TCP_CLOSE, TCP_NEW_SYN_RECV, TCP_SYN_RECV, RawSocket
+from ._backends.base import TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_RECV, RawSocket
 from ._model import Family, PortClass, Protocol
 from ._owners import OwnerScan, ProcessInfo
 from ._system import LocalRanges
@@ -61,7 +61,12 @@ _UDP_STATE_BY_CODE = {**_TCP_STATE_BY_CODE, TCP_CLOSE: SocketState.UNCONN}
 
 def state_mask(states: Iterable[SocketState], protocol: Protocol) -> int:
     """The kernel state bit mask that selects ``states`` for ``protocol``."""
-    table = _UDP_STATE_BY_CODE if protocol is Protocol.UDP else _TCP_STATE_BY_CODE
+    if protocol is Protocol.UDP:
+        # A UDP socket is only ever connected or not: the kernel keeps it in
+        # TCP_ESTABLISHED or TCP_CLOSE.
+        table = {TCP_ESTABLISHED: SocketState.ESTAB, TCP_CLOSE: SocketState.UNCONN}
+    else:
+        table = _TCP_STATE_BY_CODE
     wanted = set(states)
     mask = 0
     for code, state in table.items():
@@ -268,13 +273,15 @@ def build_sockets(
     processes: Mapping[int, ProcessInfo],
     ranges: LocalRanges,
     service: Callable[[int, Protocol], str | None],
+    viewer_uid: int = 0,
 ) -> list[Socket]:
     """The one place public :class:`Socket` records are made.
 
     ``scan`` is the owner walk (``None`` when owners were not asked for);
-    ``processes`` the details of every owning pid. Values repeated across
-    thousands of sockets (addresses, per-port annotations, owner tuples) are
-    computed once and shared.
+    ``processes`` the details of every owning pid; ``viewer_uid`` the
+    effective uid of the reader (0: root, who sees every owner). Values
+    repeated across thousands of sockets (addresses, per-port annotations,
+    owner tuples) are computed once and shared.
     """
     addresses: dict[bytes, tuple[IPv4Address | IPv6Address, Exposure]] = {}
     owner_tuples: dict[tuple[int, ...], tuple[SocketProcess, ...]] = {}
@@ -371,7 +378,15 @@ def build_sockets(
                     elif inode == 0:
                         note = NOTE_NO_PROCESS
                     else:
-                        note = NOTE_NOT_VISIBLE if hidden else NOTE_NOT_FOUND
+                        # Without root, another user's socket whose owner
+                        # was not seen is hidden from us, even where /proc
+                        # does not list that user's processes at all
+                        # (hidepid) and so no walk ever failed.
+                        note = (
+                            NOTE_NOT_VISIBLE
+                            if hidden or viewer_uid not in (0, uid)
+                            else NOTE_NOT_FOUND
+                        )
         elif raw_pids:
             procs = owner_tuples.get(raw_pids) or owner_tuples.setdefault(
                 raw_pids, owners_of(raw_pids)

@@ -67,14 +67,14 @@ def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:
                     inode = int(link[8:-1])
                     first = setdefault(inode, pid)
                     if first != pid:
-                        pids = shared.setdefault(inode, [first])
-                        if pid not in pids:
-                            pids.append(pid)
+                        holders = shared.setdefault(inode, [first])
+                        if pid not in holders:
+                            holders.append(pid)
         finally:
             os.close(dfd)
     for inode in shared:
         del single[inode]
-    return single, {inode: tuple(sorted(pids)) for inode, pids in shared.items()}, hidden
+    return single, {inode: tuple(sorted(holders)) for inode, holders in shared.items()}, hidden
 
 
 def _main(argv: list[str]) -> int:

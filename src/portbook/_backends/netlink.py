@@ -8,9 +8,11 @@ nothing however many sockets the machine has.
 
 from __future__ import annotations
 
+# The C module itself: socket.py turns every constant into an enum member when
+# imported, a few milliseconds of a command that must start fast.
+import _socket as socket
 import contextlib
 import errno
-import socket
 import struct
 from collections.abc import Iterable
 

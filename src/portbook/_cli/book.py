@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ._output import Output
 
 if TYPE_CHECKING:
-    from portbook import Service
+    from portbook import RegistryInfo, Service
 
 _SOURCE_TITLES = {
     "iana": "IANA registry",
@@ -248,8 +248,7 @@ def run_info(args: argparse.Namespace, out: Output) -> int:
         )
         return 0
     out.heading("Registry")
-    updated = reg.updated.isoformat() if reg.updated else "date unknown"
-    out.line(f"IANA service names and port numbers, updated {updated} ({reg.origin} data)")
+    out.line(f"IANA service names and port numbers, {_dates(reg)} ({reg.origin} data)")
     out.table(
         ["SOURCE", "ENTRIES", "DETAIL"],
         [
@@ -279,6 +278,13 @@ def run_info(args: argparse.Namespace, out: Output) -> int:
     return 0
 
 
+def _dates(reg: RegistryInfo) -> str:
+    newest = reg.newest_record.isoformat() if reg.newest_record else "unknown"
+    if reg.updated:
+        return f"updated {reg.updated.isoformat()}"
+    return f"registry date not recorded, newest entry {newest}"
+
+
 def run_update(args: argparse.Namespace, out: Output) -> int:
     from portbook import update_registry
 
@@ -286,9 +292,8 @@ def run_update(args: argparse.Namespace, out: Output) -> int:
     if args.json:
         out.json(reg.to_json())
         return 0
-    updated = reg.updated.isoformat() if reg.updated else "date unknown"
     out.line(
         f"registry updated: {reg.records} records from {reg.source_name} "
-        f"({reg.source_format}, {updated}), installed at {reg.path}"
+        f"({reg.source_format}, {_dates(reg)}), installed at {reg.path}"
     )
     return 0

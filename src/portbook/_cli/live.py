@@ -43,7 +43,11 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--user", metavar="U", help="only sockets of this user (name or uid)")
     ls.add_argument("--program", metavar="NAME", help="only sockets held by this program")
     ls.add_argument("--no-owners", action="store_true", help="skip finding owning processes")
-    ls.add_argument("--json", action="store_true", help="print a JSON array for programs")
+    ls.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON array for programs (with --watch: one JSON event per line)",
+    )
     ls.add_argument(
         "--watch", action="store_true", help="refresh and show sockets opened and closed"
     )
@@ -136,12 +140,11 @@ def _resolve_name(name: str, protocol: Protocol | None) -> PortRange:
     """The port the book gives ``name`` (``who postgresql``)."""
     from portbook import NotFoundError, lookup
 
-    for service in lookup(name, protocol):
-        if service.ports is not None and service.name == name:
-            return service.ports
-    for service in lookup(name, protocol):
-        if service.ports is not None:
-            return service.ports
+    # The entry named exactly so first, then an alias's.
+    found = [s for s in lookup(name, protocol) if s.ports is not None]
+    for service in sorted(found, key=lambda s: s.name != name):
+        assert service.ports is not None
+        return service.ports
     raise NotFoundError(f"no port is known by the name {name!r}")
 
 
@@ -274,7 +277,14 @@ def _watch(filters: dict[str, Any], args: argparse.Namespace, out: Output) -> in
             opened = [s for k, s in current.items() if k not in previous]
             closed = [s for k, s in previous.items() if k not in current]
             refreshes += 1
-            if out.tty:
+            if args.json:
+                # One JSON object per line and event, for programs following along.
+                import json
+
+                for event, sockets in (("closed", closed), ("opened", opened)):
+                    for s in sockets:
+                        out.line(json.dumps({"event": event, "socket": s.to_json()}))
+            elif out.tty:
                 out.stream.write("\x1b[H\x1b[2J")
                 out.heading(
                     f"portbook ls --watch: {len(current)} sockets, {len(opened)} opened, "

@@ -1,4 +1,4 @@
-"""service_name and is_assigned: the fast helpers the live table and the port picker use."""
+"""service_name and is_assigned: the per-socket answers the live table and the port picker use."""
 
 from __future__ import annotations
 
@@ -36,14 +36,14 @@ def test_is_assigned_excludes_reserved_and_unassigned_blocks() -> None:
 
 
 @pytest.mark.parametrize("bad", [(70000, "tcp"), (-1, "tcp"), (80, "icmp"), (80, "")])
-def test_helpers_refuse_bad_input(bad: tuple[int, str]) -> None:
+def test_bad_input_is_refused(bad: tuple[int, str]) -> None:
     with pytest.raises(InvalidPortSpecError):
         service_name(*bad)
     with pytest.raises(InvalidPortSpecError):
         is_assigned(*bad)
 
 
-def test_helpers_are_exported() -> None:
+def test_both_are_exported() -> None:
     assert portbook.service_name is service_name
     assert "is_assigned" in portbook.__all__
 
