@@ -183,7 +183,7 @@ def enter_private_netns() -> None:
 def raise_nofile(needed: int) -> None:
     """Raise RLIMIT_NOFILE to at least ``needed``, or say plainly why it cannot be."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft >= needed:
+    if soft == resource.RLIM_INFINITY or soft >= needed:
         return
     if hard != resource.RLIM_INFINITY and hard < needed:
         nr_open = _read_int("/proc/sys/fs/nr_open")
@@ -228,7 +228,8 @@ class LiveFixture:
 
     Use as a context manager. After ``__enter__``: ``pids`` (the workers),
     ``tcp_listeners`` (``(address, port)`` of every TCP listener, IPv4 ones
-    first) and ``sockets`` (how many the workers report holding, == ``total``).
+    first), ``unowned_port`` (the listener no process holds, with ``unowned``)
+    and ``sockets`` (how many the workers report holding, == ``total``).
     """
 
     def __init__(
