@@ -122,3 +122,20 @@ def test_info_is_the_overview() -> None:
     # `portbook` with no arguments is the live table (`ls`); the overview is `info`.
     result = run_portbook("info")
     assert result.returncode == 0 and "IANA" in result.stdout and "ephemeral" in result.stdout
+
+
+def test_unauthorized_use_of_an_unnamed_block_is_labelled_with_the_block() -> None:
+    import portbook
+
+    blocks = [
+        s
+        for port in range(1024, 49152, 97)
+        for s in portbook.lookup(port)
+        if s.name is None and s.unauthorized_use and s.port != s.port_end
+    ]
+    assert blocks, "the registry has unnamed blocks with unauthorized-use notes"
+    block = blocks[0]
+    assert block.port is not None and block.port_end is not None
+    result = run_cli("lookup", str(block.port_end))
+    assert f"({block.status.value} block {block.port}-{block.port_end})" in result.stdout
+    assert "unauthorized use reported (-)" not in result.stdout

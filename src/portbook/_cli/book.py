@@ -161,10 +161,14 @@ def _render_services(out: Output, services: Sequence[Service]) -> None:
                 ],
             )
             # IANA's warnings are worth a line each; the rest is in --long.
-            seen = dict.fromkeys((s.name or "-", s.unauthorized_use) for s in group)
-            for name, warning in seen:
+            # An unnamed Unassigned/Reserved block's warning may be about another
+            # port of the block, so it is labelled with the block, not the port.
+            seen = dict.fromkeys(
+                (s.name or f"{s.status.value} block {_ports(s)}", s.unauthorized_use) for s in group
+            )
+            for label, warning in seen:
                 if warning:
-                    out.line(f"unauthorized use reported ({name}): {_first_line(warning)}")
+                    out.line(f"unauthorized use reported ({label}): {_first_line(warning)}")
 
 
 def _render_long(out: Output, services: Sequence[Service]) -> None:
