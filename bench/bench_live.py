@@ -89,7 +89,7 @@ LINEAR_FLOOR_US = 1.0
 @dataclass(frozen=True, slots=True)
 class Sample:
     seconds: float
-    cpu_seconds: float  # user + system, the command's helpers included
+    cpu_seconds: float  # user + system, the command's child processes included
     status: int
 
 
@@ -368,7 +368,7 @@ def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> 
         "ratio = median "
         "of the per-round ratios (portbook / peer), and in brackets the ratio of the two "
         "fastest runs, the figure least touched by other load; CPU = median user + system "
-        "time, helper processes included; RSS = peak resident set size (median of 3 "
+        "time, child processes included; RSS = peak resident set size (median of 3 "
         "untimed runs).",
         "",
         "| sockets | rounds | command | median ms | min ms | CPU ms | peak RSS MiB | rows "
