@@ -186,7 +186,11 @@ def peak_rss_kib(argv: Sequence[str], gnu_time: str | None, runs: int = 3) -> fl
 
 
 def capture(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    """Run ``argv`` and keep its output; a program that cannot start fails with status 127."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    except OSError as exc:
+        return subprocess.CompletedProcess(list(argv), 127, "", f"{argv[0]}: {exc.strerror}\n")
 
 
 def first_line(text: str) -> str:
@@ -536,6 +540,14 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 skip.add(key)
+    import importlib.util
+
+    if importlib.util.find_spec("psutil") is None:
+        print(
+            "bench_live: psutil is not installed (pip install -e '.[bench]'), skipped",
+            file=sys.stderr,
+        )
+        skip.add("psutil")
     rng = random.Random(args.seed)
     gnu_time = shutil.which("time") if args.rss else None
     bytecode = compile_portbook(portbook)
