@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse  # noqa: TID251  (a bench script, not the library)
 import contextlib
+import importlib.util
 import io
 import itertools
 import json
@@ -141,7 +142,6 @@ def compile_portbook(portbook: list[str]) -> str:
     a start-up cost no installed copy pays.
     """
     import compileall
-    import importlib.util
 
     if portbook[:1] != [str(Path(sys.executable).parent / "portbook")] and portbook[:3] != [
         sys.executable,
@@ -540,8 +540,6 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 skip.add(key)
-    import importlib.util
-
     if importlib.util.find_spec("psutil") is None:
         print(
             "bench_live: psutil is not installed (pip install -e '.[bench]'), skipped",
