@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse  # noqa: TID251  (a bench script, not the library)
 import contextlib
+import importlib.util
 import io
 import itertools
 import json
@@ -89,7 +90,7 @@ LINEAR_FLOOR_US = 1.0
 @dataclass(frozen=True, slots=True)
 class Sample:
     seconds: float
-    cpu_seconds: float  # user + system, the command's helpers included
+    cpu_seconds: float  # user + system, the command's child processes included
     status: int
 
 
@@ -141,7 +142,6 @@ def compile_portbook(portbook: list[str]) -> str:
     a start-up cost no installed copy pays.
     """
     import compileall
-    import importlib.util
 
     if portbook[:1] != [str(Path(sys.executable).parent / "portbook")] and portbook[:3] != [
         sys.executable,
@@ -186,7 +186,11 @@ def peak_rss_kib(argv: Sequence[str], gnu_time: str | None, runs: int = 3) -> fl
 
 
 def capture(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    """Run ``argv`` and keep its output; a program that cannot start fails with status 127."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=600)
+    except OSError as exc:
+        return subprocess.CompletedProcess(list(argv), 127, "", f"{argv[0]}: {exc.strerror}\n")
 
 
 def first_line(text: str) -> str:
@@ -368,7 +372,7 @@ def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> 
         "ratio = median "
         "of the per-round ratios (portbook / peer), and in brackets the ratio of the two "
         "fastest runs, the figure least touched by other load; CPU = median user + system "
-        "time, helper processes included; RSS = peak resident set size (median of 3 "
+        "time, child processes included; RSS = peak resident set size (median of 3 "
         "untimed runs).",
         "",
         "| sockets | rounds | command | median ms | min ms | CPU ms | peak RSS MiB | rows "
@@ -536,6 +540,12 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 skip.add(key)
+    if importlib.util.find_spec("psutil") is None:
+        print(
+            "bench_live: psutil is not installed (pip install -e '.[bench]'), skipped",
+            file=sys.stderr,
+        )
+        skip.add("psutil")
     rng = random.Random(args.seed)
     gnu_time = shutil.which("time") if args.rss else None
     bytecode = compile_portbook(portbook)

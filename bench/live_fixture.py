@@ -40,7 +40,7 @@ Limits met on the way, and how they are handled:
   the next.
 - Teardown: client sockets are closed with ``SO_LINGER`` set to zero, which
   resets the connection instead of leaving 25,000 TIME-WAIT sockets behind for
-  a minute. Workers run in their own session (a Ctrl-C in the terminal reaches
+  a minute. Workers run in their own process group (a Ctrl-C in the terminal reaches
   only the parent, which then stops them), stop when their standard input
   closes (the parent died or is done) and ask the kernel for SIGKILL should
   the parent die without closing it.
@@ -279,7 +279,7 @@ class LiveFixture:
                 "--parent",
                 str(os.getpid()),
             ]
-            # Own session: a Ctrl-C in the terminal goes to the parent alone,
+            # Own process group: a Ctrl-C in the terminal goes to the parent alone,
             # which then stops the workers in order (close() below).
             self._procs.append(
                 subprocess.Popen(
