@@ -9,14 +9,16 @@ looked up only for the sockets that survive, and only when asked for.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
 
 from ._exceptions import UsageError
 from ._model import Family, PortRange, Protocol, parse_protocol
 from ._sockets import Socket, SocketState, build_sockets, state_mask
 
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
     from ._backends.base import RawSocket, SocketBackend
     from ._owners import OwnerScan
 
@@ -32,19 +34,23 @@ def socket_backend() -> SocketBackend:
     return choose_backend()
 
 
-# From this many sockets on, a table has hundreds of distinct ports: load the
-# book's whole name table at once (~15 ms) rather than one query per port.
-_PRELOAD_NAMES_FROM = 300
+def _service_names(raws: list[RawSocket]) -> Callable[[int, Protocol], str | None]:
+    """What the book calls each local port of ``raws`` (``service_name(port, protocol)``).
 
-
-def _service_names(sockets: int) -> Callable[[int, Protocol], str | None]:
-    """What the book calls a port (``service_name(port, protocol)``), for ``sockets`` sockets."""
+    One bulk question for the distinct (port, protocol) pairs of the table:
+    cheaper than one query per port, and than loading the book's whole name
+    table, for any table up to thousands of distinct ports.
+    """
     from ._book import default_book
 
-    book = default_book()
-    if sockets >= _PRELOAD_NAMES_FROM:
-        book._name_table()  # the book would load it itself after a few hundred queries
-    return book.service_name
+    # r[0] is a raw socket's protocol name, r[4] its local port.
+    names = default_book().service_names({(r[4], r[0]) for r in raws})
+    get = names.get
+
+    def service(port: int, protocol: Protocol) -> str | None:
+        return get((port, protocol))
+
+    return service
 
 
 def list_sockets(
@@ -293,7 +299,7 @@ def _annotate(
         scan=scan if owners else None,
         processes=details,
         ranges=local_ranges(),
-        service=_service_names(len(raws)),
+        service=_service_names(raws),
         viewer_uid=os.geteuid() if hasattr(os, "geteuid") else 0,
     )
 
