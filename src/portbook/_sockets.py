@@ -9,16 +9,23 @@ book's annotations, into :class:`Socket` records. Nothing else creates a
 from __future__ import annotations
 
 import enum
-import ipaddress
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
-from typing import Any, cast
 
-from ._backends.base import TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_RECV, RawSocket
+from ._backends.base import TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_RECV
 from ._model import Family, PortClass, Protocol
-from ._owners import OwnerScan, ProcessInfo
-from ._system import LocalRanges
+from ._record import frozen_record
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record. `portbook who`
+# and `portbook ls` import this module; typing, dataclasses (with inspect) and
+# ipaddress at import were a third of their fixed cost.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from ipaddress import IPv4Address, IPv6Address
+    from typing import Any
+
+    from ._backends.base import RawSocket
+    from ._owners import OwnerScan, ProcessInfo
+    from ._system import LocalRanges
 
 __all__ = [
     "Exposure",
@@ -87,7 +94,7 @@ class Exposure(enum.StrEnum):
     SPECIFIC = "specific"  # one address of one interface
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record()
 class SocketProcess:
     """A process holding a socket. ``None`` fields could not be read."""
 
@@ -95,6 +102,14 @@ class SocketProcess:
     name: str | None
     cmdline: tuple[str, ...] | None
     user: str | None
+
+    def __init__(
+        self, pid: int, name: str | None, cmdline: tuple[str, ...] | None, user: str | None
+    ) -> None:
+        object.__setattr__(self, "pid", pid)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "cmdline", cmdline)
+        object.__setattr__(self, "user", user)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,7 +120,7 @@ class SocketProcess:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record()
 class Socket:
     """One TCP or UDP socket of this machine, with its owners and what its port means.
 
@@ -134,6 +149,53 @@ class Socket:
     port_class: PortClass
     ephemeral: bool
     exposure: Exposure
+
+    def __init__(  # noqa: PLR0917 - positional, as the frozen dataclass it was took them
+        self,
+        protocol: Protocol,
+        family: Family,
+        state: SocketState,
+        local_address: IPv4Address | IPv6Address,
+        local_port: int,
+        remote_address: IPv4Address | IPv6Address | None,
+        remote_port: int | None,
+        inode: int,
+        uid: int,
+        recv_queue: int,
+        send_queue: int,
+        v6only: bool | None,
+        interface: int | None,
+        processes: tuple[SocketProcess, ...],
+        owner_note: str | None,
+        service: str | None,
+        port_class: PortClass,
+        ephemeral: bool,
+        exposure: Exposure,
+    ) -> None:
+        # Only direct calls come here; build_sockets fills its records
+        # through _SocketLayout, several times faster.
+        for name, value in (
+            ("protocol", protocol),
+            ("family", family),
+            ("state", state),
+            ("local_address", local_address),
+            ("local_port", local_port),
+            ("remote_address", remote_address),
+            ("remote_port", remote_port),
+            ("inode", inode),
+            ("uid", uid),
+            ("recv_queue", recv_queue),
+            ("send_queue", send_queue),
+            ("v6only", v6only),
+            ("interface", interface),
+            ("processes", processes),
+            ("owner_note", owner_note),
+            ("service", service),
+            ("port_class", port_class),
+            ("ephemeral", ephemeral),
+            ("exposure", exposure),
+        ):
+            object.__setattr__(self, name, value)
 
     @property
     def listening(self) -> bool:
@@ -169,10 +231,6 @@ NOTE_NO_PROCESS = "held by the kernel, not by a process"
 NOTE_NOT_VISIBLE = "not visible without root"
 NOTE_NOT_FOUND = "no owning process found (gone, or outside this process namespace)"
 
-_ADDRESS_TYPES: dict[int, Callable[[bytes], IPv4Address | IPv6Address]] = {
-    4: ipaddress.IPv4Address,
-    6: ipaddress.IPv6Address,
-}
 _UNSPECIFIED = {bytes(4), bytes(16)}
 
 
@@ -181,7 +239,7 @@ def _exposure(address: IPv4Address | IPv6Address) -> Exposure:
         return Exposure.ALL
     if address.is_loopback:
         return Exposure.LOOPBACK
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+    if address.version == 6 and address.ipv4_mapped is not None:
         return _exposure(address.ipv4_mapped)
     return Exposure.SPECIFIC
 
@@ -263,7 +321,7 @@ class _SocketLayout:
         self.__class__ = Socket  # type: ignore[assignment]  # noqa: PLE0237 - see the docstring
 
 
-_make_socket = cast(Callable[..., Socket], _SocketLayout)
+_make_socket: Callable[..., Socket] = _SocketLayout  # type: ignore[assignment]
 
 
 def build_sockets(
@@ -283,6 +341,14 @@ def build_sockets(
     repeated across thousands of sockets (addresses, per-port annotations,
     owner tuples) are computed once and shared.
     """
+    # ipaddress (a millisecond or two) is imported on first use, not with the
+    # module: the modules that import Socket only for its type never need it.
+    from ipaddress import IPv4Address, IPv6Address
+
+    address_types: dict[int, Callable[[bytes], IPv4Address | IPv6Address]] = {
+        4: IPv4Address,
+        6: IPv6Address,
+    }
     addresses: dict[bytes, tuple[IPv4Address | IPv6Address, Exposure]] = {}
     owner_tuples: dict[tuple[int, ...], tuple[SocketProcess, ...]] = {}
     records: dict[int, SocketProcess] = {
@@ -342,7 +408,7 @@ def build_sockets(
             ports = ports_by_proto.setdefault(proto_name, {})
         local = addresses.get(laddr)
         if local is None:
-            address = _ADDRESS_TYPES[fam](laddr)
+            address = address_types[fam](laddr)
             local = addresses[laddr] = (address, _exposure(address))
         annotation = ports.get(lport)
         if annotation is None:
@@ -359,7 +425,7 @@ def build_sockets(
         else:
             remote = addresses.get(raddr)
             if remote is None:
-                address = _ADDRESS_TYPES[fam](raddr)
+                address = address_types[fam](raddr)
                 remote = addresses[raddr] = (address, _exposure(address))
             remote_address, remote_port = remote[0], rport
         note: str | None = None

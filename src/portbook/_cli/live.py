@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
 from ._output import Output
 
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+    from typing import Any
+
     from portbook import PortRange, Protocol, Socket
 
 _ROOT_NOTE = (
@@ -19,6 +21,17 @@ _NOT_VISIBLE = "not visible without root"
 
 
 def register(subparsers: Any) -> None:
+    _add_ls(subparsers)
+    _add_who(subparsers)
+
+
+def register_command(subparsers: Any, command: str) -> None:
+    """Register only ``command`` (``ls`` or ``who``): the ls parser alone has a score of
+    arguments, each a formatter and gettext look-ups (see ``portbook._cli.build_parser``)."""
+    (_add_who if command == "who" else _add_ls)(subparsers)
+
+
+def _add_ls(subparsers: Any) -> None:
     ls = subparsers.add_parser(
         "ls",
         help="listening sockets and the programs that hold them (the default command)",
@@ -57,6 +70,8 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--count", type=int, metavar="N", help="with --watch: stop after N refreshes")
     ls.set_defaults(handler=run_ls)
 
+
+def _add_who(subparsers: Any) -> None:
     who = subparsers.add_parser(
         "who",
         help="every socket on one port, who holds it, and what the port is",
