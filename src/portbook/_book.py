@@ -534,24 +534,31 @@ class Book:
         even a large table has; answers are remembered as ``service_name``'s.
         """
         wanted: set[tuple[int, str]] = set()
-        for port, protocol in pairs:
-            if type(port) is not int or not 0 <= port <= MAX_PORT or protocol not in _PROTOCOL_SET:
+        add = wanted.add
+        for pair in pairs:
+            port, protocol = pair
+            # The common case (an int port, a protocol value) is the pair itself.
+            if (
+                type(port) is int
+                and 0 <= port <= MAX_PORT
+                and type(protocol) is str
+                and protocol in _PROTOCOL_SET
+            ):
+                add(pair)
+            else:
                 _check_port(port)
-            wanted.add((port, _proto_key(protocol)))
+                add((port, _proto_key(protocol)))
         if self._names is None and len(wanted) > _BULK_UNTIL:
             self._name_table()  # nearly every port asked: the whole table is cheaper
         names = self._names
         if names is not None:
             return {key: names.get(key) for key in wanted}
         cache = self._facts
-        answer: dict[tuple[int, str], str | None] = {}
-        missing: list[tuple[int, str]] = []
-        for key in wanted:
-            facts = cache.get(key)
-            if facts is None:
-                missing.append(key)
-            else:
-                answer[key] = facts[1]
+        if cache:
+            answer = {key: facts[1] for key in wanted if (facts := cache.get(key)) is not None}
+            missing = [key for key in wanted if key not in answer]
+        else:
+            answer, missing = {}, list(wanted)
         if not missing:
             return answer
         rows: dict[tuple[int, str], str | None] = {}
@@ -564,15 +571,34 @@ class Book:
                 f"SELECT port, protocol, name FROM port_name WHERE port IN ({marks})", chunk
             ):
                 rows[port, proto] = name
-        overlays = self._overlays()
-        for key in missing:
-            assigned = key in rows
-            name = rows.get(key)
-            if name is None:
-                name = overlays.first_name(*key)
-            cache[key] = (assigned, name)
-            answer[key] = name
+        rows_get = rows.get
+        found: dict[tuple[int, str], str | None] = {
+            key: name for key in missing if (name := rows_get(key)) is not None
+        }
+        unnamed = [key for key in missing if key not in found]
+        if len(unnamed) > _INDEX_AFTER:
+            # Many ports without an IANA name (ephemeral ports): one pass over
+            # the overlays answers them all, first entry first as in first_name.
+            overlay_get = self._overlay_names({port for port, _ in unnamed}).get
+            found.update({key: overlay_get(key) for key in unnamed})
+        else:
+            overlays = self._overlays()
+            found.update({key: overlays.first_name(*key) for key in unnamed})
+        cache.update({key: (key in rows, name) for key, name in found.items()})
+        answer.update(found)
         return answer
+
+    def _overlay_names(self, ports: set[int]) -> dict[tuple[int, str], str]:
+        """(port, protocol) -> the first overlay name (/etc/services, then unofficial)."""
+        names: dict[tuple[int, str], str] = {}
+        setdefault = names.setdefault
+        for e in self._etc_raw():
+            if e.port in ports:
+                setdefault((e.port, e.protocol), e.name)
+        for first, last, proto_value, name, _, _ in self._unofficial_raw():
+            for port in ports.intersection(range(first, last + 1)):
+                setdefault((port, proto_value), name)
+        return names
 
     # -- lookup and search ---------------------------------------------------------
 
