@@ -295,3 +295,46 @@ def test_backend_is_chosen_once_and_named() -> None:
     backend = portbook.socket_backend()
     assert backend is portbook.socket_backend()
     assert backend.name in ("netlink", "procfs", "psutil")
+
+
+@pytest.mark.parametrize("count", [0, 1, 511, 512, 513, 1100])
+def test_json_written_in_pieces_equals_json_dumps(count: int) -> None:
+    import io
+
+    from portbook._sockets import _JSON_CHUNK, SocketProcess, write_sockets_json
+
+    assert _JSON_CHUNK == 512  # the counts above straddle piece boundaries
+    owner = (SocketProcess(7, "caf\u00e9", ("srv", '"quoted"\n'), "root"),)
+    sockets = [
+        Socket(
+            Protocol.TCP,
+            Family.INET6 if i % 3 else Family.INET,
+            SocketState.ESTAB,
+            ipaddress.ip_address("::1" if i % 3 else "127.0.0.1"),
+            40000 + i,
+            ipaddress.ip_address("::1" if i % 3 else "127.0.0.2"),
+            5432,
+            1000 + i,
+            0,
+            i % 5,
+            0,
+            None if i % 2 else False,
+            None,
+            owner if i % 4 else (),
+            None if i % 4 else "held by the kernel, not by a process",
+            None if i % 7 else "postgresql",
+            portbook.PortClass.USER,
+            bool(i % 2),
+            Exposure.LOOPBACK,
+        )
+        for i in range(count)
+    ]
+    expected = json.dumps([s.to_json() for s in sockets], ensure_ascii=False)
+    stream = io.StringIO()
+    write_sockets_json(sockets, stream)
+    assert stream.getvalue() == expected == sockets_json(sockets)
+    stream = io.StringIO()
+    write_sockets_json(sockets, stream, indent=2)
+    assert stream.getvalue() == json.dumps(
+        [s.to_json() for s in sockets], indent=2, ensure_ascii=False
+    )

@@ -19,9 +19,9 @@ from ._record import frozen_record
 # ipaddress at import were a third of their fixed cost.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from ipaddress import IPv4Address, IPv6Address
-    from typing import Any
+    from typing import Any, TextIO
 
     from ._backends.base import RawSocket
     from ._owners import OwnerScan, ProcessInfo
@@ -34,6 +34,7 @@ __all__ = [
     "SocketState",
     "build_sockets",
     "sockets_json",
+    "write_sockets_json",
 ]
 
 
@@ -493,21 +494,46 @@ def sockets_json(sockets: Iterable[Socket], *, indent: int | None = None) -> str
     pieces shared between sockets (addresses, owner lists, notes) are encoded
     once, and each socket is one string format.
     """
+    if indent is not None:
+        import json
+
+        return json.dumps([s.to_json() for s in sockets], indent=indent, ensure_ascii=False)
+    return "".join(_json_chunks(sockets))
+
+
+def write_sockets_json(
+    sockets: Iterable[Socket], stream: TextIO, *, indent: int | None = None
+) -> None:
+    """Write :func:`sockets_json` of ``sockets`` to the text ``stream``, a piece at a time.
+
+    A large table's JSON runs to megabytes (every socket repeats its owners'
+    command lines); built whole, each copy of it (joining, adding a newline,
+    encoding for the stream) costs milliseconds, mostly the kernel handing
+    fresh pages to the new buffer. Pieces of ``_JSON_CHUNK`` sockets reuse
+    the same memory instead.
+    """
+    if indent is not None:
+        stream.write(sockets_json(sockets, indent=indent))
+        return
+    write = stream.write
+    for chunk in _json_chunks(sockets):
+        write(chunk)
+
+
+_JSON_CHUNK = 512  # sockets per piece: ~300 KB of text with long command lines
+
+
+def _json_chunks(sockets: Iterable[Socket]) -> Iterator[str]:
+    """The compact JSON array of ``sockets`` in pieces (``"[" ... "]"`` once joined)."""
     import json
 
-    if indent is not None:
-        return json.dumps([s.to_json() for s in sockets], indent=indent, ensure_ascii=False)
-    # Every value shared between sockets is encoded once and found again by
-    # the cheapest key: the object's id for addresses and owner lists (shared
-    # objects whose own hash is slow), the string itself for names. Enum
-    # members format as their values (StrEnum/IntEnum), which need no JSON
-    # escaping.
     dumps = json.dumps
     by_id: dict[int, str] = {}
     names: dict[str | None, str] = {None: "null"}
     keep: list[object] = []  # keeps id() keys unique: the objects stay alive
     parts: list[str] = []
     append = parts.append
+    separator = "["  # before the next piece: "[" first, then ", "
     for s in sockets:
         procs = s.processes
         owners = by_id.get(id(procs))
@@ -549,4 +575,14 @@ def sockets_json(sockets: Iterable[Socket], *, indent: int | None = None) -> str
             f'"v6only": {"null" if v6only is None else "true" if v6only else "false"}, '
             f'"interface": {"null" if interface is None else interface}}}'
         )
-    return "[" + ", ".join(parts) + "]"
+        if len(parts) == _JSON_CHUNK:
+            yield separator
+            yield ", ".join(parts)
+            separator = ", "
+            parts.clear()
+    if parts:
+        yield separator
+        yield ", ".join(parts)
+    elif separator == "[":
+        yield "["  # no socket at all
+    yield "]"

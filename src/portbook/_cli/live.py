@@ -179,9 +179,11 @@ def _book_lines(out: Output, query: str, protocol: Protocol | None) -> None:
 
 
 def _json(sockets: Sequence[Socket], out: Output) -> None:
-    from portbook import sockets_json
+    # In pieces: a large table's JSON is megabytes (see write_sockets_json).
+    from portbook._sockets import write_sockets_json
 
-    out.stream.write(sockets_json(sockets, indent=2 if out.tty else None) + "\n")
+    write_sockets_json(sockets, out.stream, indent=2 if out.tty else None)
+    out.stream.write("\n")
 
 
 def _endpoint(address: object, port: int | None) -> str:
