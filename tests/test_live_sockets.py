@@ -338,3 +338,34 @@ def test_json_written_in_pieces_equals_json_dumps(count: int) -> None:
     assert stream.getvalue() == json.dumps(
         [s.to_json() for s in sockets], indent=2, ensure_ascii=False
     )
+
+
+class _FailingBackend:
+    name = "failing"
+    provides_owners = False
+
+    def available(self) -> bool:
+        return True
+
+    def sockets(self, query: object) -> list[Any]:
+        raise portbook.SocketTableError("the table could not be read")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_left_as_it_was(enabled: bool) -> None:
+    import gc
+
+    was = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()
+        with open_sockets() as ss:
+            listener = ss.tcp_listener()
+            assert list_sockets(port=port_of(listener))
+        assert gc.isenabled() is enabled
+        with pytest.raises(portbook.SocketTableError):
+            list_sockets(backend=_FailingBackend())
+        assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()
