@@ -8,7 +8,7 @@ from ._output import Output
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from typing import Any
 
     from portbook import PortRange, Protocol, Socket
@@ -108,17 +108,46 @@ def _ls_filters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_ls(args: argparse.Namespace, out: Output) -> int:
-    from portbook import list_sockets
-
     filters = _ls_filters(args)
     if args.watch:
         return _watch(filters, args, out)
+    return _collector_paused(_list_once, filters, args, out)
+
+
+def _list_once(filters: dict[str, Any], args: argparse.Namespace, out: Output) -> int:
+    from portbook import list_sockets
+
     sockets = list_sockets(**filters)
     _render(sockets, out, json_out=args.json, show_peer=args.all or bool(args.state))
     return 0
 
 
+def _collector_paused(run: Callable[..., int], *args: Any) -> int:
+    """``run(*args)`` with the cyclic garbage collector paused until its records are freed.
+
+    list_sockets pauses the collector while it builds the table, but resumes
+    it with the table still alive, and the next allocation then makes the
+    collector traverse every new record once (milliseconds for a large
+    table). Here the pause lasts until ``run`` has returned and its records
+    have gone (reference counting frees them), so that traversal never
+    happens. Not for --watch, which runs for as long as the user likes.
+    """
+    import gc
+
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return run(*args)
+    finally:
+        if paused:
+            gc.enable()
+
+
 def run_who(args: argparse.Namespace, out: Output) -> int:
+    return _collector_paused(_who, args, out)
+
+
+def _who(args: argparse.Namespace, out: Output) -> int:
     from ipaddress import ip_address
 
     from portbook import UsageError, list_sockets, parse_port_spec
