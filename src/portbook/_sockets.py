@@ -539,6 +539,14 @@ def _json_chunks(sockets: Iterable[Socket]) -> Iterator[str]:
     parts: list[str] = []
     append = parts.append
     separator = "["  # before the next piece: "[" first, then ", "
+    # Enum members as plain strings: an f-string formats an exact str
+    # directly, but a str or int subclass member through its __format__
+    # and __str__ methods, which cost a third of this loop.
+    protocols = {m: m.value for m in Protocol}
+    families = {m: str(m.value) for m in Family}
+    states = {m: m.value for m in SocketState}
+    exposures = {m: m.value for m in Exposure}
+    classes = {m: m.common_name for m in PortClass}
     for s in sockets:
         procs = s.processes
         owners = by_id.get(id(procs))
@@ -568,13 +576,13 @@ def _json_chunks(sockets: Iterable[Socket]) -> Iterator[str]:
         v6only = s.v6only
         interface = s.interface
         append(
-            f'{{"protocol": "{s.protocol}", "family": {s.family:d}, '
-            f'"state": "{s.state}", "local_address": {local_text}, '
+            f'{{"protocol": "{protocols[s.protocol]}", "family": {families[s.family]}, '
+            f'"state": "{states[s.state]}", "local_address": {local_text}, '
             f'"local_port": {s.local_port}, "remote_address": {remote_text}, '
             f'"remote_port": {"null" if remote_port is None else remote_port}, '
             f'"inode": {s.inode}, "uid": {s.uid}, "processes": {owners}, '
             f'"owner_note": {note}, "service": {service}, '
-            f'"exposure": "{s.exposure}", "port_class": "{s.port_class.common_name}", '
+            f'"exposure": "{exposures[s.exposure]}", "port_class": "{classes[s.port_class]}", '
             f'"ephemeral": {"true" if s.ephemeral else "false"}, '
             f'"recv_queue": {s.recv_queue}, "send_queue": {s.send_queue}, '
             f'"v6only": {"null" if v6only is None else "true" if v6only else "false"}, '
