@@ -229,3 +229,17 @@ def test_watch_json_events_are_one_object_per_line() -> None:
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert events and all(e["event"] == "opened" for e in events)
     assert any(e["socket"]["local_port"] == port for e in events)
+
+
+def test_ls_and_who_leave_the_garbage_collector_running() -> None:
+    import gc
+
+    assert gc.isenabled()
+    with open_sockets() as ss:
+        port = port_of(ss.tcp_listener())
+        assert run_cli("ls", "--all", "--json", "--port", str(port)).status == 0
+        assert gc.isenabled()
+        assert run_cli("who", str(port)).status == 0
+        assert gc.isenabled()
+    assert run_cli("who", "nosuchservicename").status != 0
+    assert gc.isenabled()

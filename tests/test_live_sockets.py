@@ -8,7 +8,6 @@ import os
 import socket
 import sys
 import time
-from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -279,7 +278,7 @@ def test_json_contract_and_fast_text_match_to_json() -> None:
 
 
 def test_fast_constructor_builds_the_same_record() -> None:
-    values: list[Any] = [f"v{i}" for i in range(len(fields(Socket)))]
+    values: list[Any] = [f"v{i}" for i in range(len(Socket.__match_args__))]
     fast = portbook._sockets._make_socket(*values)
     assert fast == Socket(*values)
     assert hash(fast) == hash(Socket(*values))
@@ -288,10 +287,85 @@ def test_fast_constructor_builds_the_same_record() -> None:
         fast.local_port = 1  # type: ignore[misc]
     # The builder must keep exactly the record's slots (CPython lays slots
     # out in sorted name order, whatever order __slots__ lists them in).
-    assert sorted(portbook._sockets._SocketLayout.__slots__) == sorted(Socket.__slots__)
+    record_slots = Socket.__slots__  # type: ignore[attr-defined]  # made by frozen_record
+    assert sorted(portbook._sockets._SocketLayout.__slots__) == sorted(record_slots)
 
 
 def test_backend_is_chosen_once_and_named() -> None:
     backend = portbook.socket_backend()
     assert backend is portbook.socket_backend()
     assert backend.name in ("netlink", "procfs", "psutil")
+
+
+@pytest.mark.parametrize("count", [0, 1, 511, 512, 513, 1100])
+def test_json_written_in_pieces_equals_json_dumps(count: int) -> None:
+    import io
+
+    from portbook._sockets import _JSON_CHUNK, SocketProcess, write_sockets_json
+
+    assert _JSON_CHUNK == 512  # the counts above straddle piece boundaries
+    owner = (SocketProcess(7, "caf\u00e9", ("srv", '"quoted"\n'), "root"),)
+    sockets = [
+        Socket(
+            Protocol.TCP,
+            Family.INET6 if i % 3 else Family.INET,
+            SocketState.ESTAB,
+            ipaddress.ip_address("::1" if i % 3 else "127.0.0.1"),
+            40000 + i,
+            ipaddress.ip_address("::1" if i % 3 else "127.0.0.2"),
+            5432,
+            1000 + i,
+            0,
+            i % 5,
+            0,
+            None if i % 2 else False,
+            None,
+            owner if i % 4 else (),
+            None if i % 4 else "held by the kernel, not by a process",
+            None if i % 7 else "postgresql",
+            portbook.PortClass.USER,
+            bool(i % 2),
+            Exposure.LOOPBACK,
+        )
+        for i in range(count)
+    ]
+    expected = json.dumps([s.to_json() for s in sockets], ensure_ascii=False)
+    stream = io.StringIO()
+    write_sockets_json(sockets, stream)
+    assert stream.getvalue() == expected == sockets_json(sockets)
+    stream = io.StringIO()
+    write_sockets_json(sockets, stream, indent=2)
+    assert stream.getvalue() == json.dumps(
+        [s.to_json() for s in sockets], indent=2, ensure_ascii=False
+    )
+
+
+class _FailingBackend:
+    name = "failing"
+    provides_owners = False
+
+    def available(self) -> bool:
+        return True
+
+    def sockets(self, query: object) -> list[Any]:
+        raise portbook.SocketTableError("the table could not be read")
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_garbage_collector_is_left_as_it_was(enabled: bool) -> None:
+    import gc
+
+    was = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()
+        with open_sockets() as ss:
+            listener = ss.tcp_listener()
+            assert list_sockets(port=port_of(listener))
+        assert gc.isenabled() is enabled
+        with pytest.raises(portbook.SocketTableError):
+            list_sockets(backend=_FailingBackend())
+        assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()

@@ -22,11 +22,16 @@ Process details (name, command line, user) are read only for owners.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import os
 import pwd
-from collections.abc import Collection, Iterable, Iterator
-from typing import NamedTuple
+from collections import namedtuple
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record (typing costs a
+# quarter of an interpreter start, and `portbook who` must start fast).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Iterator
+    from typing import NamedTuple
 
 __all__ = [
     "BackgroundWalk",
@@ -89,13 +94,21 @@ class OwnerScan:
         return merged
 
 
-class ProcessInfo(NamedTuple):
-    """Raw details of one owning process (``None`` where unreadable)."""
+if TYPE_CHECKING:
 
-    pid: int
-    name: str | None
-    cmdline: tuple[str, ...] | None
-    user: str | None
+    class ProcessInfo(NamedTuple):
+        """Raw details of one owning process (``None`` where unreadable)."""
+
+        pid: int
+        name: str | None
+        cmdline: tuple[str, ...] | None
+        user: str | None
+
+else:
+    # The same tuple class without typing.NamedTuple, which needs typing.
+    ProcessInfo = namedtuple("ProcessInfo", ("pid", "name", "cmdline", "user"))
+    ProcessInfo.__doc__ = "Raw details of one owning process (``None`` where unreadable)."
+    ProcessInfo.__module__ = __name__
 
 
 def _scan_process(
@@ -246,6 +259,7 @@ class BackgroundWalk:
         """Stop the helper (the caller gave up: an error or Ctrl-C)."""
         if not self._pid:
             return
+        import contextlib  # only here: `portbook who` does not import it otherwise
         import signal
 
         with contextlib.suppress(OSError):

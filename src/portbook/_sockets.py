@@ -9,16 +9,23 @@ book's annotations, into :class:`Socket` records. Nothing else creates a
 from __future__ import annotations
 
 import enum
-import ipaddress
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address
-from typing import Any, cast
 
-from ._backends.base import TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_RECV, RawSocket
+from ._backends.base import TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_RECV
 from ._model import Family, PortClass, Protocol
-from ._owners import OwnerScan, ProcessInfo
-from ._system import LocalRanges
+from ._record import frozen_record
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record. `portbook who`
+# and `portbook ls` import this module; typing, dataclasses (with inspect) and
+# ipaddress at import were a third of their fixed cost.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from ipaddress import IPv4Address, IPv6Address
+    from typing import Any, TextIO
+
+    from ._backends.base import RawSocket
+    from ._owners import OwnerScan, ProcessInfo
+    from ._system import LocalRanges
 
 __all__ = [
     "Exposure",
@@ -27,6 +34,7 @@ __all__ = [
     "SocketState",
     "build_sockets",
     "sockets_json",
+    "write_sockets_json",
 ]
 
 
@@ -87,7 +95,7 @@ class Exposure(enum.StrEnum):
     SPECIFIC = "specific"  # one address of one interface
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record()
 class SocketProcess:
     """A process holding a socket. ``None`` fields could not be read."""
 
@@ -95,6 +103,14 @@ class SocketProcess:
     name: str | None
     cmdline: tuple[str, ...] | None
     user: str | None
+
+    def __init__(
+        self, pid: int, name: str | None, cmdline: tuple[str, ...] | None, user: str | None
+    ) -> None:
+        object.__setattr__(self, "pid", pid)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "cmdline", cmdline)
+        object.__setattr__(self, "user", user)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,7 +121,7 @@ class SocketProcess:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen_record()
 class Socket:
     """One TCP or UDP socket of this machine, with its owners and what its port means.
 
@@ -134,6 +150,53 @@ class Socket:
     port_class: PortClass
     ephemeral: bool
     exposure: Exposure
+
+    def __init__(  # noqa: PLR0917 - positional, as the frozen dataclass it was took them
+        self,
+        protocol: Protocol,
+        family: Family,
+        state: SocketState,
+        local_address: IPv4Address | IPv6Address,
+        local_port: int,
+        remote_address: IPv4Address | IPv6Address | None,
+        remote_port: int | None,
+        inode: int,
+        uid: int,
+        recv_queue: int,
+        send_queue: int,
+        v6only: bool | None,
+        interface: int | None,
+        processes: tuple[SocketProcess, ...],
+        owner_note: str | None,
+        service: str | None,
+        port_class: PortClass,
+        ephemeral: bool,
+        exposure: Exposure,
+    ) -> None:
+        # Only direct calls come here; build_sockets fills its records
+        # through _SocketLayout, several times faster.
+        for name, value in (
+            ("protocol", protocol),
+            ("family", family),
+            ("state", state),
+            ("local_address", local_address),
+            ("local_port", local_port),
+            ("remote_address", remote_address),
+            ("remote_port", remote_port),
+            ("inode", inode),
+            ("uid", uid),
+            ("recv_queue", recv_queue),
+            ("send_queue", send_queue),
+            ("v6only", v6only),
+            ("interface", interface),
+            ("processes", processes),
+            ("owner_note", owner_note),
+            ("service", service),
+            ("port_class", port_class),
+            ("ephemeral", ephemeral),
+            ("exposure", exposure),
+        ):
+            object.__setattr__(self, name, value)
 
     @property
     def listening(self) -> bool:
@@ -169,10 +232,6 @@ NOTE_NO_PROCESS = "held by the kernel, not by a process"
 NOTE_NOT_VISIBLE = "not visible without root"
 NOTE_NOT_FOUND = "no owning process found (gone, or outside this process namespace)"
 
-_ADDRESS_TYPES: dict[int, Callable[[bytes], IPv4Address | IPv6Address]] = {
-    4: ipaddress.IPv4Address,
-    6: ipaddress.IPv6Address,
-}
 _UNSPECIFIED = {bytes(4), bytes(16)}
 
 
@@ -181,7 +240,7 @@ def _exposure(address: IPv4Address | IPv6Address) -> Exposure:
         return Exposure.ALL
     if address.is_loopback:
         return Exposure.LOOPBACK
-    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+    if address.version == 6 and address.ipv4_mapped is not None:
         return _exposure(address.ipv4_mapped)
     return Exposure.SPECIFIC
 
@@ -263,7 +322,7 @@ class _SocketLayout:
         self.__class__ = Socket  # type: ignore[assignment]  # noqa: PLE0237 - see the docstring
 
 
-_make_socket = cast(Callable[..., Socket], _SocketLayout)
+_make_socket: Callable[..., Socket] = _SocketLayout  # type: ignore[assignment]
 
 
 def build_sockets(
@@ -283,6 +342,14 @@ def build_sockets(
     repeated across thousands of sockets (addresses, per-port annotations,
     owner tuples) are computed once and shared.
     """
+    # ipaddress (a millisecond or two) is imported on first use, not with the
+    # module: the modules that import Socket only for its type never need it.
+    from ipaddress import IPv4Address, IPv6Address
+
+    address_types: dict[int, Callable[[bytes], IPv4Address | IPv6Address]] = {
+        4: IPv4Address,
+        6: IPv6Address,
+    }
     addresses: dict[bytes, tuple[IPv4Address | IPv6Address, Exposure]] = {}
     owner_tuples: dict[tuple[int, ...], tuple[SocketProcess, ...]] = {}
     records: dict[int, SocketProcess] = {
@@ -303,6 +370,11 @@ def build_sockets(
     shared_get = (scan.shared if scan is not None else none_shared).get
     hidden = scan is not None and scan.hidden > 0
     make = _make_socket
+    # Loop invariants as locals: a global or enum-class attribute lookup per
+    # socket is a measurable part of a 50,000-socket table.
+    walked = scan is not None
+    closed = SocketState.CLOSE
+    unspecified = _UNSPECIFIED
     out: list[Socket] = []
     append = out.append
     # Per (protocol, family) values, recomputed only when the kind changes:
@@ -342,7 +414,7 @@ def build_sockets(
             ports = ports_by_proto.setdefault(proto_name, {})
         local = addresses.get(laddr)
         if local is None:
-            address = _ADDRESS_TYPES[fam](laddr)
+            address = address_types[fam](laddr)
             local = addresses[laddr] = (address, _exposure(address))
         annotation = ports.get(lport)
         if annotation is None:
@@ -353,19 +425,19 @@ def build_sockets(
                 system if lport <= system_last else user if lport <= user_last else dynamic,
                 eph_first <= lport <= eph_last and (not reserved or not ranges.is_reserved(lport)),
             )
-        if rport == 0 and raddr in _UNSPECIFIED:
+        if rport == 0 and raddr in unspecified:
             remote_address: IPv4Address | IPv6Address | None = None
             remote_port: int | None = None
         else:
             remote = addresses.get(raddr)
             if remote is None:
-                address = _ADDRESS_TYPES[fam](raddr)
+                address = address_types[fam](raddr)
                 remote = addresses[raddr] = (address, _exposure(address))
             remote_address, remote_port = remote[0], rport
         note: str | None = None
         procs: tuple[SocketProcess, ...] = ()
         if raw_pids is None:
-            if scan is not None:
+            if walked:
                 pid = single_get(inode)
                 if pid is not None:
                     procs = single.get(pid) or single.setdefault(pid, owners_of((pid,)))
@@ -397,7 +469,7 @@ def build_sockets(
             make(
                 protocol,
                 family,
-                states.get(code, SocketState.CLOSE),
+                states.get(code, closed),
                 local[0],
                 lport,
                 remote_address,
@@ -427,21 +499,54 @@ def sockets_json(sockets: Iterable[Socket], *, indent: int | None = None) -> str
     pieces shared between sockets (addresses, owner lists, notes) are encoded
     once, and each socket is one string format.
     """
+    if indent is not None:
+        import json
+
+        return json.dumps([s.to_json() for s in sockets], indent=indent, ensure_ascii=False)
+    return "".join(_json_chunks(sockets))
+
+
+def write_sockets_json(
+    sockets: Iterable[Socket], stream: TextIO, *, indent: int | None = None
+) -> None:
+    """Write :func:`sockets_json` of ``sockets`` to the text ``stream``, a piece at a time.
+
+    A large table's JSON runs to megabytes (every socket repeats its owners'
+    command lines); built whole, each copy of it (joining, adding a newline,
+    encoding for the stream) costs milliseconds, mostly the kernel handing
+    fresh pages to the new buffer. Pieces of ``_JSON_CHUNK`` sockets reuse
+    the same memory instead.
+    """
+    if indent is not None:
+        stream.write(sockets_json(sockets, indent=indent))
+        return
+    write = stream.write
+    for chunk in _json_chunks(sockets):
+        write(chunk)
+
+
+_JSON_CHUNK = 512  # sockets per piece: ~300 KB of text with long command lines
+
+
+def _json_chunks(sockets: Iterable[Socket]) -> Iterator[str]:
+    """The compact JSON array of ``sockets`` in pieces (``"[" ... "]"`` once joined)."""
     import json
 
-    if indent is not None:
-        return json.dumps([s.to_json() for s in sockets], indent=indent, ensure_ascii=False)
-    # Every value shared between sockets is encoded once and found again by
-    # the cheapest key: the object's id for addresses and owner lists (shared
-    # objects whose own hash is slow), the string itself for names. Enum
-    # members format as their values (StrEnum/IntEnum), which need no JSON
-    # escaping.
     dumps = json.dumps
     by_id: dict[int, str] = {}
     names: dict[str | None, str] = {None: "null"}
     keep: list[object] = []  # keeps id() keys unique: the objects stay alive
     parts: list[str] = []
     append = parts.append
+    separator = "["  # before the next piece: "[" first, then ", "
+    # Enum members as plain strings: an f-string formats an exact str
+    # directly, but a str or int subclass member through its __format__
+    # and __str__ methods, which cost a third of this loop.
+    protocols = {m: m.value for m in Protocol}
+    families = {m: str(m.value) for m in Family}
+    states = {m: m.value for m in SocketState}
+    exposures = {m: m.value for m in Exposure}
+    classes = {m: m.common_name for m in PortClass}
     for s in sockets:
         procs = s.processes
         owners = by_id.get(id(procs))
@@ -471,16 +576,26 @@ def sockets_json(sockets: Iterable[Socket], *, indent: int | None = None) -> str
         v6only = s.v6only
         interface = s.interface
         append(
-            f'{{"protocol": "{s.protocol}", "family": {s.family:d}, '
-            f'"state": "{s.state}", "local_address": {local_text}, '
+            f'{{"protocol": "{protocols[s.protocol]}", "family": {families[s.family]}, '
+            f'"state": "{states[s.state]}", "local_address": {local_text}, '
             f'"local_port": {s.local_port}, "remote_address": {remote_text}, '
             f'"remote_port": {"null" if remote_port is None else remote_port}, '
             f'"inode": {s.inode}, "uid": {s.uid}, "processes": {owners}, '
             f'"owner_note": {note}, "service": {service}, '
-            f'"exposure": "{s.exposure}", "port_class": "{s.port_class.common_name}", '
+            f'"exposure": "{exposures[s.exposure]}", "port_class": "{classes[s.port_class]}", '
             f'"ephemeral": {"true" if s.ephemeral else "false"}, '
             f'"recv_queue": {s.recv_queue}, "send_queue": {s.send_queue}, '
             f'"v6only": {"null" if v6only is None else "true" if v6only else "false"}, '
             f'"interface": {"null" if interface is None else interface}}}'
         )
-    return "[" + ", ".join(parts) + "]"
+        if len(parts) == _JSON_CHUNK:
+            yield separator
+            yield ", ".join(parts)
+            separator = ", "
+            parts.clear()
+    if parts:
+        yield separator
+        yield ", ".join(parts)
+    elif separator == "[":
+        yield "["  # no socket at all
+    yield "]"

@@ -7,13 +7,15 @@ backend module is imported only when it is tried.
 
 from __future__ import annotations
 
-import importlib
 import sys
-from typing import TYPE_CHECKING, Any
 
 from .base import RawSocket, SocketBackend, TableQuery
 
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .netlink import NetlinkBackend
     from .procfs import ProcfsBackend
     from .psutil import PsutilBackend
@@ -36,7 +38,9 @@ def __getattr__(name: str) -> Any:
     module = _MODULES.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    # A non-empty fromlist makes __import__ return the submodule itself
+    # (importlib.import_module would import importlib and warnings).
+    return getattr(__import__(f"{__name__}.{module}", fromlist=(name,)), name)
 
 
 def choose_backend() -> SocketBackend:

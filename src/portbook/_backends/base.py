@@ -8,8 +8,15 @@ backend gives identical results for the same sockets.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+# Not `from typing import ...`: see portbook._record. At run time
+# SocketBackend is a plain class that documents the interface; type checkers
+# see the typing.Protocol it is.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Protocol
+else:
+    Protocol = object
 
 __all__ = [
     "TCP_STATES",
@@ -111,8 +118,6 @@ class SocketBackend(Protocol):
 
     def available(self) -> bool:
         """True when this backend can work on this machine, checked cheaply."""
-        ...
 
     def sockets(self, query: TableQuery) -> Iterable[RawSocket]:
         """The sockets matching ``query``; raises ``SocketTableError`` when unreadable."""
-        ...

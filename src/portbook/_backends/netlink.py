@@ -11,14 +11,19 @@ from __future__ import annotations
 # The C module itself: socket.py turns every constant into an enum member when
 # imported, a few milliseconds of a command that must start fast.
 import _socket as socket
-import contextlib
 import errno
 import struct
-from collections.abc import Iterable
 
 from portbook._exceptions import SocketTableError
 
-from .base import RawSocket, TableQuery
+from .base import TableQuery
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .base import RawSocket
 
 __all__ = ["NetlinkBackend"]
 
@@ -77,8 +82,12 @@ class NetlinkBackend:
             # A large receive buffer lets the kernel fill big dump batches
             # without dropping (a dump never drops, but small buffers mean
             # many more recv calls).
-            with contextlib.suppress(OSError):
+            # (try/except, not contextlib.suppress: contextlib is not
+            # otherwise imported by `portbook who`.)
+            try:  # noqa: SIM105
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECV_BUFFER)
+            except OSError:
+                pass
             sock.bind((0, 0))
             # Slack past the receive size: every message is unpacked as a full
             # diag message before its type is looked at, and a short one (DONE,

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
 from ._output import Output
 
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+    from typing import Any
+
     from portbook import PortRange, Protocol, Socket
 
 _ROOT_NOTE = (
@@ -19,6 +21,17 @@ _NOT_VISIBLE = "not visible without root"
 
 
 def register(subparsers: Any) -> None:
+    _add_ls(subparsers)
+    _add_who(subparsers)
+
+
+def register_command(subparsers: Any, command: str) -> None:
+    """Register only ``command`` (``ls`` or ``who``): the ls parser alone has a score of
+    arguments, each a formatter and gettext look-ups (see ``portbook._cli.build_parser``)."""
+    (_add_who if command == "who" else _add_ls)(subparsers)
+
+
+def _add_ls(subparsers: Any) -> None:
     ls = subparsers.add_parser(
         "ls",
         help="listening sockets and the programs that hold them (the default command)",
@@ -57,6 +70,8 @@ def register(subparsers: Any) -> None:
     ls.add_argument("--count", type=int, metavar="N", help="with --watch: stop after N refreshes")
     ls.set_defaults(handler=run_ls)
 
+
+def _add_who(subparsers: Any) -> None:
     who = subparsers.add_parser(
         "who",
         help="every socket on one port, who holds it, and what the port is",
@@ -93,17 +108,46 @@ def _ls_filters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_ls(args: argparse.Namespace, out: Output) -> int:
-    from portbook import list_sockets
-
     filters = _ls_filters(args)
     if args.watch:
         return _watch(filters, args, out)
+    return _collector_paused(_list_once, filters, args, out)
+
+
+def _list_once(filters: dict[str, Any], args: argparse.Namespace, out: Output) -> int:
+    from portbook import list_sockets
+
     sockets = list_sockets(**filters)
     _render(sockets, out, json_out=args.json, show_peer=args.all or bool(args.state))
     return 0
 
 
+def _collector_paused(run: Callable[..., int], *args: Any) -> int:
+    """``run(*args)`` with the cyclic garbage collector paused until its records are freed.
+
+    list_sockets pauses the collector while it builds the table, but resumes
+    it with the table still alive, and the next allocation then makes the
+    collector traverse every new record once (milliseconds for a large
+    table). Here the pause lasts until ``run`` has returned and its records
+    have gone (reference counting frees them), so that traversal never
+    happens. Not for --watch, which runs for as long as the user likes.
+    """
+    import gc
+
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return run(*args)
+    finally:
+        if paused:
+            gc.enable()
+
+
 def run_who(args: argparse.Namespace, out: Output) -> int:
+    return _collector_paused(_who, args, out)
+
+
+def _who(args: argparse.Namespace, out: Output) -> int:
     from ipaddress import ip_address
 
     from portbook import UsageError, list_sockets, parse_port_spec
@@ -164,9 +208,11 @@ def _book_lines(out: Output, query: str, protocol: Protocol | None) -> None:
 
 
 def _json(sockets: Sequence[Socket], out: Output) -> None:
-    from portbook import sockets_json
+    # In pieces: a large table's JSON is megabytes (see write_sockets_json).
+    from portbook._sockets import write_sockets_json
 
-    out.stream.write(sockets_json(sockets, indent=2 if out.tty else None) + "\n")
+    write_sockets_json(sockets, out.stream, indent=2 if out.tty else None)
+    out.stream.write("\n")
 
 
 def _endpoint(address: object, port: int | None) -> str:

@@ -1,0 +1,73 @@
+"""What `portbook who` and `portbook ls` load: their fixed cost is kept down by design.
+
+Each module named in HEAVY costs a tenth or more of a bare interpreter start
+to import (BENCHMARKS.md); none is needed to list sockets. `ipaddress` is
+expected: the Socket record holds address objects. `json` only for --json.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+HEAVY = (
+    "dataclasses",
+    "inspect",
+    "typing",
+    "pathlib",
+    "shutil",
+    "importlib",
+    "contextlib",
+    "json",
+)
+
+pytestmark = [
+    pytest.mark.linux,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux backends' path"),
+]
+
+
+def _loaded_after(argv: list[str]) -> tuple[int, list[str]]:
+    """(exit status, HEAVY modules loaded) of ``portbook ARGV`` in a fresh interpreter."""
+    code = (
+        "import sys\n"
+        "from portbook._cli import main\n"
+        f"status = main({argv!r})\n"
+        f"print('LOADED', status, [m for m in {HEAVY!r} if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    line = out.stdout.strip().splitlines()[-1].removeprefix("LOADED ")
+    status, _, loaded = line.partition(" ")
+    return int(status), list(eval(loaded))
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock
+
+
+def test_who_loads_none_of_the_heavy_modules(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    assert _loaded_after(["who", str(port)]) == (0, [])
+
+
+def test_who_json_loads_only_json(listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    assert _loaded_after(["who", str(port), "--json"]) == (0, ["json"])
+
+
+def test_ls_loads_none_of_the_heavy_modules(listener: socket.socket) -> None:
+    assert _loaded_after(["ls", "--tcp"]) == (0, [])
+
+
+def test_ls_all_json_loads_only_json(listener: socket.socket) -> None:
+    assert _loaded_after(["ls", "--all", "--json"]) == (0, ["json"])
