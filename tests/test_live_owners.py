@@ -271,14 +271,16 @@ def test_whole_table_is_the_same_with_and_without_the_helper(
     from tests.live_helpers import Row, portbook_rows
 
     def _ours(rows: set[Row], ports: set[int]) -> set[Row]:
-        # both ends on this test's ports (another program may reuse a number)
-        return {r for r in rows if r[2] in ports and (r[4] is None or r[4] in ports)}
+        # This test's own sockets only: another program may use the same port
+        # numbers on other loopback addresses (127.0.0.0/8 is all loopback).
+        return {r for r in rows if (r[1], r[2]) in endpoints and (r[4] is None or r[4] in ports)}
 
     with open_sockets() as ss:
         listener = ss.tcp_listener()
         ss.tcp_pair(listener)
         ss.udp_bound()
         ports = {port_of(s) for s in ss.sockets}
+        endpoints = {(str(s.getsockname()[0]), port_of(s)) for s in ss.sockets}
         monkeypatch.setattr(live, "_HELPER_FROM", 0)
         with_helper = _ours(portbook_rows(list_sockets(), ports), ports)
         monkeypatch.setattr(live, "_HELPER_FROM", 10**9)
