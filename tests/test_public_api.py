@@ -53,3 +53,26 @@ def test_import_portbook_is_lazy() -> None:
     code = "import sys, portbook; print(sorted(m for m in sys.modules if m.startswith('portbook')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['portbook']"
+
+
+def test_the_command_line_uses_only_the_public_api() -> None:
+    """The CLI is a thin client: it imports portbook's public names, never its private modules."""
+    import portbook._cli
+
+    cli_dir = Path(portbook._cli.__file__).parent
+    for path in sorted(cli_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level >= 2 or (
+                    module.startswith("portbook.") and not module.startswith("portbook._cli")
+                ):
+                    raise AssertionError(f"{path.name}:{node.lineno} imports {module!r}")
+                if module == "portbook" and node.level == 0:
+                    private = [a.name for a in node.names if a.name not in portbook.__all__]
+                    assert private == [], f"{path.name}:{node.lineno} imports {private}"
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("portbook._") or alias.name.startswith(
+                        "portbook._cli"
+                    ), f"{path.name}:{node.lineno} imports {alias.name}"

@@ -113,6 +113,13 @@ _EXPORTS: dict[str, str] = {
     "DestinationUsage": "_ephemeral",
     "EphemeralUsage": "_ephemeral",
     "ephemeral_usage": "_ephemeral",
+    # helpers the command line uses
+    "write_sockets_json": "_sockets",
+    "holder_for": "_procinfo",
+    "ipv6_available": "_picker",
+    "parse_wait_target": "_wait",
+    "parse_signal": "_kill",
+    "parse_route_args": "_route",
 }
 
 __all__ = [
@@ -171,7 +178,9 @@ __all__ = [
     "ephemeral_usage",
     "export_names",
     "get",
+    "holder_for",
     "import_names",
+    "ipv6_available",
     "is_assigned",
     "kill_port",
     "lease_name",
@@ -185,6 +194,9 @@ __all__ = [
     "parse_port_range",
     "parse_port_spec",
     "parse_protocol",
+    "parse_route_args",
+    "parse_signal",
+    "parse_wait_target",
     "pick_port",
     "port_class",
     "port_holders",
@@ -202,6 +214,7 @@ __all__ = [
     "update_registry",
     "wait_for_free",
     "wait_for_port",
+    "write_sockets_json",
 ]
 
 if TYPE_CHECKING:
@@ -280,6 +293,14 @@ if TYPE_CHECKING:  # wait, kill, route, ephemeral
     from ._kill import KillResult, PortHolder, kill_port, port_holders
     from ._route import Endpoint, Route, RouteRule, route, route_packet
     from ._wait import WaitTarget, wait_for_free, wait_for_port
+
+if TYPE_CHECKING:  # helpers the command line uses
+    from ._kill import parse_signal
+    from ._picker import ipv6_available
+    from ._procinfo import holder_for
+    from ._route import parse_route_args
+    from ._sockets import write_sockets_json
+    from ._wait import parse_wait_target
 
 
 def __getattr__(name: str) -> object:

@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None, out: Output | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     output = out if out is not None else Output.for_stdout()
-    from portbook._exceptions import PortbookError, UsageError
+    from portbook import PortbookError, UsageError
 
     try:
         args_list = args_list or list(_DEFAULT_ARGV)

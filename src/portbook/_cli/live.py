@@ -209,7 +209,7 @@ def _book_lines(out: Output, query: str, protocol: Protocol | None) -> None:
 
 def _json(sockets: Sequence[Socket], out: Output) -> None:
     # In pieces: a large table's JSON is megabytes (see write_sockets_json).
-    from portbook._sockets import write_sockets_json
+    from portbook import write_sockets_json
 
     write_sockets_json(sockets, out.stream, indent=2 if out.tty else None)
     out.stream.write("\n")

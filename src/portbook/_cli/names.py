@@ -11,9 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._output import Output
 
 if TYPE_CHECKING:
-    from portbook._leases import Lease
-    from portbook._names import Assignment
-    from portbook._store import Store
+    from portbook import Assignment, Lease, Store
 
 # Without --ttl and with no parent process to hold it (the parent is init, as
 # for a command run straight by a container's entry point), a CLI pick is
@@ -207,8 +205,7 @@ def _lease_json(lease: Lease) -> dict[str, Any]:
 
 @_with_store
 def run_pick(args: argparse.Namespace, out: Output, store: Store) -> int:
-    from portbook import parse_port, parse_port_range, pick_port
-    from portbook._procinfo import holder_for
+    from portbook import holder_for, parse_port, parse_port_range, pick_port
 
     port_range = parse_port_range(args.range) if args.range else None
     near = parse_port(args.near) if args.near is not None else None
@@ -386,11 +383,11 @@ def run_run(args: argparse.Namespace, out: Output, store: Store) -> int:
         NotFoundError,
         PortbookError,
         assign,
+        holder_for,
         lease_name,
         release_lease,
         transfer_lease,
     )
-    from portbook._procinfo import holder_for
 
     command = _split_run_command(args)
     if not command:
@@ -470,8 +467,7 @@ def _split_run_command(args: argparse.Namespace) -> list[str]:
 def _listening_socket(port: int, protocol: str) -> Any:
     import socket
 
-    from portbook import PortUnavailableError
-    from portbook._picker import ipv6_available
+    from portbook import PortUnavailableError, ipv6_available
 
     kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
     dual = ipv6_available()

@@ -112,8 +112,14 @@ def _register_wait(subparsers: Any) -> None:
 
 
 def run_wait(args: argparse.Namespace, out: Output) -> int:
-    from portbook._exceptions import UsageError, WaitTimeoutError
-    from portbook._wait import WaitTarget, parse_wait_target, wait_for_free, wait_for_port
+    from portbook import (
+        UsageError,
+        WaitTarget,
+        WaitTimeoutError,
+        parse_wait_target,
+        wait_for_free,
+        wait_for_port,
+    )
 
     words = list(args.targets) + list(args.port)
     if not words:
@@ -223,9 +229,14 @@ def _addr(address: Any, port: int) -> str:
 
 
 def run_kill(args: argparse.Namespace, out: Output) -> int:
-    from portbook._exceptions import InvalidPortSpecError, UsageError
-    from portbook._kill import kill_port, parse_signal, port_holders
-    from portbook._model import parse_port_spec
+    from portbook import (
+        InvalidPortSpecError,
+        UsageError,
+        kill_port,
+        parse_port_spec,
+        parse_signal,
+        port_holders,
+    )
 
     spec = parse_port_spec(args.port)
     if spec.ports is None or not spec.ports.single or spec.host is not None:
@@ -322,7 +333,7 @@ def _register_route(subparsers: Any) -> None:
 
 
 def run_route(args: argparse.Namespace, out: Output) -> int:
-    from portbook._route import RouteRule, parse_route_args, route
+    from portbook import RouteRule, parse_route_args, route
 
     source, destination = parse_route_args(args.endpoints)
     result = route(args.protocol, destination, source=source, device=args.device)
@@ -389,8 +400,7 @@ def _register_ephemeral(subparsers: Any) -> None:
 
 
 def run_ephemeral(args: argparse.Namespace, out: Output) -> int:
-    from portbook._ephemeral import ephemeral_usage
-    from portbook._exceptions import UsageError
+    from portbook import UsageError, ephemeral_usage
 
     if not 0 < args.threshold <= 100:
         raise UsageError("threshold is a percentage above 0 and at most 100")
