@@ -74,6 +74,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from portbook import ipv6_available as ipv6_loopback_works
+
 __all__ = [
     "FixtureError",
     "LiveFixture",
@@ -149,18 +151,6 @@ def plan_sockets(
             )
         )
     return plans
-
-
-def ipv6_loopback_works() -> bool:
-    """True when a socket can bind ``::1`` here."""
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 def enter_private_netns() -> None:

@@ -180,14 +180,3 @@ def which_receives(receivers: Sequence[socket.socket], payload: bytes) -> socket
 def iter_ports(socks: Sequence[socket.socket]) -> Iterator[int]:
     for s in socks:
         yield s.getsockname()[1]
-
-
-def ipv6_loopback() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True

@@ -15,21 +15,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from portbook import Socket
+from portbook import Socket, ipv6_available
 
 LOOPBACK: dict[int, str] = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
 
 
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-needs_ipv6 = pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 on loopback")
+needs_ipv6 = pytest.mark.skipif(not ipv6_available(), reason="no IPv6 on loopback")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 needs_linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux")
 needs_ss = pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2)")

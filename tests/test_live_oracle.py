@@ -15,11 +15,17 @@ from contextlib import contextmanager
 
 import pytest
 
-from portbook import NetlinkBackend, ProcfsBackend, PsutilBackend, Socket, list_sockets
+from portbook import (
+    NetlinkBackend,
+    ProcfsBackend,
+    PsutilBackend,
+    Socket,
+    ipv6_available,
+    list_sockets,
+)
 from tests.live_helpers import (
     Row,
     SocketSet,
-    ipv6_loopback,
     needs_linux,
     needs_root,
     needs_ss,
@@ -39,7 +45,7 @@ def quiet_set() -> Iterator[tuple[SocketSet, set[int]]]:
     holders = [start_holder(4), start_holder(4, shared=True)]
     try:
         with open_sockets() as ss:
-            families = [socket.AF_INET] + ([socket.AF_INET6] if ipv6_loopback() else [])
+            families = [socket.AF_INET] + ([socket.AF_INET6] if ipv6_available() else [])
             for family in families:
                 listener = ss.tcp_listener(family)
                 ss.tcp_pair(listener)

@@ -16,15 +16,16 @@ from contextlib import ExitStack
 
 import pytest
 
+from portbook import ipv6_available
 from portbook._exceptions import InvalidPortSpecError, UsageError
 from portbook._model import Protocol
 from portbook._route import Endpoint, Route, RouteRule, parse_route_args, route, route_packet
-from tests._sockrec import OwnSockets, Sockets, inode, ipv6_loopback, which_accepts, which_receives
+from tests._sockrec import OwnSockets, Sockets, inode, which_accepts, which_receives
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux lookup rules")
 
-needs_ipv6 = pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 on loopback")
+needs_ipv6 = pytest.mark.skipif(not ipv6_available(), reason="no IPv6 on loopback")
 LO = socket.if_nametoindex("lo") if sys.platform.startswith("linux") else 1
 
 

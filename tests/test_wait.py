@@ -12,11 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from portbook import WaitTimeoutError
+from portbook import WaitTimeoutError, ipv6_available
 from portbook._exceptions import InvalidPortSpecError, UsageError
 from portbook._model import Protocol
 from portbook._wait import WaitTarget, parse_wait_target, wait_for_free, wait_for_port
-from tests._sockrec import ipv6_loopback
 from tests.conftest import run_cli, run_portbook
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="socket table")
@@ -81,7 +80,7 @@ def test_listener_on_another_address_does_not_satisfy(reserved: socket.socket) -
     # 127.0.0.2 is loopback too, but nothing takes connections to it on this port.
     with pytest.raises(WaitTimeoutError):
         wait_for_port(f"127.0.0.2:{port}", timeout=0.1)
-    if ipv6_loopback():
+    if ipv6_available():
         with pytest.raises(WaitTimeoutError):
             wait_for_port(f"[::1]:{port}", timeout=0.1)
     assert wait_for_port(f"localhost:{port}", f"127.0.0.1:{port}", port, timeout=2) < 1
@@ -276,7 +275,7 @@ def test_watching_does_not_load_the_book(reserved: socket.socket) -> None:
 
 
 @pytest.mark.ipv6
-@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 on loopback")
+@pytest.mark.skipif(not ipv6_available(), reason="no IPv6 on loopback")
 def test_ipv6_listener() -> None:
     with socket.socket(socket.AF_INET6) as sock:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
