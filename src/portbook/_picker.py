@@ -333,8 +333,32 @@ def pick_port(
     subclasses when the store cannot be used.
     """
     protos, fams = _normalise(protocols, families)
-    lease_holder, expires = _lease_terms(ttl, holder)
-    rules = policy or Policy.default()
+    return _choose_and_lease(
+        store,
+        protos,
+        fams,
+        port_range=port_range,
+        near=near,
+        allow_assigned=allow_assigned,
+        terms=_lease_terms(ttl, holder),
+        rules=policy or Policy.default(),
+    )
+
+
+def _choose_and_lease(
+    store: Store | None,
+    protos: tuple[Protocol, ...],
+    fams: tuple[Family, ...],
+    *,
+    port_range: PortRange | None,
+    near: int | None,
+    allow_assigned: bool,
+    terms: tuple[Holder | None, float | None],
+    rules: Policy,
+    claim: Callable[[int], bool] | None = None,
+) -> Lease:
+    """Choose a port and lease it in one write transaction: the step both pickers share."""
+    holder, expires = terms
     with (store or default_store()).write(durable=False) as conn:
         port = choose_port(
             conn,
@@ -344,9 +368,10 @@ def pick_port(
             near=near,
             allow_assigned=allow_assigned,
             policy=rules,
+            claim=claim,
         )
         return insert_lease(
-            conn, port=port, protocols=protos, families=fams, holder=lease_holder, expires=expires
+            conn, port=port, protocols=protos, families=fams, holder=holder, expires=expires
         )
 
 
@@ -381,7 +406,7 @@ def bind_free_port(
     """
     protos, fams = _normalise(protocol, family)
     proto, fam = protos[0], fams[0]
-    lease_holder, expires = _lease_terms(ttl, holder)
+    terms = _lease_terms(ttl, holder)
     rules = policy or Policy.default()
     bound: list[socket.socket] = []
 
@@ -408,25 +433,17 @@ def bind_free_port(
         return True
 
     try:
-        with (store or default_store()).write(durable=False) as conn:
-            port = choose_port(
-                conn,
-                protocols=protos,
-                families=fams,
-                port_range=port_range,
-                near=near,
-                allow_assigned=allow_assigned,
-                policy=rules,
-                claim=claim,
-            )
-            lease = insert_lease(
-                conn,
-                port=port,
-                protocols=protos,
-                families=fams,
-                holder=lease_holder,
-                expires=expires,
-            )
+        lease = _choose_and_lease(
+            store,
+            protos,
+            fams,
+            port_range=port_range,
+            near=near,
+            allow_assigned=allow_assigned,
+            terms=terms,
+            rules=rules,
+            claim=claim,
+        )
     except BaseException:
         for sock in bound:
             sock.close()
