@@ -114,6 +114,7 @@ _EXPORTS: dict[str, str] = {
     "EphemeralUsage": "_ephemeral",
     "ephemeral_usage": "_ephemeral",
     # helpers the command line uses
+    "bind_activation_socket": "_picker",
     "write_sockets_json": "_sockets",
     "holder_for": "_procinfo",
     "ipv6_available": "_picker",
@@ -174,6 +175,7 @@ __all__ = [
     "WaitTimeoutError",
     "__version__",
     "assign",
+    "bind_activation_socket",
     "bind_free_port",
     "ephemeral_usage",
     "export_names",
@@ -296,7 +298,7 @@ if TYPE_CHECKING:  # wait, kill, route, ephemeral
 
 if TYPE_CHECKING:  # helpers the command line uses
     from ._kill import parse_signal
-    from ._picker import ipv6_available
+    from ._picker import bind_activation_socket, ipv6_available
     from ._procinfo import holder_for
     from ._route import parse_route_args
     from ._sockets import write_sockets_json

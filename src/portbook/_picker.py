@@ -305,6 +305,38 @@ def _lease_terms(ttl: float | None, holder: Holder | None) -> tuple[Holder | Non
     return (holder if holder is not None else this_process()), None
 
 
+def bind_activation_socket(port: int, protocol: Protocol | str = Protocol.TCP) -> socket.socket:
+    """A socket bound to ``port`` on every address, for handing to a server (socket activation).
+
+    One socket serves both families where the machine has IPv6 (a dual-stack
+    ``::`` socket, IPv4 arriving as ``::ffff:a.b.c.d``), because systemd's
+    ``LISTEN_FDS=1`` promises exactly one descriptor; elsewhere ``0.0.0.0``.
+    A TCP socket is listening when returned. Raises
+    :class:`PortUnavailableError` when the port cannot be bound.
+    """
+    proto = Protocol(protocol)
+    kind = _SOCKTYPE[proto]
+    dual = ipv6_available()
+    sock = socket.socket(socket.AF_INET6 if dual else socket.AF_INET, kind)
+    try:
+        if dual:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        if kind == socket.SOCK_STREAM:
+            # A restarted server must not wait out the TIME-WAIT of its
+            # previous run's connections; for TCP this never lets two
+            # listeners share the port.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("::" if dual else "0.0.0.0", port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(socket.SOMAXCONN)
+    except OSError as exc:
+        sock.close()
+        raise PortUnavailableError(
+            f"cannot bind {proto.value}/{port}: {exc.strerror}", port=port, protocol=proto.value
+        ) from exc
+    return sock
+
+
 def pick_port(
     *,
     protocols: Protocol | str | Sequence[Protocol | str] = Protocol.TCP,

@@ -383,6 +383,7 @@ def run_run(args: argparse.Namespace, out: Output, store: Store) -> int:
         NotFoundError,
         PortbookError,
         assign,
+        bind_activation_socket,
         holder_for,
         lease_name,
         release_lease,
@@ -396,7 +397,7 @@ def run_run(args: argparse.Namespace, out: Output, store: Store) -> int:
     a = assign(args.name, store=store)
     _, lease = lease_name(args.name, store=store)
     try:
-        sock = _listening_socket(a.port, a.protocol.value) if args.socket else None
+        sock = bind_activation_socket(a.port, a.protocol) if args.socket else None
         env = {k: v for k, v in os.environ.items() if k not in _SOCKET_ENV}
         env.update(PORT=str(a.port), PORTBOOK_NAME=a.name)
         argv = command
@@ -462,32 +463,3 @@ def _split_run_command(args: argparse.Namespace) -> list[str]:
             raise UsageError(f"run: unknown option {word!r} before '--'")
         i += 1
     return command
-
-
-def _listening_socket(port: int, protocol: str) -> Any:
-    import socket
-
-    from portbook import PortUnavailableError, ipv6_available
-
-    kind = socket.SOCK_STREAM if protocol == "tcp" else socket.SOCK_DGRAM
-    dual = ipv6_available()
-    sock = socket.socket(socket.AF_INET6 if dual else socket.AF_INET, kind)
-    try:
-        if dual:
-            # One socket for both families (IPv4 arrives as ::ffff:a.b.c.d):
-            # LISTEN_FDS=1 promises exactly one descriptor.
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        if kind == socket.SOCK_STREAM:
-            # A restarted server must not wait out the TIME-WAIT of its
-            # previous run's connections; for TCP this never lets two
-            # listeners share the port.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("::" if dual else "0.0.0.0", port))
-        if kind == socket.SOCK_STREAM:
-            sock.listen(socket.SOMAXCONN)
-    except OSError as exc:
-        sock.close()
-        raise PortUnavailableError(
-            f"cannot bind {protocol}/{port}: {exc.strerror}", port=port, protocol=protocol
-        ) from exc
-    return sock
