@@ -90,6 +90,8 @@ _EXPORTS: dict[str, str] = {
     "SocketProcess": "_sockets",
     "SocketState": "_sockets",
     "list_sockets": "_live",
+    "SocketChanges": "_live",
+    "watch_sockets": "_live",
     "socket_backend": "_live",
     "sockets_on_port": "_live",
     "sockets_json": "_sockets",
@@ -161,6 +163,7 @@ __all__ = [
     "ServiceStatus",
     "Socket",
     "SocketBackend",
+    "SocketChanges",
     "SocketProcess",
     "SocketState",
     "SocketTableError",
@@ -216,6 +219,7 @@ __all__ = [
     "update_registry",
     "wait_for_free",
     "wait_for_port",
+    "watch_sockets",
     "write_sockets_json",
 ]
 
@@ -268,7 +272,13 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:  # the live table
     from ._backends import NetlinkBackend, ProcfsBackend, PsutilBackend, SocketBackend
-    from ._live import list_sockets, socket_backend, sockets_on_port
+    from ._live import (
+        SocketChanges,
+        list_sockets,
+        socket_backend,
+        sockets_on_port,
+        watch_sockets,
+    )
     from ._sockets import Exposure, Socket, SocketProcess, SocketState, sockets_json
 
 if TYPE_CHECKING:  # your names

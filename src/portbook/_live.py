@@ -12,17 +12,19 @@ import os
 
 from ._exceptions import UsageError
 from ._model import Family, PortRange, Protocol, parse_protocol
+from ._record import frozen_record
 from ._sockets import Socket, SocketState, build_sockets, state_mask
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
+    from typing import Any
 
     from ._backends.base import RawSocket, SocketBackend
     from ._owners import OwnerScan
 
-__all__ = ["list_sockets", "socket_backend", "sockets_on_port"]
+__all__ = ["SocketChanges", "list_sockets", "socket_backend", "sockets_on_port", "watch_sockets"]
 
 _LIVE_PROTOCOLS = (Protocol.TCP, Protocol.UDP)
 
@@ -390,3 +392,76 @@ def _program_matches(sock: Socket, program: str) -> bool:
         if proc.cmdline and os.path.basename(proc.cmdline[0]) == program:
             return True
     return False
+
+
+@frozen_record()
+class SocketChanges:
+    """One refresh of :func:`watch_sockets`: the table now, and what changed since the last one.
+
+    On the first refresh ``opened`` holds every socket and ``closed`` is empty.
+    """
+
+    sockets: tuple[Socket, ...]
+    opened: tuple[Socket, ...]
+    closed: tuple[Socket, ...]
+    first: bool
+
+    def __init__(
+        self,
+        sockets: tuple[Socket, ...],
+        opened: tuple[Socket, ...],
+        closed: tuple[Socket, ...],
+        first: bool,
+    ) -> None:
+        object.__setattr__(self, "sockets", sockets)
+        object.__setattr__(self, "opened", opened)
+        object.__setattr__(self, "closed", closed)
+        object.__setattr__(self, "first", first)
+
+
+def _identity(s: Socket) -> tuple[object, ...]:
+    # What makes "the same socket" across refreshes: its addresses, state and
+    # inode (a state change, LISTEN to CLOSE say, counts as closed + opened).
+    return (
+        s.protocol,
+        s.family,
+        s.state,
+        s.local_address,
+        s.local_port,
+        s.remote_address,
+        s.remote_port,
+        s.inode,
+    )
+
+
+def watch_sockets(
+    *, interval: float = 1.0, count: int | None = None, **filters: Any
+) -> Iterator[SocketChanges]:
+    """Refresh :func:`list_sockets` (same filters) every ``interval`` seconds.
+
+    Yields a :class:`SocketChanges` at once and then after each interval,
+    ``count`` times in all (forever when ``None``). Raises
+    :class:`UsageError` for an interval that is not positive or a count
+    below 1, and whatever :func:`list_sockets` raises.
+    """
+    import time
+
+    if not interval > 0:  # NaN included
+        raise UsageError(f"the watch interval must be more than 0 seconds, not {interval}")
+    if count is not None and count < 1:
+        raise UsageError(f"the watch count must be at least 1, not {count}")
+    previous: dict[tuple[object, ...], Socket] = {}
+    refreshes = 0
+    while True:
+        current = {_identity(s): s for s in list_sockets(**filters)}
+        refreshes += 1
+        yield SocketChanges(
+            sockets=tuple(current.values()),
+            opened=tuple(s for k, s in current.items() if k not in previous),
+            closed=tuple(s for k, s in previous.items() if k not in current),
+            first=refreshes == 1,
+        )
+        previous = current
+        if count is not None and refreshes >= count:
+            return
+        time.sleep(interval)

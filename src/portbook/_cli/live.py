@@ -288,19 +288,6 @@ def _uid_name(uid: int) -> str:
     return name
 
 
-def _event_key(s: Socket) -> tuple[object, ...]:
-    return (
-        s.protocol,
-        s.family,
-        s.state,
-        s.local_address,
-        s.local_port,
-        s.remote_address,
-        s.remote_port,
-        s.inode,
-    )
-
-
 def _event_line(sign: str, s: Socket) -> str:
     owners = _owners_text(s)
     peer = "" if s.remote_port is None else " " + _endpoint(s.remote_address, s.remote_port)
@@ -311,47 +298,37 @@ def _event_line(sign: str, s: Socket) -> str:
 
 
 def _watch(filters: dict[str, Any], args: argparse.Namespace, out: Output) -> int:
-    import time
+    from portbook import watch_sockets
 
-    from portbook import list_sockets
-
-    previous: dict[tuple[object, ...], Socket] = {}
-    refreshes = 0
     try:
-        while True:
-            current = {_event_key(s): s for s in list_sockets(**filters)}
-            opened = [s for k, s in current.items() if k not in previous]
-            closed = [s for k, s in previous.items() if k not in current]
-            refreshes += 1
+        for change in watch_sockets(interval=args.interval, count=args.count, **filters):
             if args.json:
                 # One JSON object per line and event, for programs following along.
                 import json
 
-                for event, sockets in (("closed", closed), ("opened", opened)):
+                for event, sockets in (("closed", change.closed), ("opened", change.opened)):
                     for s in sockets:
                         out.line(json.dumps({"event": event, "socket": s.to_json()}))
             elif out.tty:
                 out.stream.write("\x1b[H\x1b[2J")
                 out.heading(
-                    f"portbook ls --watch: {len(current)} sockets, {len(opened)} opened, "
-                    f"{len(closed)} closed (every {args.interval:g}s, Ctrl-C to stop)"
+                    f"portbook ls --watch: {len(change.sockets)} sockets, "
+                    f"{len(change.opened)} opened, {len(change.closed)} closed "
+                    f"(every {args.interval:g}s, Ctrl-C to stop)"
                 )
-                for s in closed:
+                for s in change.closed:
                     out.line(_event_line("-", s))
-                if refreshes > 1:
-                    for s in opened:
+                if not change.first:
+                    for s in change.opened:
                         out.line(_event_line("+", s))
                 out.line()
-                _render(list(current.values()), out, json_out=False, show_peer=args.all)
+                _render(list(change.sockets), out, json_out=False, show_peer=args.all)
             else:
-                for s in closed:
+                for s in change.closed:
                     out.line(_event_line("-", s))
-                for s in opened:
+                for s in change.opened:
                     out.line(_event_line("+", s))
             out.stream.flush()
-            previous = current
-            if args.count is not None and refreshes >= args.count:
-                return 0
-            time.sleep(args.interval)
     except KeyboardInterrupt:
-        return 0
+        pass
+    return 0
