@@ -312,7 +312,9 @@ def _register_route(subparsers: Any) -> None:
         description=(
             "Show the socket this machine's kernel delivers a TCP connection or UDP datagram "
             "to, its owning program, and the rule that chose it: established, exact-listener, "
-            "wildcard-listener (incl. IPv6 dual-stack), reuseport-group or none."
+            "wildcard-listener (incl. IPv6 dual-stack), reuseport-group or none. "
+            "Quote the arrow in a shell, where > redirects: "
+            "portbook route udp '10.0.0.7:40000 -> 192.168.1.5:53'."
         ),
     )
     p.__class__ = type("RouteParser", (_ArrowWords, type(p)), {})
