@@ -195,3 +195,44 @@ def test_concurrent_bind_free_port_hands_out_bound_distinct_ports(tmp_path: Path
         for child in children:
             child.communicate(input="", timeout=60)
     assert len(ports) == 40 and len(set(ports)) == 40
+
+
+_FIRST_OPENER = """
+import sys
+from portbook import Store, assign
+store = Store(sys.argv[1])
+print("ready", flush=True)
+sys.stdin.readline()  # start together
+assign(sys.argv[2], store=store)
+print("done", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    """Turning a new file into a WAL database is raced by every first opener.
+
+    SQLite answers that race with an immediate "database is locked" (no busy
+    handler); the store must wait it out instead of failing.
+    """
+    for round_ in range(8):
+        path = tmp_path / f"s{round_}.sqlite3"  # not created yet
+        children = [python_child(_FIRST_OPENER, str(path), f"n{i}") for i in range(8)]
+        try:
+            for child in children:
+                assert child.stdout is not None
+                assert child.stdout.readline().strip() == "ready"
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.write("\n")
+                child.stdin.flush()
+            for child in children:
+                out, err = child.communicate(timeout=60)
+                assert child.returncode == 0, err
+                assert out.strip() == "done"
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.communicate()
+        assert {a.name for a in list_names(store=Store(path))} == {f"n{i}" for i in range(8)}

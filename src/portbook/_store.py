@@ -270,16 +270,35 @@ class Store:
             self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            # The first statement reads the header: a file that is not a
-            # database fails here with SQLITE_NOTADB.
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(conn)
             self._migrate(conn)
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        # The first statement reads the header: a file that is not a database
+        # fails here with SQLITE_NOTADB. Switching a new file to WAL needs the
+        # file to itself, and when other processes are opening the same new
+        # store SQLite answers SQLITE_BUSY at once, without calling its busy
+        # handler (waiting there could deadlock two converters). So wait here,
+        # up to the same timeout, as the busy handler would have.
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED")
+                if not busy or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            else:
+                return
 
     def _create_file(self) -> None:
         path = self.path
