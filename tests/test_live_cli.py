@@ -151,9 +151,11 @@ def test_help_says_root_shows_all_owners() -> None:
 def test_watch_prints_opened_and_closed_events_when_piped() -> None:
     import signal
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        base = port_of(probe)
+    # The port is held from the start: a TCP socket that is only bound is in
+    # no table the kernel reports, so it appears to the watch only at listen().
+    held = socket.socket()
+    held.bind(("127.0.0.1", 0))
+    base = port_of(held)
     span = f"{max(base - 50, 1024)}-{min(base + 50, 65535)}"
     proc = subprocess.Popen(
         [
@@ -187,15 +189,15 @@ def test_watch_prints_opened_and_closed_events_when_piped() -> None:
 
     try:
         time.sleep(0.3)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", base))
-            s.listen(1)
+        with held:
+            held.listen(1)
             # Held until the watch has seen it, however slow the machine.
             first = wait_for(opened)
         wait_for(closed)
         proc.send_signal(signal.SIGINT)  # Ctrl-C ends the watch cleanly
         _out, err = proc.communicate(timeout=30)
     finally:
+        held.close()
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
