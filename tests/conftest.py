@@ -6,10 +6,13 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from portbook import Store
 from portbook._cli import main
 from portbook._cli._output import Output
 
@@ -50,3 +53,10 @@ def cli() -> type[CliRunner]:
 class CliRunner:
     run = staticmethod(run_cli)
     spawn = staticmethod(run_portbook)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """A names store in a real SQLite file of this test's own."""
+    with Store(tmp_path / "s.sqlite3") as s:
+        yield s

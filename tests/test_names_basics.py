@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,12 +30,6 @@ from portbook import (
 )
 from tests._names_support import single, spare_port
 from tests.conftest import run_cli
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "s.sqlite3") as s:
-        yield s
 
 
 @pytest.fixture

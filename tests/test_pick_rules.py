@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,12 +27,6 @@ from portbook import (
 from portbook._picker import Policy, ipv6_available, probe_free
 from tests._names_support import single, spare_port
 from tests.conftest import run_cli
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    with Store(tmp_path / "s.sqlite3") as s:
-        yield s
 
 
 def _policy(
