@@ -148,6 +148,16 @@ def test_help_says_root_shows_all_owners() -> None:
         assert "root" in result.stdout and "all owners" in " ".join(result.stdout.split())
 
 
+# A shell starts background jobs with SIGINT ignored, and a child inherits
+# that (Python then installs no KeyboardInterrupt handler). The watch test is
+# about what Ctrl-C does, so its child restores Python's own handler first,
+# whatever ran the tests.
+_WITH_CTRL_C = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('portbook', run_name='__main__')"
+)
+
+
 def test_watch_prints_opened_and_closed_events_when_piped() -> None:
     import signal
 
@@ -160,8 +170,8 @@ def test_watch_prints_opened_and_closed_events_when_piped() -> None:
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "portbook",
+            "-c",
+            _WITH_CTRL_C,
             "ls",
             "--watch",
             "--interval",
