@@ -6,7 +6,7 @@ Usage (from the repository root)::
 
 reads IANA's XML or CSV form of the Service Name and Transport Protocol Port
 Number Registry (the format is detected from the content) and writes
-``src/portbook/data/registry.sqlite3``. Rebuild it this way whenever a newer
+``src/portbook/_book/data/registry.sqlite3``. Rebuild it this way whenever a newer
 registry file is placed under ``data/iana/``.
 """
 
@@ -16,11 +16,16 @@ import argparse  # noqa: TID251 - a build script, not the library
 import sys
 from pathlib import Path
 
+from portbook._book.build import MIN_RECORDS, build_registry_file
 from portbook._exceptions import RegistryError
-from portbook._registry_build import MIN_RECORDS, build_registry_file
 
 DEFAULT_DEST = (
-    Path(__file__).resolve().parent.parent / "src" / "portbook" / "data" / "registry.sqlite3"
+    Path(__file__).resolve().parent.parent
+    / "src"
+    / "portbook"
+    / "_book"
+    / "data"
+    / "registry.sqlite3"
 )
 
 

@@ -15,14 +15,14 @@ import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack
 
-from portbook._backends.base import (
+from portbook._live.backends.base import (
     TCP_CLOSE,
     TCP_ESTABLISHED,
     TCP_LISTEN,
     RawSocket,
     TableQuery,
 )
-from portbook._sockets import Socket
+from portbook._live.records import Socket
 
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
@@ -155,7 +155,7 @@ class Sockets:
         return sock
 
     def records(self) -> list[Socket]:
-        from portbook._live import list_sockets
+        from portbook._live.table import list_sockets
 
         return list_sockets(backend=OwnSockets(self), owners=False)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from portbook import Book, ServiceSource
-from portbook._etc_services import (
+from portbook._book.etc_services import (
     EtcServicesEntry,
     default_services_path,
     parse_etc_services,

@@ -21,7 +21,7 @@ from portbook import (
     ServiceStatus,
     UsageError,
 )
-from portbook._registry import PACKAGED_REGISTRY
+from portbook._book.registry import PACKAGED_REGISTRY
 
 SERVICES = Path(__file__).parent / "fixtures" / "book" / "services"
 
@@ -182,7 +182,7 @@ def test_a_lookup_loads_neither_the_builder_nor_the_network() -> None:
         "from portbook._cli import main\n"
         "main(['lookup', '443'])\n"
         "heavy = ('xml.etree.ElementTree', 'csv', 'urllib.request', 'hashlib', "
-        "'portbook._registry_build', 'portbook._update')\n"
+        "'portbook._book.build', 'portbook._book.update')\n"
         "print('LOADED', [m for m in heavy if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -226,9 +226,9 @@ def test_unusable_registry_files_raise_registry_error(tmp_path: Path) -> None:
 
 def test_overlay_scan_and_index_give_the_same_answers() -> None:
     """The first overlay queries scan the lists, later ones use the index: same answers."""
-    from portbook._book import _INDEX_AFTER, _OverlayIndex
-    from portbook._etc_services import read_etc_services
-    from portbook._unofficial import UNOFFICIAL_PORTS
+    from portbook._book.book import _INDEX_AFTER, _OverlayIndex
+    from portbook._book.etc_services import read_etc_services
+    from portbook._book.unofficial import UNOFFICIAL_PORTS
 
     etc = [e for e in read_etc_services(SERVICES) if e.protocol in ("tcp", "udp", "sctp", "dccp")]
     indexed = _OverlayIndex(etc, UNOFFICIAL_PORTS)

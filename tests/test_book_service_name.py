@@ -52,7 +52,7 @@ def test_per_port_answers_agree_with_the_preloaded_table() -> None:
     """The first few hundred ports are answered one query each, later ones from a
     table loaded whole; both paths give the same answers."""
     from portbook import Book
-    from portbook._book import _PRELOAD_AFTER
+    from portbook._book.book import _PRELOAD_AFTER
 
     ports = [0, 1, 2, 4, 22, 24, 53, 80, 443, 1021, 5173, 6000, 6063, 6400, 8080, 27017, 50000]
     ports += list(range(3000, 3000 + _PRELOAD_AFTER // 8))  # 4 protocols each: under the limit

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from portbook import Book, InvalidPortSpecError, Protocol, _book
+from portbook import Book, InvalidPortSpecError, Protocol
+from portbook._book import book as _book
 
 PROTOCOLS = ("tcp", "udp", "sctp", "dccp")
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from portbook import Book, Protocol, ServiceSource, ServiceStatus
-from portbook._model import parse_port_spec
-from portbook._unofficial import UNOFFICIAL_PORTS
+from portbook._book.unofficial import UNOFFICIAL_PORTS
+from portbook._ports import parse_port_spec
 
 
 def test_every_entry_is_well_formed() -> None:

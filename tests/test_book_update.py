@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from portbook import Book, RegistryUpdateError
-from portbook._registry import USER_REGISTRY_NAME
+from portbook._book.registry import USER_REGISTRY_NAME
 from tests.conftest import run_portbook
 
 IANA_XML = Path(__file__).parent.parent / "data" / "iana" / "service-names-port-numbers.xml"

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from portbook._ephemeral import DestinationUsage, ephemeral_usage, summarize_ephemeral
 from portbook._exceptions import UsageError
-from portbook._live import list_sockets
-from portbook._model import PortRange
-from portbook._system import LocalRanges
+from portbook._live.table import list_sockets
+from portbook._machine import LocalRanges
+from portbook._ports import PortRange
+from portbook._tools.ephemeral import DestinationUsage, ephemeral_usage, summarize_ephemeral
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="socket table")

@@ -17,8 +17,8 @@ import pytest
 
 from portbook import ProcessSignalError
 from portbook._exceptions import UsageError
-from portbook._kill import PortHolder, kill_port, parse_signal, port_holders
-from portbook._sockets import SocketProcess
+from portbook._live.records import SocketProcess
+from portbook._tools.kill import PortHolder, kill_port, parse_signal, port_holders
 from tests.conftest import run_cli, run_portbook
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and pidfd")

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from portbook import ProcfsBackend, list_sockets
-from portbook._backends.base import RawSocket, TableQuery
-from portbook._owners import (
+from portbook._live.backends.base import RawSocket, TableQuery
+from portbook._live.owners import (
     BackgroundWalk,
     OwnerScan,
     find_owners,
@@ -175,9 +175,14 @@ def test_the_normaliser_from_raw_facts() -> None:
     from ipaddress import ip_address
 
     from portbook import Exposure, PortClass, PortRange, SocketState
-    from portbook._owners import OwnerScan, ProcessInfo
-    from portbook._sockets import NOTE_NO_PROCESS, NOTE_NOT_FOUND, NOTE_NOT_VISIBLE, build_sockets
-    from portbook._system import LocalRanges
+    from portbook._live.owners import OwnerScan, ProcessInfo
+    from portbook._live.records import (
+        NOTE_NO_PROCESS,
+        NOTE_NOT_FOUND,
+        NOTE_NOT_VISIBLE,
+        build_sockets,
+    )
+    from portbook._machine import LocalRanges
 
     lo4 = bytes([127, 0, 0, 1])
     any4 = bytes(4)
@@ -267,7 +272,7 @@ def test_the_normaliser_from_raw_facts() -> None:
 def test_whole_table_is_the_same_with_and_without_the_helper(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import portbook._live as live
+    import portbook._live.table as live
     from tests.live_helpers import Row, portbook_rows
 
     def _ours(rows: set[Row], ports: set[int]) -> set[Row]:
@@ -358,8 +363,8 @@ def test_queries_reach_the_backend_as_kernel_state_masks() -> None:
 
 
 def test_a_refused_netlink_dump_falls_back_to_proc_net(monkeypatch: pytest.MonkeyPatch) -> None:
-    import portbook._backends as backends
     from portbook import SocketTableError
+    from portbook._live import backends
 
     class Refused:
         name = "netlink"

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import portbook
+import portbook._live.records
 from portbook import (
     Exposure,
     Family,
@@ -124,9 +125,9 @@ def test_exposure_all_and_specific() -> None:
         (found,) = sockets_on_port(port_of(everywhere))
     assert found.exposure is Exposure.ALL
     # The exposure of an address on one interface; the socket is never used.
-    assert portbook._sockets._exposure(ipaddress.ip_address("192.0.2.7")) is Exposure.SPECIFIC
+    assert portbook._live.records._exposure(ipaddress.ip_address("192.0.2.7")) is Exposure.SPECIFIC
     mapped = ipaddress.ip_address("::ffff:127.0.0.1")
-    assert portbook._sockets._exposure(mapped) is Exposure.LOOPBACK
+    assert portbook._live.records._exposure(mapped) is Exposure.LOOPBACK
 
 
 @pytest.mark.parametrize("family", [4, pytest.param(6, marks=needs_ipv6)])
@@ -279,7 +280,7 @@ def test_json_contract_and_fast_text_match_to_json() -> None:
 
 def test_fast_constructor_builds_the_same_record() -> None:
     values: list[Any] = [f"v{i}" for i in range(len(Socket.__match_args__))]
-    fast = portbook._sockets._make_socket(*values)
+    fast = portbook._live.records._make_socket(*values)
     assert fast == Socket(*values)
     assert hash(fast) == hash(Socket(*values))
     assert type(fast) is Socket
@@ -288,7 +289,7 @@ def test_fast_constructor_builds_the_same_record() -> None:
     # The builder must keep exactly the record's slots (CPython lays slots
     # out in sorted name order, whatever order __slots__ lists them in).
     record_slots = Socket.__slots__  # type: ignore[attr-defined]  # made by frozen_record
-    assert sorted(portbook._sockets._SocketLayout.__slots__) == sorted(record_slots)
+    assert sorted(portbook._live.records._SocketLayout.__slots__) == sorted(record_slots)
 
 
 def test_backend_is_chosen_once_and_named() -> None:
@@ -301,7 +302,7 @@ def test_backend_is_chosen_once_and_named() -> None:
 def test_json_written_in_pieces_equals_json_dumps(count: int) -> None:
     import io
 
-    from portbook._sockets import _JSON_CHUNK, SocketProcess, write_sockets_json
+    from portbook._live.records import _JSON_CHUNK, SocketProcess, write_sockets_json
 
     assert _JSON_CHUNK == 512  # the counts above straddle piece boundaries
     owner = (SocketProcess(7, "caf\u00e9", ("srv", '"quoted"\n'), "root"),)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from portbook import PortRange, RangeExhaustedError, Store, list_names, pick_port
-from portbook._procinfo import Holder, process_start_time
+from portbook._names.holder import Holder, process_start_time
 from tests._names_support import python_child, single, spare_port
 
 WORKERS = 16

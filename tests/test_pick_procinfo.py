@@ -10,7 +10,7 @@ import time
 import pytest
 
 from portbook import Holder, UsageError
-from portbook._procinfo import (
+from portbook._names.holder import (
     UNKNOWN_START,
     holder_alive,
     holder_for,

@@ -24,7 +24,7 @@ from portbook import (
     pick_port,
     release_lease,
 )
-from portbook._picker import Policy, ipv6_available, probe_free
+from portbook._names.picker import Policy, ipv6_available, probe_free
 from tests._names_support import single, spare_port
 from tests.conftest import run_cli
 

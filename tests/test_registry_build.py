@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from portbook import Book, Protocol, RegistryUpdateError, ServiceSource, ServiceStatus
-from portbook._registry_build import (
+from portbook._book.build import (
     CSV_HEADER,
     RawRecord,
     build_registry_file,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from portbook import Book, Protocol, ServiceSource
-from portbook._registry import PACKAGED_REGISTRY
-from portbook._registry_build import CSV_HEADER, RawRecord, parse_csv, parse_xml
+from portbook._book.build import CSV_HEADER, RawRecord, parse_csv, parse_xml
+from portbook._book.registry import PACKAGED_REGISTRY
 
 IANA_XML = Path(__file__).parent.parent / "data" / "iana" / "service-names-port-numbers.xml"
 IANA_CSV = IANA_XML.with_suffix(".csv")

@@ -18,8 +18,8 @@ import pytest
 
 from portbook import ipv6_available
 from portbook._exceptions import InvalidPortSpecError, UsageError
-from portbook._model import Protocol
-from portbook._route import Endpoint, Route, RouteRule, parse_route_args, route, route_packet
+from portbook._ports import Protocol
+from portbook._tools.route import Endpoint, Route, RouteRule, parse_route_args, route, route_packet
 from tests._sockrec import OwnSockets, Sockets, inode, which_accepts, which_receives
 from tests.conftest import run_cli
 

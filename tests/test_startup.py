@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from portbook._book.registry import PACKAGED_REGISTRY, file_uri
 from portbook._cli._output import terminal_columns
-from portbook._registry import PACKAGED_REGISTRY, file_uri
 
 HEAVY = (
     "dataclasses",
@@ -137,7 +137,7 @@ def test_registering_one_book_command_parses_like_the_whole_group(argv: list[str
 
 def test_a_user_copy_in_an_awkward_data_dir_is_used(tmp_path: Path) -> None:
     from portbook import Book
-    from portbook._registry import USER_REGISTRY_NAME
+    from portbook._book.registry import USER_REGISTRY_NAME
 
     data_dir = tmp_path / "my data?#%"
     data_dir.mkdir()

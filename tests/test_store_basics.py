@@ -22,7 +22,7 @@ from portbook import (
     get,
     list_names,
 )
-from portbook._store import APPLICATION_ID, SCHEMA_VERSION, _v1, store_path
+from portbook._names.store import APPLICATION_ID, SCHEMA_VERSION, _v1, store_path
 from tests.conftest import run_cli
 
 

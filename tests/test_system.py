@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from portbook import LocalRanges, PortRange, local_ranges
-from portbook._system import parse_port_list
+from portbook._machine import parse_port_list
 
 
 def test_reads_this_machines_ephemeral_range_like_sysctl() -> None:

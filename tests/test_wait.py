@@ -14,8 +14,8 @@ import pytest
 
 from portbook import WaitTimeoutError, ipv6_available
 from portbook._exceptions import InvalidPortSpecError, UsageError
-from portbook._model import Protocol
-from portbook._wait import WaitTarget, parse_wait_target, wait_for_free, wait_for_port
+from portbook._ports import Protocol
+from portbook._tools.wait import WaitTarget, parse_wait_target, wait_for_free, wait_for_port
 from tests.conftest import run_cli, run_portbook
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="socket table")
@@ -260,13 +260,13 @@ def test_watching_does_not_load_the_book(reserved: socket.socket) -> None:
     port = reserved.getsockname()[1]
     code = (
         "import sys\n"
-        "from portbook._wait import wait_for_port, wait_for_free\n"
+        "from portbook._tools.wait import wait_for_port, wait_for_free\n"
         f"wait_for_port('127.0.0.1:{port}', {port}, timeout=5)\n"
         "try:\n"
         f"    wait_for_free({port}, timeout=0.05)\n"
         "except TimeoutError:\n"
         "    pass\n"
-        "print('portbook._book' in sys.modules)\n"
+        "print('portbook._book.book' in sys.modules)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True

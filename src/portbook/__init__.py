@@ -40,89 +40,89 @@ _EXPORTS: dict[str, str] = {
     "UsageError": "_exceptions",
     "WaitTimeoutError": "_exceptions",
     # the port model
-    "Family": "_model",
-    "PortClass": "_model",
-    "PortRange": "_model",
-    "PortSpec": "_model",
-    "Protocol": "_model",
-    "parse_port": "_model",
-    "parse_port_range": "_model",
-    "parse_port_spec": "_model",
-    "parse_protocol": "_model",
-    "port_class": "_model",
+    "Family": "_ports",
+    "PortClass": "_ports",
+    "PortRange": "_ports",
+    "PortSpec": "_ports",
+    "Protocol": "_ports",
+    "parse_port": "_ports",
+    "parse_port_range": "_ports",
+    "parse_port_spec": "_ports",
+    "parse_protocol": "_ports",
+    "port_class": "_ports",
     # this machine's ranges
-    "LocalRanges": "_system",
-    "local_ranges": "_system",
+    "LocalRanges": "_machine",
+    "local_ranges": "_machine",
     # your names: leases, names and their store
-    "Assignment": "_names",
-    "Holder": "_procinfo",
-    "Lease": "_leases",
-    "NameStatus": "_names",
-    "Store": "_store",
-    "assign": "_names",
-    "bind_free_port": "_picker",
-    "export_names": "_names",
-    "get": "_names",
-    "import_names": "_names",
-    "lease_name": "_names",
-    "list_leases": "_leases",
-    "list_names": "_names",
-    "name_status": "_names",
-    "pick_port": "_picker",
-    "release": "_names",
-    "release_lease": "_leases",
-    "transfer_lease": "_leases",
+    "Assignment": "_names.names",
+    "Holder": "_names.holder",
+    "Lease": "_names.leases",
+    "NameStatus": "_names.names",
+    "Store": "_names.store",
+    "assign": "_names.names",
+    "bind_free_port": "_names.picker",
+    "export_names": "_names.names",
+    "get": "_names.names",
+    "import_names": "_names.names",
+    "lease_name": "_names.names",
+    "list_leases": "_names.leases",
+    "list_names": "_names.names",
+    "name_status": "_names.names",
+    "pick_port": "_names.picker",
+    "release": "_names.names",
+    "release_lease": "_names.leases",
+    "transfer_lease": "_names.leases",
     # the book: what a port number means
-    "Book": "_book",
-    "RegistryInfo": "_book",
-    "Service": "_book",
-    "ServiceSource": "_book",
-    "ServiceStatus": "_book",
-    "is_assigned": "_book",
-    "lookup": "_book",
-    "registry_info": "_book",
-    "search": "_book",
-    "service_name": "_book",
-    "update_registry": "_book",
+    "Book": "_book.book",
+    "RegistryInfo": "_book.book",
+    "Service": "_book.book",
+    "ServiceSource": "_book.book",
+    "ServiceStatus": "_book.book",
+    "is_assigned": "_book.book",
+    "lookup": "_book.book",
+    "registry_info": "_book.book",
+    "search": "_book.book",
+    "service_name": "_book.book",
+    "update_registry": "_book.book",
     # the live table
-    "Exposure": "_sockets",
-    "Socket": "_sockets",
-    "SocketProcess": "_sockets",
-    "SocketState": "_sockets",
-    "list_sockets": "_live",
-    "SocketChanges": "_live",
-    "watch_sockets": "_live",
-    "socket_backend": "_live",
-    "sockets_on_port": "_live",
-    "sockets_json": "_sockets",
-    "NetlinkBackend": "_backends",
-    "ProcfsBackend": "_backends",
-    "PsutilBackend": "_backends",
-    "SocketBackend": "_backends",
+    "Exposure": "_live.records",
+    "Socket": "_live.records",
+    "SocketProcess": "_live.records",
+    "SocketState": "_live.records",
+    "list_sockets": "_live.table",
+    "SocketChanges": "_live.table",
+    "watch_sockets": "_live.table",
+    "socket_backend": "_live.table",
+    "sockets_on_port": "_live.table",
+    "sockets_json": "_live.records",
+    "NetlinkBackend": "_live.backends",
+    "ProcfsBackend": "_live.backends",
+    "PsutilBackend": "_live.backends",
+    "SocketBackend": "_live.backends",
     # wait, kill, route, ephemeral
-    "Endpoint": "_route",
-    "Route": "_route",
-    "RouteRule": "_route",
-    "route": "_route",
-    "route_packet": "_route",
-    "WaitTarget": "_wait",
-    "wait_for_free": "_wait",
-    "wait_for_port": "_wait",
-    "KillResult": "_kill",
-    "PortHolder": "_kill",
-    "kill_port": "_kill",
-    "port_holders": "_kill",
-    "DestinationUsage": "_ephemeral",
-    "EphemeralUsage": "_ephemeral",
-    "ephemeral_usage": "_ephemeral",
+    "Endpoint": "_tools.route",
+    "Route": "_tools.route",
+    "RouteRule": "_tools.route",
+    "route": "_tools.route",
+    "route_packet": "_tools.route",
+    "WaitTarget": "_tools.wait",
+    "wait_for_free": "_tools.wait",
+    "wait_for_port": "_tools.wait",
+    "KillResult": "_tools.kill",
+    "PortHolder": "_tools.kill",
+    "kill_port": "_tools.kill",
+    "port_holders": "_tools.kill",
+    "DestinationUsage": "_tools.ephemeral",
+    "EphemeralUsage": "_tools.ephemeral",
+    "ephemeral_usage": "_tools.ephemeral",
     # helpers the command line uses
-    "bind_activation_socket": "_picker",
-    "write_sockets_json": "_sockets",
-    "holder_for": "_procinfo",
-    "ipv6_available": "_picker",
-    "parse_wait_target": "_wait",
-    "parse_signal": "_kill",
-    "parse_route_args": "_route",
+    "bind_activation_socket": "_names.picker",
+    "write_sockets_json": "_live.records",
+    "holder_for": "_names.holder",
+    "ipv6_available": "_names.picker",
+    "parse_wait_target": "_tools.wait",
+    "parse_signal": "_tools.kill",
+    "parse_route_args": "_tools.route",
 }
 
 __all__ = [
@@ -224,7 +224,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._book import (
+    from ._book.book import (
         Book,
         RegistryInfo,
         Service,
@@ -256,7 +256,8 @@ if TYPE_CHECKING:
         UsageError,
         WaitTimeoutError,
     )
-    from ._model import (
+    from ._machine import LocalRanges, local_ranges
+    from ._ports import (
         Family,
         PortClass,
         PortRange,
@@ -268,22 +269,22 @@ if TYPE_CHECKING:
         parse_protocol,
         port_class,
     )
-    from ._system import LocalRanges, local_ranges
 
 if TYPE_CHECKING:  # the live table
-    from ._backends import NetlinkBackend, ProcfsBackend, PsutilBackend, SocketBackend
-    from ._live import (
+    from ._live.backends import NetlinkBackend, ProcfsBackend, PsutilBackend, SocketBackend
+    from ._live.records import Exposure, Socket, SocketProcess, SocketState, sockets_json
+    from ._live.table import (
         SocketChanges,
         list_sockets,
         socket_backend,
         sockets_on_port,
         watch_sockets,
     )
-    from ._sockets import Exposure, Socket, SocketProcess, SocketState, sockets_json
 
 if TYPE_CHECKING:  # your names
-    from ._leases import Lease, list_leases, release_lease, transfer_lease
-    from ._names import (
+    from ._names.holder import Holder
+    from ._names.leases import Lease, list_leases, release_lease, transfer_lease
+    from ._names.names import (
         Assignment,
         NameStatus,
         assign,
@@ -295,24 +296,23 @@ if TYPE_CHECKING:  # your names
         name_status,
         release,
     )
-    from ._picker import bind_free_port, pick_port
-    from ._procinfo import Holder
-    from ._store import Store
+    from ._names.picker import bind_free_port, pick_port
+    from ._names.store import Store
 
 
 if TYPE_CHECKING:  # wait, kill, route, ephemeral
-    from ._ephemeral import DestinationUsage, EphemeralUsage, ephemeral_usage
-    from ._kill import KillResult, PortHolder, kill_port, port_holders
-    from ._route import Endpoint, Route, RouteRule, route, route_packet
-    from ._wait import WaitTarget, wait_for_free, wait_for_port
+    from ._tools.ephemeral import DestinationUsage, EphemeralUsage, ephemeral_usage
+    from ._tools.kill import KillResult, PortHolder, kill_port, port_holders
+    from ._tools.route import Endpoint, Route, RouteRule, route, route_packet
+    from ._tools.wait import WaitTarget, wait_for_free, wait_for_port
 
 if TYPE_CHECKING:  # helpers the command line uses
-    from ._kill import parse_signal
-    from ._picker import bind_activation_socket, ipv6_available
-    from ._procinfo import holder_for
-    from ._route import parse_route_args
-    from ._sockets import write_sockets_json
-    from ._wait import parse_wait_target
+    from ._live.records import write_sockets_json
+    from ._names.holder import holder_for
+    from ._names.picker import bind_activation_socket, ipv6_available
+    from ._tools.kill import parse_signal
+    from ._tools.route import parse_route_args
+    from ._tools.wait import parse_wait_target
 
 
 def __getattr__(name: str) -> object:

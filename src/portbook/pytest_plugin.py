@@ -30,8 +30,8 @@ __all__ = ["free_tcp_port", "free_udp_port", "named_port"]
 
 def _leased_port(protocol: str) -> Iterator[int]:
     from portbook._exceptions import NotFoundError
-    from portbook._leases import release_lease
-    from portbook._picker import pick_port
+    from portbook._names.leases import release_lease
+    from portbook._names.picker import pick_port
 
     lease = pick_port(protocols=protocol)
     try:
@@ -59,7 +59,7 @@ def named_port() -> Callable[..., int]:
     """``named_port(name, protocol="tcp")``: the stable port of ``name`` in the store."""
 
     def port_of(name: str, protocol: str = "tcp") -> int:
-        from portbook._names import assign
+        from portbook._names.names import assign
 
         return assign(name, protocol=protocol).port
 

@@ -13,8 +13,7 @@ import os
 import sys
 
 from portbook import __version__
-
-from ._output import Output, terminal_columns
+from portbook._cli._output import Output, terminal_columns
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False

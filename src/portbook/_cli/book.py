@@ -11,8 +11,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portbook import RegistryInfo, Service
-
-    from ._output import Output
+    from portbook._cli._output import Output
 
 _SOURCE_TITLES = {
     "iana": "IANA registry",

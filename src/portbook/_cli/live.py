@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._output import Output
+from portbook._cli._output import Output
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -195,8 +195,7 @@ def _resolve_name(name: str, protocol: Protocol | None) -> PortRange:
 def _book_lines(out: Output, query: str, protocol: Protocol | None) -> None:
     """What the book calls the port, as ``portbook lookup`` shows it."""
     from portbook import lookup
-
-    from .book import _port_footer, _render_services
+    from portbook._cli.book import _port_footer, _render_services
 
     services = lookup(query, protocol)
     out.line()

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ._output import Output
+from portbook._cli._output import Output
 
 if TYPE_CHECKING:
     from portbook import Assignment, Lease, Store

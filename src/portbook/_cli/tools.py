@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ._output import Output
+from portbook._cli._output import Output
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

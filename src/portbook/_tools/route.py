@@ -56,12 +56,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import InvalidPortSpecError, UsageError
-from ._model import Family, Protocol, parse_port_spec, parse_protocol
-from ._sockets import Socket, SocketState
+from portbook._exceptions import InvalidPortSpecError, UsageError
+from portbook._live.records import Socket, SocketState
+from portbook._ports import Family, Protocol, parse_port_spec, parse_protocol
 
 if TYPE_CHECKING:
-    from ._backends.base import SocketBackend
+    from portbook._live.backends.base import SocketBackend
 
 __all__ = [
     "Endpoint",
@@ -473,7 +473,7 @@ def route(
     arrives on; by default loopback for a loopback destination or a source
     on this machine's loopback, else unknown.
     """
-    from ._live import sockets_on_port
+    from portbook._live.table import sockets_on_port
 
     dst = _parse_endpoint(destination) if isinstance(destination, str) else destination
     src = _parse_endpoint(source) if isinstance(source, str) else source

@@ -1,14 +1,14 @@
 """The whole /proc walk: every socket inode held by any visible process, with its pids.
 
 This module imports nothing from portbook, so that it can also run on its
-own as a short-lived helper process (``python -I -S _walk.py /proc``): for a
+own as a short-lived helper process (``python -I -S walk.py /proc``): for a
 whole-table listing portbook starts it first, reads the kernel's socket
 table meanwhile, and collects the walk's result at the end. Reading
 descriptor links is almost all kernel time, and a second process lets it use
 the second core; a thread cannot, because every link read must take the GIL
 back while the main thread is busy building records.
 
-Run as a helper (``_walk.py PROC [PID,PID,...]``) it writes
+Run as a helper (``walk.py PROC [PID,PID,...]``) it writes
 ``marshal.dumps((single, shared, hidden))`` to stdout.
 """
 

@@ -3,7 +3,7 @@
 IANA publishes the Service Name and Transport Protocol Port Number Registry as
 XML (namespace ``http://www.iana.org/assignments``) and as a 12-column CSV.
 Both are parsed here into the same :class:`RawRecord` rows, validated, and
-written into one SQLite file that :mod:`portbook._registry` opens read-only.
+written into one SQLite file that :mod:`portbook._book.registry` opens read-only.
 
 Why SQLite: the registry has about 14,500 records. Parsing the XML (or a JSON
 dump of it) costs tens of milliseconds and megabytes of objects on every run,
@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._exceptions import RegistryUpdateError
-from ._registry import SCHEMA_VERSION
+from portbook._book.registry import SCHEMA_VERSION
+from portbook._exceptions import RegistryUpdateError
 
 __all__ = [
     "CSV_HEADER",

@@ -13,8 +13,7 @@ import sys
 from collections.abc import Iterable
 
 from portbook._exceptions import SocketTableError
-
-from .base import RawSocket, TableQuery
+from portbook._live.backends.base import RawSocket, TableQuery
 
 __all__ = ["ProcfsBackend"]
 

@@ -15,15 +15,14 @@ import errno
 import struct
 
 from portbook._exceptions import SocketTableError
-
-from .base import TableQuery
+from portbook._live.backends.base import TableQuery
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from .base import RawSocket
+    from portbook._live.backends.base import RawSocket
 
 __all__ = ["NetlinkBackend"]
 

@@ -19,7 +19,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from ._exceptions import UsageError
+from portbook._exceptions import UsageError
 
 __all__ = ["Holder", "holder_alive", "holder_for", "process_start_time", "this_process"]
 

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import UsageError
-from ._model import Protocol
-from ._system import LocalRanges, local_ranges
+from portbook._exceptions import UsageError
+from portbook._machine import LocalRanges, local_ranges
+from portbook._ports import Protocol
 
 if TYPE_CHECKING:
-    from ._sockets import Socket
+    from portbook._live.records import Socket
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -153,7 +153,7 @@ def summarize_ephemeral(
     tw_reuse: int | None = None,
 ) -> EphemeralUsage:
     """Count ephemeral ports in use in ``sockets`` (pure: no I/O)."""
-    from ._sockets import SocketState
+    from portbook._live.records import SocketState
 
     if not 0 < threshold <= 1:
         raise UsageError(f"threshold must be above 0 and at most 1, not {threshold}")
@@ -209,7 +209,7 @@ def summarize_ephemeral(
 
 def ephemeral_usage(*, threshold: float = DEFAULT_THRESHOLD) -> EphemeralUsage:
     """This machine's ephemeral range and its use per destination, from the live table."""
-    from ._live import list_sockets
+    from portbook._live.table import list_sockets
 
     ranges = local_ranges()
     socks = list_sockets(port=ranges.ephemeral, owners=False)

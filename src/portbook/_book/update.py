@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ._exceptions import RegistryUpdateError
-from ._registry import USER_REGISTRY_NAME
+from portbook._book.registry import USER_REGISTRY_NAME
+from portbook._exceptions import RegistryUpdateError
 
 __all__ = ["MAX_DOWNLOAD", "fetch_source", "install_registry"]
 
@@ -70,7 +70,7 @@ def install_registry(
     has a wrong header or malformed rows, fewer than ``min_records`` records,
     or fewer than 90% of ``current_records`` (the data in use).
     """
-    from ._registry_build import MIN_RECORDS, install_database, parse_registry
+    from portbook._book.build import MIN_RECORDS, install_database, parse_registry
 
     data, name = fetch_source(source)
     floor = MIN_RECORDS if min_records is None else min_records

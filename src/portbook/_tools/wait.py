@@ -35,11 +35,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._exceptions import InvalidPortSpecError, UsageError, WaitTimeoutError
-from ._model import Protocol, parse_port_spec
+from portbook._exceptions import InvalidPortSpecError, UsageError, WaitTimeoutError
+from portbook._ports import Protocol, parse_port_spec
 
 if TYPE_CHECKING:
-    from ._backends.base import RawSocket, SocketBackend
+    from portbook._live.backends.base import RawSocket, SocketBackend
 
 __all__ = [
     "WaitTarget",
@@ -161,7 +161,9 @@ class _Checker:
         self.interval = LOCAL_INTERVAL if self.local is not None else REMOTE_FIRST
         if self.local:
             # Loaded now, not in the moment the listener appears.
-            from . import _route, _sockets, _system  # noqa: F401
+            import portbook._live.records
+            import portbook._machine
+            import portbook._tools.route  # noqa: F401
 
     # -- this machine ------------------------------------------------------------
     #
@@ -170,8 +172,8 @@ class _Checker:
     # (and the route decision) are made only once a listener is there.
 
     def _query(self, mask: int) -> list[RawSocket]:
-        from ._backends.base import TableQuery
-        from ._live import socket_backend
+        from portbook._live.backends.base import TableQuery
+        from portbook._live.table import socket_backend
 
         if self._backend is None:
             self._backend = socket_backend()
@@ -183,7 +185,7 @@ class _Checker:
 
     def _listen_mask(self) -> int:
         if not self._mask:
-            from ._sockets import SocketState, state_mask
+            from portbook._live.records import SocketState, state_mask
 
             tcp = self.target.protocol is Protocol.TCP
             wanted = SocketState.LISTEN if tcp else SocketState.UNCONN
@@ -191,9 +193,9 @@ class _Checker:
         return self._mask
 
     def _local_open(self) -> bool:
-        from ._route import Endpoint, RouteRule, route_packet
-        from ._sockets import build_sockets
-        from ._system import local_ranges
+        from portbook._live.records import build_sockets
+        from portbook._machine import local_ranges
+        from portbook._tools.route import Endpoint, RouteRule, route_packet
 
         raws = self._query(self._listen_mask())
         if not raws:
@@ -216,7 +218,7 @@ class _Checker:
         return False
 
     def _local_free(self) -> bool:
-        from ._backends.base import ALL_STATES_MASK, TCP_TIME_WAIT
+        from portbook._live.backends.base import ALL_STATES_MASK, TCP_TIME_WAIT
 
         # The cheap LISTEN query first: while a listener is up there is no need
         # to walk every connection of the machine.
@@ -238,7 +240,7 @@ class _Checker:
             return ""
         if self._held == [-1]:
             return "a listener"
-        from ._sockets import SocketState, state_mask
+        from portbook._live.records import SocketState, state_mask
 
         names = {}
         for state in SocketState:

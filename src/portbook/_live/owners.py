@@ -149,7 +149,7 @@ def _scan_process(
 
 def scan_all(*, proc: str = _PROC, pids: list[int] | None = None) -> OwnerScan:
     """Every socket inode held by any visible process (or by ``pids``), read here."""
-    from ._walk import walk
+    from portbook._live.walk import walk
 
     single, shared, hidden = walk(proc, pids)
     return OwnerScan(single, shared, hidden)
@@ -190,7 +190,7 @@ def split_walk(proc: str = _PROC, *, own_work: int = 0) -> tuple[list[int], list
     the total, this process the rest of the walk. Biggest processes first,
     so the halves come out even.
     """
-    from ._walk import all_pids
+    from portbook._live.walk import all_pids
 
     weighed = []
     for pid in all_pids(proc):
@@ -229,7 +229,7 @@ class BackgroundWalk:
         self._pid = 0
         self._read = -1
         executable = sys.executable
-        helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_walk.py")
+        helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "walk.py")
         if not executable or not hasattr(os, "posix_spawn"):
             return
         read, write = os.pipe()
@@ -383,7 +383,7 @@ def find_owners(
     only orders the walk: the walk stops when every inode has an owner and
     the owners' families are covered, whichever order found them.
     """
-    from ._walk import all_pids
+    from portbook._live.walk import all_pids
 
     wanted = {i for i in inodes if i}
     found: dict[int, list[int]] = {}

@@ -7,7 +7,7 @@ Three sources, each kept apart and marked on every answer:
   ``update_registry``);
 * ``etc-services``: this machine's ``/etc/services``, with aliases;
 * ``unofficial``: defaults of widely deployed software that IANA never
-  assigned (:mod:`portbook._unofficial`).
+  assigned (:mod:`portbook._book.unofficial`).
 
 :class:`Book` is the seam: tests build one over fixture files; the module
 functions use one default instance created on first use.
@@ -20,9 +20,16 @@ import enum
 import os
 from datetime import date  # sqlite3 imports datetime anyway
 
-from ._exceptions import InvalidPortSpecError, RegistryError, UsageError
-from ._model import MAX_PORT, PortClass, PortRange, Protocol, parse_port_spec, parse_protocol
-from ._record import frozen_record
+from portbook._exceptions import InvalidPortSpecError, RegistryError, UsageError
+from portbook._ports import (
+    MAX_PORT,
+    PortClass,
+    PortRange,
+    Protocol,
+    parse_port_spec,
+    parse_protocol,
+)
+from portbook._record import frozen_record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -30,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from typing import Any
 
-    from ._etc_services import EtcServicesEntry
+    from portbook._book.etc_services import EtcServicesEntry
 
 __all__ = [
     "Book",
@@ -392,7 +399,7 @@ class Book:
             with self._lock:
                 if self._db is None:
                     try:
-                        from ._registry import open_registry
+                        from portbook._book.registry import open_registry
                     except ImportError as exc:  # Python built without _sqlite3
                         raise RegistryError(
                             f"the registry needs Python's sqlite3 module, which is missing ({exc})"
@@ -411,7 +418,7 @@ class Book:
         return entries
 
     def _load_etc_services(self) -> list[EtcServicesEntry]:
-        from ._etc_services import default_services_path, read_etc_services
+        from portbook._book.etc_services import default_services_path, read_etc_services
 
         arg = self._services_arg
         if arg is False:
@@ -431,7 +438,7 @@ class Book:
     def _unofficial_raw(self) -> tuple[tuple[int, int, str, str, str, str], ...]:
         if not self._use_unofficial:
             return ()
-        from ._unofficial import UNOFFICIAL_PORTS
+        from portbook._book.unofficial import UNOFFICIAL_PORTS
 
         return UNOFFICIAL_PORTS
 
@@ -760,8 +767,8 @@ class Book:
         """
         from pathlib import Path
 
-        from ._paths import user_data_dir_name
-        from ._update import install_registry
+        from portbook._book.update import install_registry
+        from portbook._paths import user_data_dir_name
 
         with self._lock:
             current = self._registry()

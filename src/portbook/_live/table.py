@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 
-from ._exceptions import UsageError
-from ._model import Family, PortRange, Protocol, parse_protocol
-from ._record import frozen_record
-from ._sockets import Socket, SocketState, build_sockets, state_mask
+from portbook._exceptions import UsageError
+from portbook._live.records import Socket, SocketState, build_sockets, state_mask
+from portbook._ports import Family, PortRange, Protocol, parse_protocol
+from portbook._record import frozen_record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
-    from ._backends.base import RawSocket, SocketBackend
-    from ._owners import OwnerScan
+    from portbook._live.backends.base import RawSocket, SocketBackend
+    from portbook._live.owners import OwnerScan
 
 __all__ = ["SocketChanges", "list_sockets", "socket_backend", "sockets_on_port", "watch_sockets"]
 
@@ -31,7 +31,7 @@ _LIVE_PROTOCOLS = (Protocol.TCP, Protocol.UDP)
 
 def socket_backend() -> SocketBackend:
     """The backend portbook uses on this machine (netlink, procfs or psutil)."""
-    from ._backends import choose_backend
+    from portbook._live.backends import choose_backend
 
     return choose_backend()
 
@@ -43,7 +43,7 @@ def _service_names(raws: list[RawSocket]) -> Callable[[int, Protocol], str | Non
     cheaper than one query per port, and than loading the book's whole name
     table, for any table up to thousands of distinct ports.
     """
-    from ._book import default_book
+    from portbook._book.book import default_book
 
     # r[0] is a raw socket's protocol name, r[4] its local port.
     names = default_book().service_names({(r[4], r[0]) for r in raws})
@@ -182,7 +182,7 @@ def _read_and_walk_all(
     much as reading ``_NETLINK_WEIGHT`` tenths of a link per socket, which
     sets the split.
     """
-    from ._owners import BackgroundWalk, merge_scans, scan_all, split_walk
+    from portbook._live.owners import BackgroundWalk, merge_scans, scan_all, split_walk
 
     if _open_files() < _HELPER_FROM:
         raws = read()
@@ -284,8 +284,8 @@ def _read(
     *,
     fallback: bool,
 ) -> list[RawSocket]:
-    from ._backends.base import ALL_STATES_MASK, TableQuery
-    from ._exceptions import SocketTableError
+    from portbook._exceptions import SocketTableError
+    from portbook._live.backends.base import ALL_STATES_MASK, TableQuery
 
     fams = frozenset(int(f) for f in (families if families is not None else (4, 6)))
     result: list[RawSocket] = []
@@ -307,7 +307,7 @@ def _read(
                 raise
             # Some sandboxes allow the netlink socket but refuse the dump:
             # /proc/net has the same table.
-            from ._backends import ProcfsBackend
+            from portbook._live.backends import ProcfsBackend
 
             chosen = ProcfsBackend()
             result.extend(chosen.sockets(query))
@@ -322,8 +322,8 @@ def _annotate(
     scan: OwnerScan | None,
     service: Callable[[int, Protocol], str | None] | None = None,
 ) -> list[Socket]:
-    from ._owners import find_owners, process_details
-    from ._system import local_ranges
+    from portbook._live.owners import find_owners, process_details
+    from portbook._machine import local_ranges
 
     # r[7] is a raw socket's inode, r[13] the pids its backend knows (or None).
     details = {}

@@ -1,7 +1,7 @@
 """Your names: a stable port for each of your own services.
 
 A name maps to one (port, protocol) and keeps it until released. New names
-get a port by the picker's rules (:mod:`portbook._picker`); ``--port``
+get a port by the picker's rules (:mod:`portbook._names.picker`); ``--port``
 asks for one and is refused, with the reason, when another name, a live
 lease or a running program holds it. Every change is one ``BEGIN
 IMMEDIATE`` transaction committed with a full fsync, so concurrent
@@ -18,22 +18,22 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import (
+from portbook._exceptions import (
     InvalidNameError,
     NotFoundError,
     PortUnavailableError,
     SocketTableError,
     UsageError,
 )
-from ._leases import Lease, insert_lease, live_lease_on
-from ._model import Family, PortRange, Protocol, parse_port, parse_protocol
-from ._picker import Policy, choose_port, ipv6_available
-from ._procinfo import Holder, this_process
-from ._store import Store, default_store
+from portbook._names.holder import Holder, this_process
+from portbook._names.leases import Lease, insert_lease, live_lease_on
+from portbook._names.picker import Policy, choose_port, ipv6_available
+from portbook._names.store import Store, default_store
+from portbook._ports import Family, PortRange, Protocol, parse_port, parse_protocol
 
 if TYPE_CHECKING:
     # The live table is loaded only when a command asks who holds a port.
-    from ._sockets import Socket, SocketProcess
+    from portbook._live.records import Socket, SocketProcess
 
     # Who holds (or listens on) a port: (whether anyone does, which processes).
     ListenerCheck = Callable[[int, Protocol], tuple[bool, tuple[SocketProcess, ...]]]
@@ -331,7 +331,7 @@ def name_status(
     now = time.time()
     with (store or default_store()).read() as conn:
         rows = conn.execute("SELECT name, port, protocol FROM names ORDER BY name").fetchall()
-        from ._leases import is_live, leases_by_port
+        from portbook._names.leases import is_live, leases_by_port
 
         leases = leases_by_port(conn)
     result = []
@@ -354,7 +354,7 @@ def default_listeners(port: int, protocol: Protocol) -> tuple[bool, tuple[Socket
 
 def port_holders(port: int, protocol: Protocol) -> tuple[bool, tuple[SocketProcess, ...]]:
     """Does a live program hold ``protocol``/``port`` (any socket but TIME-WAIT), and which."""
-    from ._sockets import SocketState
+    from portbook._live.records import SocketState
 
     return _live(port, protocol, lambda sock: sock.state is not SocketState.TIME_WAIT)
 
@@ -362,14 +362,14 @@ def port_holders(port: int, protocol: Protocol) -> tuple[bool, tuple[SocketProce
 def _live(
     port: int, protocol: Protocol, counts: Callable[[Socket], bool]
 ) -> tuple[bool, tuple[SocketProcess, ...]]:
-    from ._live import sockets_on_port
+    from portbook._live.table import sockets_on_port
 
     try:
         sockets = sockets_on_port(port, protocol)
     except SocketTableError:
         # No socket table on this system: a port that cannot be bound is
         # taken by someone we cannot name.
-        from ._picker import probe_free
+        from portbook._names.picker import probe_free
 
         return (not probe_free(port, (protocol,), _families()), ())
     procs: dict[int, SocketProcess] = {}

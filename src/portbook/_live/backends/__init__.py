@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import sys
 
-from .base import RawSocket, SocketBackend, TableQuery
+from portbook._live.backends.base import RawSocket, SocketBackend, TableQuery
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from .netlink import NetlinkBackend
-    from .procfs import ProcfsBackend
-    from .psutil import PsutilBackend
+    from portbook._live.backends.netlink import NetlinkBackend
+    from portbook._live.backends.procfs import ProcfsBackend
+    from portbook._live.backends.psutil import PsutilBackend
 
 __all__ = [
     "NetlinkBackend",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import enum
 
-from ._exceptions import InvalidPortSpecError
-from ._record import frozen_record
+from portbook._exceptions import InvalidPortSpecError
+from portbook._record import frozen_record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False

@@ -1,6 +1,6 @@
 """The live table's public records, and the one normaliser that builds them from raw facts.
 
-Every backend returns :class:`~portbook._backends.base.RawSocket` tuples;
+Every backend returns :class:`~portbook._live.backends.base.RawSocket` tuples;
 :func:`build_sockets` turns them, with the owners found in ``/proc`` and the
 book's annotations, into :class:`Socket` records. Nothing else creates a
 ``Socket``, so every backend gives the same records for the same sockets.
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 
-from ._backends.base import TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_RECV
-from ._model import Family, PortClass, Protocol
-from ._record import frozen_record
+from portbook._live.backends.base import TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_RECV
+from portbook._ports import Family, PortClass, Protocol
+from portbook._record import frozen_record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record. `portbook who`
 # and `portbook ls` import this module; typing, dataclasses (with inspect) and
@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from ipaddress import IPv4Address, IPv6Address
     from typing import Any, TextIO
 
-    from ._backends.base import RawSocket
-    from ._owners import OwnerScan, ProcessInfo
-    from ._system import LocalRanges
+    from portbook._live.backends.base import RawSocket
+    from portbook._live.owners import OwnerScan, ProcessInfo
+    from portbook._machine import LocalRanges
 
 __all__ = [
     "Exposure",

@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from portbook._exceptions import SocketTableError
-
-from .base import (
+from portbook._live.backends.base import (
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
     TCP_CLOSING,

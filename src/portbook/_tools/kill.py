@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ProcessSignalError, UsageError
-from ._model import Protocol, parse_protocol
+from portbook._exceptions import ProcessSignalError, UsageError
+from portbook._ports import Protocol, parse_protocol
 
 if TYPE_CHECKING:
-    from ._sockets import Socket, SocketProcess
+    from portbook._live.records import Socket, SocketProcess
 
 __all__ = [
     "KillResult",
@@ -158,7 +158,7 @@ def _protection(pid: int, mine: set[int]) -> str | None:
 
 def port_holders(port: int, protocol: Protocol | str | None = None) -> list[PortHolder]:
     """The processes holding exactly local ``port`` (3000 never matches 30001)."""
-    from ._live import sockets_on_port
+    from portbook._live.table import sockets_on_port
 
     proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
     socks = [s for s in sockets_on_port(port, proto, owners=True) if s.local_port == port]
@@ -175,8 +175,8 @@ def port_holders(port: int, protocol: Protocol | str | None = None) -> list[Port
 
 def _unseen_owners(port: int, protocol: Protocol | None) -> list[Socket]:
     """Sockets on the port whose owner this user cannot see (not TIME-WAIT ones)."""
-    from ._live import sockets_on_port
-    from ._sockets import NOTE_NOT_VISIBLE
+    from portbook._live.records import NOTE_NOT_VISIBLE
+    from portbook._live.table import sockets_on_port
 
     return [
         s
@@ -187,7 +187,7 @@ def _unseen_owners(port: int, protocol: Protocol | None) -> list[Socket]:
 
 def _held_by(port: int, protocol: Protocol | None, pids: set[int] | None = None) -> set[int]:
     """Processes holding the port now (only those in ``pids`` when given)."""
-    from ._live import sockets_on_port
+    from portbook._live.table import sockets_on_port
 
     return {
         p.pid

@@ -1,4 +1,4 @@
-"""Reading the registry database (built by :mod:`portbook._registry_build`).
+"""Reading the registry database (built by :mod:`portbook._book.build`).
 
 The database is opened read-only with SQLite's ``immutable`` flag: portbook
 never changes a registry file in place (``update`` writes a new file and
@@ -17,7 +17,7 @@ import _thread
 import os
 import sqlite3
 
-from ._exceptions import RegistryError
+from portbook._exceptions import RegistryError
 
 __all__ = [
     "PACKAGED_REGISTRY",
@@ -36,7 +36,7 @@ PACKAGED_REGISTRY = os.path.join(
 )
 USER_REGISTRY_NAME = "registry.sqlite3"
 
-# Column order of every row handed to portbook._book (it builds the records).
+# Column order of every row handed to portbook._book.book (it builds the records).
 ROW_COLUMNS = (
     "id, name, port, port_end, protocol, description, status, assignee, contact, "
     "registered, modified, reference, service_code, unauthorized_use, notes"
@@ -196,7 +196,7 @@ def open_registry(
     if path is not None:
         return RegistryDB(path, "file"), None
     if data_dir is None:
-        from ._paths import user_data_dir_name
+        from portbook._paths import user_data_dir_name
 
         data_dir = user_data_dir_name()
     user_copy = os.path.join(data_dir, USER_REGISTRY_NAME)

@@ -1,7 +1,7 @@
 """Leases: a port held for a while by a process, or for a number of seconds.
 
 A lease is a row in the store. It is *live* while its holder process is
-alive (same pid, same start time: see :mod:`portbook._procinfo`) and its
+alive (same pid, same start time: see :mod:`portbook._names.holder`) and its
 expiry, if it has one, is in the future. A lease that is no longer live is
 not deleted by any daemon: the next transaction that needs the port (a
 ``pick`` that lands on it, an ``assign --port``) finds it dead and takes it
@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from ._exceptions import NotFoundError
-from ._model import Family, Protocol
-from ._procinfo import Holder, holder_alive
-from ._store import Store, default_store
+from portbook._exceptions import NotFoundError
+from portbook._names.holder import Holder, holder_alive
+from portbook._names.store import Store, default_store
+from portbook._ports import Family, Protocol
 
 __all__ = ["Lease", "list_leases", "release_lease", "transfer_lease"]
 

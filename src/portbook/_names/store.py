@@ -39,14 +39,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ._exceptions import (
+from portbook._exceptions import (
     StoreCorruptError,
     StoreError,
     StoreLockedError,
     StoreReadOnlyError,
     StoreVersionError,
 )
-from ._paths import user_data_dir
+from portbook._paths import user_data_dir
 
 __all__ = ["SCHEMA_VERSION", "Store", "default_store", "store_path"]
 

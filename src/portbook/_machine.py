@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import sys
 
-from ._model import PortClass, PortRange
-from ._record import frozen_record
+from portbook._ports import PortClass, PortRange
+from portbook._record import frozen_record
 
 __all__ = ["LocalRanges", "local_ranges"]
 

@@ -55,12 +55,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ._exceptions import PortUnavailableError, RangeExhaustedError, UsageError
-from ._leases import Lease, insert_lease, live_lease_on, sweep_expired
-from ._model import Family, PortClass, PortRange, Protocol
-from ._procinfo import Holder, this_process
-from ._store import Store, default_store
-from ._system import LocalRanges, local_ranges
+from portbook._exceptions import PortUnavailableError, RangeExhaustedError, UsageError
+from portbook._machine import LocalRanges, local_ranges
+from portbook._names.holder import Holder, this_process
+from portbook._names.leases import Lease, insert_lease, live_lease_on, sweep_expired
+from portbook._names.store import Store, default_store
+from portbook._ports import Family, PortClass, PortRange, Protocol
 
 __all__ = ["Policy", "bind_free_port", "ipv6_available", "pick_port", "probe_free"]
 
@@ -79,7 +79,7 @@ def _book_is_assigned() -> AssignedCheck:
     # is imported when a Policy is made rather than with this module (so
     # `portbook get` never loads it), and its registry data on the first
     # question (so a pick with allow_assigned never reads it).
-    from ._book import is_assigned
+    from portbook._book.book import is_assigned
 
     return is_assigned
 
