@@ -52,7 +52,7 @@ def raw(sock: socket.socket) -> RawSocket:
     def packed(addr: str | None) -> bytes:
         return ipaddress.ip_address(addr.split("%")[0]).packed if addr else bytes(size)
 
-    return (
+    return RawSocket(
         "tcp" if tcp else "udp",
         6 if v6 else 4,
         state,
@@ -84,7 +84,7 @@ class OwnSockets:
 
     def sockets(self, query: TableQuery) -> Iterable[RawSocket]:
         for r in (raw(s) for s in self._socks.opened if s.fileno() >= 0):
-            protocol, family, state, local_port = r[0], r[1], r[2], r[4]
+            protocol, family, state, local_port = r.protocol, r.family, r.state, r.local_port
             if protocol not in query.protocols or family not in query.families:
                 continue
             if not query.state_mask & (1 << state):

@@ -18,10 +18,10 @@ from portbook._live.owners import (
     OwnerScan,
     find_owners,
     merge_scans,
-    process_details,
     scan_all,
     split_walk,
 )
+from portbook._live.processes import process_details
 from tests.conftest import run_cli
 from tests.live_helpers import needs_linux, open_sockets, port_of
 
@@ -147,18 +147,31 @@ def test_procfs_parsing_from_a_fixture_directory(tmp_path: Path) -> None:
     raw = sorted(backend.sockets(TableQuery()))
     little = sys.byteorder == "little"
     assert len(raw) == 4
-    listener = next(r for r in raw if r[7] == 4242)
-    assert listener[:5] == ("tcp", 4, 10, bytes([127, 0, 0, 1]) if little else listener[3], 8080)
-    assert listener[8] == 1000 and listener[9] == 3
-    conn = next(r for r in raw if r[7] == 4243)
-    assert (conn[2], conn[4], conn[6], conn[9], conn[10]) == (1, 50000, 8080, 0x20, 0x10)
-    v6 = next(r for r in raw if r[7] == 99)
+    listener = next(r for r in raw if r.inode == 4242)
+    assert (listener.protocol, listener.family, listener.state, listener.local_port) == (
+        "tcp",
+        4,
+        10,
+        8080,
+    )
     if little:
-        assert v6[3] == socket.inet_pton(socket.AF_INET6, "::1")
-    udp = next(r for r in raw if r[7] == 77)
-    assert (udp[0], udp[2], udp[4], udp[8]) == ("udp", 7, 53, 101)
+        assert listener.local_address == bytes([127, 0, 0, 1])
+    assert listener.uid == 1000 and listener.recv_queue == 3
+    conn = next(r for r in raw if r.inode == 4243)
+    assert (conn.state, conn.local_port, conn.remote_port, conn.recv_queue, conn.send_queue) == (
+        1,
+        50000,
+        8080,
+        0x20,
+        0x10,
+    )
+    v6 = next(r for r in raw if r.inode == 99)
+    if little:
+        assert v6.local_address == socket.inet_pton(socket.AF_INET6, "::1")
+    udp = next(r for r in raw if r.inode == 77)
+    assert (udp.protocol, udp.state, udp.local_port, udp.uid) == ("udp", 7, 53, 101)
     only = list(backend.sockets(TableQuery(state_mask=1 << 10, ports=(8000, 9000))))
-    assert [r[7] for r in only] == [4242]
+    assert [r.inode for r in only] == [4242]
     assert not ProcfsBackend(str(tmp_path / "missing")).available()
 
 
@@ -175,7 +188,8 @@ def test_the_normaliser_from_raw_facts() -> None:
     from ipaddress import ip_address
 
     from portbook import Exposure, PortClass, PortRange, SocketState
-    from portbook._live.owners import OwnerScan, ProcessInfo
+    from portbook._live.owners import OwnerScan
+    from portbook._live.processes import ProcessInfo
     from portbook._live.records import (
         NOTE_NO_PROCESS,
         NOTE_NOT_FOUND,
@@ -188,11 +202,11 @@ def test_the_normaliser_from_raw_facts() -> None:
     any4 = bytes(4)
     v6 = socket.inet_pton(socket.AF_INET6, "2001:db8::5")
     raws = [
-        ("tcp", 4, 10, any4, 80, any4, 0, 11, 0, 0, 128, None, 0, None),
-        ("tcp", 4, 1, lo4, 40001, lo4, 80, 12, 1000, 1, 2, None, 3, None),
-        ("tcp", 4, 6, lo4, 40002, lo4, 80, 0, 0, 0, 0, None, 0, None),
-        ("udp", 6, 7, v6, 40003, bytes(16), 0, 13, 0, 0, 0, True, 0, None),
-        ("udp", 4, 1, lo4, 5353, lo4, 53, 14, 0, 0, 0, None, 0, None),
+        RawSocket("tcp", 4, 10, any4, 80, any4, 0, 11, 0, 0, 128, None, 0, None),
+        RawSocket("tcp", 4, 1, lo4, 40001, lo4, 80, 12, 1000, 1, 2, None, 3, None),
+        RawSocket("tcp", 4, 6, lo4, 40002, lo4, 80, 0, 0, 0, 0, None, 0, None),
+        RawSocket("udp", 6, 7, v6, 40003, bytes(16), 0, 13, 0, 0, 0, True, 0, None),
+        RawSocket("udp", 4, 1, lo4, 5353, lo4, 53, 14, 0, 0, 0, None, 0, None),
     ]
     scan = OwnerScan(single={11: 100, 13: 100}, shared={12: (100, 200)}, hidden=0)
     details = {
@@ -260,7 +274,7 @@ def test_the_normaliser_from_raw_facts() -> None:
     assert (
         PortClass.DYNAMIC
         is build_sockets(
-            [("tcp", 4, 10, lo4, 50000, any4, 0, 1, 0, 0, 0, None, 0, ())],
+            [RawSocket("tcp", 4, 10, lo4, 50000, any4, 0, 1, 0, 0, 0, None, 0, ())],
             scan=None,
             processes={},
             ranges=ranges,
@@ -321,7 +335,7 @@ class _RecordingBackend:
         self.queries.append(query)
         lo = bytes([127, 0, 0, 1])
         return [
-            (
+            RawSocket(
                 proto,
                 4,
                 10 if proto == "tcp" else 7,

@@ -278,20 +278,6 @@ def test_json_contract_and_fast_text_match_to_json() -> None:
     assert set(one["processes"][0]) == {"pid", "name", "user", "cmdline"}
 
 
-def test_fast_constructor_builds_the_same_record() -> None:
-    values: list[Any] = [f"v{i}" for i in range(len(Socket.__match_args__))]
-    fast = portbook._live.records._make_socket(*values)
-    assert fast == Socket(*values)
-    assert hash(fast) == hash(Socket(*values))
-    assert type(fast) is Socket
-    with pytest.raises(AttributeError):
-        fast.local_port = 1  # type: ignore[misc]
-    # The builder must keep exactly the record's slots (CPython lays slots
-    # out in sorted name order, whatever order __slots__ lists them in).
-    record_slots = Socket.__slots__  # type: ignore[attr-defined]  # made by frozen_record
-    assert sorted(portbook._live.records._SocketLayout.__slots__) == sorted(record_slots)
-
-
 def test_backend_is_chosen_once_and_named() -> None:
     backend = portbook.socket_backend()
     assert backend is portbook.socket_backend()

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from portbook import Holder, UsageError
+from portbook import Holder, NotFoundError, UsageError
 from portbook._names.holder import (
     UNKNOWN_START,
     holder_alive,
@@ -62,6 +62,6 @@ def test_pid_one_and_below_and_missing_pids_are_refused() -> None:
             holder_for(pid)
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    with pytest.raises(UsageError, match="no process"):
+    with pytest.raises(NotFoundError, match="no process"):
         holder_for(child.pid)
     assert process_start_time(0) is None and process_start_time(-1) is None

@@ -24,16 +24,16 @@ from portbook import (
     pick_port,
     release_lease,
 )
-from portbook._names.picker import Policy, ipv6_available, probe_free
+from portbook._names.picker import PickPolicy, ipv6_available, probe_free
 from tests._names_support import single, spare_port
 from tests.conftest import run_cli
 
 
 def _policy(
     ephemeral: PortRange, reserved: tuple[PortRange, ...] = (), assigned: set[int] | None = None
-) -> Policy:
+) -> PickPolicy:
     taken = assigned or set()
-    return Policy(
+    return PickPolicy(
         ranges=LocalRanges(ephemeral=ephemeral, reserved=reserved, source="test"),
         is_assigned=lambda port, proto: port in taken,
     )

@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "StoreLockedError": "_exceptions",
     "StoreReadOnlyError": "_exceptions",
     "StoreVersionError": "_exceptions",
+    "UnsupportedError": "_exceptions",
     "UsageError": "_exceptions",
     "WaitTimeoutError": "_exceptions",
     # the port model
@@ -69,6 +70,7 @@ _EXPORTS: dict[str, str] = {
     "list_names": "_names.names",
     "name_status": "_names.names",
     "pick_port": "_names.picker",
+    "PickPolicy": "_names.picker",
     "release": "_names.names",
     "release_lease": "_names.leases",
     "transfer_lease": "_names.leases",
@@ -99,6 +101,8 @@ _EXPORTS: dict[str, str] = {
     "ProcfsBackend": "_live.backends",
     "PsutilBackend": "_live.backends",
     "SocketBackend": "_live.backends",
+    "RawSocket": "_live.backends",
+    "TableQuery": "_live.backends",
     # wait, kill, route, ephemeral
     "Endpoint": "_tools.route",
     "Route": "_tools.route",
@@ -142,6 +146,7 @@ __all__ = [
     "NameStatus",
     "NetlinkBackend",
     "NotFoundError",
+    "PickPolicy",
     "PortClass",
     "PortHolder",
     "PortRange",
@@ -153,6 +158,7 @@ __all__ = [
     "Protocol",
     "PsutilBackend",
     "RangeExhaustedError",
+    "RawSocket",
     "RegistryError",
     "RegistryInfo",
     "RegistryUpdateError",
@@ -173,6 +179,8 @@ __all__ = [
     "StoreLockedError",
     "StoreReadOnlyError",
     "StoreVersionError",
+    "TableQuery",
+    "UnsupportedError",
     "UsageError",
     "WaitTarget",
     "WaitTimeoutError",
@@ -253,6 +261,7 @@ if TYPE_CHECKING:
         StoreLockedError,
         StoreReadOnlyError,
         StoreVersionError,
+        UnsupportedError,
         UsageError,
         WaitTimeoutError,
     )
@@ -271,7 +280,14 @@ if TYPE_CHECKING:
     )
 
 if TYPE_CHECKING:  # the live table
-    from ._live.backends import NetlinkBackend, ProcfsBackend, PsutilBackend, SocketBackend
+    from ._live.backends import (
+        NetlinkBackend,
+        ProcfsBackend,
+        PsutilBackend,
+        RawSocket,
+        SocketBackend,
+        TableQuery,
+    )
     from ._live.records import Exposure, Socket, SocketProcess, SocketState, sockets_json
     from ._live.table import (
         SocketChanges,
@@ -296,7 +312,7 @@ if TYPE_CHECKING:  # your names
         name_status,
         release,
     )
-    from ._names.picker import bind_free_port, pick_port
+    from ._names.picker import PickPolicy, bind_free_port, pick_port
     from ._names.store import Store
 
 

@@ -13,6 +13,7 @@ machine said no: a port is taken, a store is locked, a file is corrupt)::
     ├── RegistryError                     packaged or user registry data unusable
     │   └── RegistryUpdateError           a new IANA file was refused; old data kept
     ├── SocketTableError                  the kernel's socket table could not be read
+    ├── UnsupportedError                  this machine cannot do it (no IPv6, say)
     ├── PortUnavailableError              a port is taken (by a name, a lease, a program)
     │   └── RangeExhaustedError           no free port left in the range asked for
     ├── StoreError                        the names database
@@ -24,7 +25,8 @@ machine said no: a port is taken, a store is locked, a file is corrupt)::
     └── WaitTimeoutError (also TimeoutError)  a port did not open/close in time
 
 OS errors are translated at the boundary (``raise ... from exc``) so that the
-original cause stays on ``__cause__``.
+original cause stays on ``__cause__``. Every error pickles with its fields
+(multiprocessing and pytest-xdist send them between processes).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ __all__ = [
     "StoreLockedError",
     "StoreReadOnlyError",
     "StoreVersionError",
+    "UnsupportedError",
     "UsageError",
     "WaitTimeoutError",
 ]
@@ -52,6 +55,21 @@ __all__ = [
 
 class PortbookError(Exception):
     """Base class of every error portbook raises on purpose."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Exception pickles as cls(*self.args), which the subclasses below,
+        # whose __init__ takes other arguments than their message, cannot
+        # take; rebuild from the message and the fields instead.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(
+    cls: type[PortbookError], args: tuple[object, ...], state: dict[str, object]
+) -> PortbookError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class UsageError(PortbookError, ValueError):
@@ -95,6 +113,10 @@ class RegistryUpdateError(RegistryError):
 
 class SocketTableError(PortbookError):
     """The kernel's socket table could not be read by any backend."""
+
+
+class UnsupportedError(PortbookError):
+    """This machine cannot do what was asked (no IPv6, no namespace it may enter)."""
 
 
 class PortUnavailableError(PortbookError):
@@ -156,3 +178,9 @@ class WaitTimeoutError(PortbookError, TimeoutError):
     def __init__(self, message: str, *, pending: tuple[str, ...] = ()) -> None:
         self.pending = pending
         super().__init__(message)
+
+
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and issubclass(_cls, PortbookError):
+        _cls.__module__ = "portbook"
+del _cls

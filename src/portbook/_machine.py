@@ -13,7 +13,7 @@ import os
 import sys
 
 from portbook._ports import PortClass, PortRange
-from portbook._record import frozen_record
+from portbook._record import public, record
 
 __all__ = ["LocalRanges", "local_ranges"]
 
@@ -23,7 +23,7 @@ __all__ = ["LocalRanges", "local_ranges"]
 _PROC = "/proc/sys/net/ipv4"
 
 
-@frozen_record()
+@record
 class LocalRanges:
     """The ephemeral range and reserved ports of one machine.
 
@@ -34,11 +34,6 @@ class LocalRanges:
     ephemeral: PortRange
     reserved: tuple[PortRange, ...]
     source: str
-
-    def __init__(self, ephemeral: PortRange, reserved: tuple[PortRange, ...], source: str) -> None:
-        object.__setattr__(self, "ephemeral", ephemeral)
-        object.__setattr__(self, "reserved", reserved)
-        object.__setattr__(self, "source", source)
 
     def is_ephemeral(self, port: int) -> bool:
         """True when the kernel may hand ``port`` out as a local port of its own."""
@@ -90,3 +85,6 @@ def parse_port_list(text: str) -> tuple[PortRange, ...]:
 
 def _default() -> LocalRanges:
     return LocalRanges(ephemeral=PortClass.DYNAMIC.range, reserved=(), source="default")
+
+
+public(LocalRanges)

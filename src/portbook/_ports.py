@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 
 from portbook._exceptions import InvalidPortSpecError
-from portbook._record import frozen_record
+from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -85,20 +85,18 @@ def port_class(port: int) -> PortClass:
     return PortClass.DYNAMIC
 
 
-@frozen_record(order=True)
+@record(order=True)
 class PortRange:
     """An inclusive range of port numbers; a single port has ``first == last``."""
 
     first: int
     last: int
 
-    def __init__(self, first: int, last: int) -> None:
-        _check_port(first, str(first))
-        _check_port(last, str(last))
-        if first > last:
-            raise InvalidPortSpecError(f"{first}-{last}", "range start is above its end")
-        object.__setattr__(self, "first", first)
-        object.__setattr__(self, "last", last)
+    def __post_init__(self) -> None:
+        _check_port(self.first, str(self.first))
+        _check_port(self.last, str(self.last))
+        if self.first > self.last:
+            raise InvalidPortSpecError(f"{self.first}-{self.last}", "range start is above its end")
 
     def __contains__(self, port: object) -> bool:
         return isinstance(port, int) and self.first <= port <= self.last
@@ -117,7 +115,7 @@ class PortRange:
         return self.first == self.last
 
 
-@frozen_record()
+@record
 class PortSpec:
     """What a user typed to name a port, parsed.
 
@@ -127,24 +125,10 @@ class PortSpec:
     """
 
     text: str
-    protocol: Protocol | None
-    ports: PortRange | None
-    name: str | None
-    host: ipaddress.IPv4Address | ipaddress.IPv6Address | str | None
-
-    def __init__(
-        self,
-        text: str,
-        protocol: Protocol | None = None,
-        ports: PortRange | None = None,
-        name: str | None = None,
-        host: ipaddress.IPv4Address | ipaddress.IPv6Address | str | None = None,
-    ) -> None:
-        object.__setattr__(self, "text", text)
-        object.__setattr__(self, "protocol", protocol)
-        object.__setattr__(self, "ports", ports)
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "host", host)
+    protocol: Protocol | None = None
+    ports: PortRange | None = None
+    name: str | None = None
+    host: ipaddress.IPv4Address | ipaddress.IPv6Address | str | None = None
 
 
 def parse_protocol(text: str) -> Protocol:
@@ -301,3 +285,6 @@ def _check_length(text: str) -> None:
 def _check_port(port: int, text: str) -> None:
     if not 0 <= port <= MAX_PORT:
         raise InvalidPortSpecError(text, f"port must be 0-{MAX_PORT}")
+
+
+public(Protocol, Family, PortClass, PortRange, PortSpec)

@@ -29,7 +29,7 @@ from portbook._ports import (
     parse_port_spec,
     parse_protocol,
 )
-from portbook._record import frozen_record
+from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -81,7 +81,7 @@ class ServiceStatus(enum.StrEnum):
     UNASSIGNED = "unassigned"
 
 
-@frozen_record()
+@record
 class Service:
     """One entry of the book: a service name, a port or range, or both.
 
@@ -100,54 +100,16 @@ class Service:
     description: str
     source: ServiceSource
     status: ServiceStatus
-    assignee: str | None
-    contact: str | None
-    registered: date | None
-    modified: date | None
-    reference: str | None
-    service_code: str | None
-    unauthorized_use: str | None
-    notes: str | None
-    aliases: tuple[str, ...]
-    software: str | None
-
-    def __init__(  # noqa: PLR0917 - positional, as the frozen dataclass it was took them
-        self,
-        name: str | None,
-        port: int | None,
-        port_end: int | None,
-        protocol: Protocol | None,
-        description: str,
-        source: ServiceSource,
-        status: ServiceStatus,
-        assignee: str | None = None,
-        contact: str | None = None,
-        registered: date | None = None,
-        modified: date | None = None,
-        reference: str | None = None,
-        service_code: str | None = None,
-        unauthorized_use: str | None = None,
-        notes: str | None = None,
-        aliases: tuple[str, ...] = (),
-        software: str | None = None,
-    ) -> None:
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "port", port)
-        object.__setattr__(self, "port_end", port_end)
-        object.__setattr__(self, "protocol", protocol)
-        object.__setattr__(self, "description", description)
-        object.__setattr__(self, "source", source)
-        object.__setattr__(self, "status", status)
-        object.__setattr__(self, "assignee", assignee)
-        object.__setattr__(self, "contact", contact)
-        object.__setattr__(self, "registered", registered)
-        object.__setattr__(self, "modified", modified)
-        object.__setattr__(self, "reference", reference)
-        object.__setattr__(self, "service_code", service_code)
-        object.__setattr__(self, "unauthorized_use", unauthorized_use)
-        object.__setattr__(self, "notes", notes)
-        object.__setattr__(self, "aliases", aliases)
-        object.__setattr__(self, "software", software)
+    assignee: str | None = None
+    contact: str | None = None
+    registered: date | None = None
+    modified: date | None = None
+    reference: str | None = None
+    service_code: str | None = None
+    unauthorized_use: str | None = None
+    notes: str | None = None
+    aliases: tuple[str, ...] = ()
+    software: str | None = None
 
     @property
     def ports(self) -> PortRange | None:
@@ -179,7 +141,7 @@ class Service:
         }
 
 
-@frozen_record()
+@record
 class RegistryInfo:
     """What data the book uses: the registry file, its origin and counts, and the overlays.
 
@@ -207,43 +169,7 @@ class RegistryInfo:
     etc_services_path: str | None
     etc_services_entries: int
     unofficial_entries: int
-    warning: str | None
-
-    def __init__(  # noqa: PLR0917 - positional, as the frozen dataclass it was took them
-        self,
-        path: str,
-        origin: str,
-        source_name: str,
-        source_sha256: str,
-        source_format: str,
-        updated: date | None,
-        records: int,
-        assigned: int,
-        reserved: int,
-        unassigned: int,
-        names_only: int,
-        newest_record: date | None,
-        etc_services_path: str | None,
-        etc_services_entries: int,
-        unofficial_entries: int,
-        warning: str | None = None,
-    ) -> None:
-        object.__setattr__(self, "path", path)
-        object.__setattr__(self, "origin", origin)
-        object.__setattr__(self, "source_name", source_name)
-        object.__setattr__(self, "source_sha256", source_sha256)
-        object.__setattr__(self, "source_format", source_format)
-        object.__setattr__(self, "updated", updated)
-        object.__setattr__(self, "records", records)
-        object.__setattr__(self, "assigned", assigned)
-        object.__setattr__(self, "reserved", reserved)
-        object.__setattr__(self, "unassigned", unassigned)
-        object.__setattr__(self, "names_only", names_only)
-        object.__setattr__(self, "newest_record", newest_record)
-        object.__setattr__(self, "etc_services_path", etc_services_path)
-        object.__setattr__(self, "etc_services_entries", etc_services_entries)
-        object.__setattr__(self, "unofficial_entries", unofficial_entries)
-        object.__setattr__(self, "warning", warning)
+    warning: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -323,6 +249,8 @@ def _service_from_row(row: tuple[Any, ...]) -> Service:
         service_code,
         unauthorized,
         notes,
+        (),
+        None,
     )
 
 
@@ -993,3 +921,6 @@ def service_names(
 ) -> dict[tuple[int, str], str | None]:
     """:meth:`Book.service_names` on the default book."""
     return default_book().service_names(pairs)
+
+
+public(Book, RegistryInfo, Service, ServiceSource, ServiceStatus)

@@ -28,11 +28,11 @@ import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from portbook._book.registry import SCHEMA_VERSION
 from portbook._exceptions import RegistryUpdateError
+from portbook._record import record
 
 __all__ = [
     "CSV_HEADER",
@@ -75,7 +75,7 @@ _DATE = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 _PORTS = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RawRecord:
     """One registry record as the builder sees it: strings, with ``None`` for absent fields."""
 
@@ -95,7 +95,7 @@ class RawRecord:
     notes: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BuiltRegistry:
     """What a registry file held: its records plus where they came from."""
 

@@ -10,40 +10,28 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import namedtuple
+
+from portbook._record import maker, record
 
 __all__ = ["EtcServicesEntry", "default_services_path", "parse_etc_services", "read_etc_services"]
 
-# Not `from typing import TYPE_CHECKING, NamedTuple`: typing costs about a
-# quarter of an interpreter start to import, and this module is loaded by
-# every cold `portbook lookup`. Type checkers read the typed class below and
-# treat any name TYPE_CHECKING as true; at run time the same named tuple is
-# made by collections.namedtuple (collections is loaded anyway). The field
-# names, order and defaults must stay the same in both.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import NamedTuple
 
-    class EtcServicesEntry(NamedTuple):
-        name: str
-        port: int
-        protocol: str
-        aliases: tuple[str, ...] = ()
-        comment: str | None = None
-        line: int = 0
+@record
+class EtcServicesEntry:
+    """One line of a services file; ``protocol`` is kept as written ("tcp", "ddp", ...).
 
-else:
-    EtcServicesEntry = namedtuple(
-        "EtcServicesEntry",
-        ("name", "port", "protocol", "aliases", "comment", "line"),
-        defaults=((), None, 0),
-    )
-EtcServicesEntry.__doc__ = """One line of a services file.
+    The book's public record for it is :class:`portbook.Service`.
+    """
 
-``protocol`` is kept as written ("tcp", "ddp", ...). A named tuple rather
-than a record class: this private row type is made for every line on a cold
-``portbook lookup``. The public record is :class:`portbook.Service`.
-"""
+    name: str
+    port: int
+    protocol: str
+    aliases: tuple[str, ...] = ()
+    comment: str | None = None
+    line: int = 0
+
+
+_make_entry = maker(EtcServicesEntry)
 
 
 def parse_etc_services(text: str) -> list[EtcServicesEntry]:
@@ -56,7 +44,7 @@ def parse_etc_services(text: str) -> list[EtcServicesEntry]:
     # or blank line costs one test, entries are built positionally.
     entries: list[EtcServicesEntry] = []
     append = entries.append
-    make = EtcServicesEntry
+    make = _make_entry
     for number, raw in enumerate(text.splitlines(), 1):
         if not raw or raw[0] == "#":
             continue
@@ -71,7 +59,9 @@ def parse_etc_services(text: str) -> list[EtcServicesEntry]:
         if port > 65535:
             continue
         comment = comment_text.strip() if hash_ else ""
-        append(make(fields[0], port, protocol.lower(), tuple(fields[2:]), comment or None, number))
+        append(
+            make((fields[0], port, protocol.lower(), tuple(fields[2:]), comment or None, number))
+        )
     return entries
 
 

@@ -16,30 +16,26 @@ walks ``/proc/*/fd`` and reads each link (``socket:[INODE]``). Two walks:
   large table shared with a :class:`BackgroundWalk` helper process
   (:func:`split_walk`, :func:`merge_scans`).
 
-Process details (name, command line, user) are read only for owners.
+Process details (name, command line, user) are read by
+:mod:`portbook._live.processes`, only for owners.
 """
 
 from __future__ import annotations
 
 import bisect
 import os
-import pwd
-from collections import namedtuple
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record (typing costs a
 # quarter of an interpreter start, and `portbook who` must start fast).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Iterator
-    from typing import NamedTuple
 
 __all__ = [
     "BackgroundWalk",
     "OwnerScan",
-    "ProcessInfo",
     "find_owners",
     "merge_scans",
-    "process_details",
     "scan_all",
     "split_walk",
 ]
@@ -92,23 +88,6 @@ class OwnerScan:
         merged = {inode: [pid] for inode, pid in self.single.items()}
         merged.update((inode, list(pids)) for inode, pids in self.shared.items())
         return merged
-
-
-if TYPE_CHECKING:
-
-    class ProcessInfo(NamedTuple):
-        """Raw details of one owning process (``None`` where unreadable)."""
-
-        pid: int
-        name: str | None
-        cmdline: tuple[str, ...] | None
-        user: str | None
-
-else:
-    # The same tuple class without typing.NamedTuple, which needs typing.
-    ProcessInfo = namedtuple("ProcessInfo", ("pid", "name", "cmdline", "user"))
-    ProcessInfo.__doc__ = "Raw details of one owning process (``None`` where unreadable)."
-    ProcessInfo.__module__ = __name__
 
 
 def _scan_process(
@@ -533,74 +512,3 @@ def _scan_family(
                     owner_parents |= {_ppid(proc, p) for p in new}
                     changed = True
     return hidden
-
-
-_users: dict[int, str | None] = {}
-
-
-def _user(uid: int) -> str | None:
-    if uid not in _users:
-        try:
-            _users[uid] = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            _users[uid] = str(uid)
-    return _users[uid]
-
-
-def process_details(pids: Iterable[int], *, proc: str = _PROC) -> dict[int, ProcessInfo]:
-    """Name, command line and user of each pid (fields ``None`` where unreadable)."""
-    if not os.path.isdir(proc):
-        return _psutil_details(pids)
-    details: dict[int, ProcessInfo] = {}
-    for pid in pids:
-        base = f"{proc}/{pid}"
-        name: str | None
-        cmdline: tuple[str, ...] | None
-        user: str | None
-        try:
-            with open(f"{base}/comm", "rb") as fh:
-                name = fh.read().rstrip(b"\n").decode("utf-8", "replace")
-        except OSError:
-            name = None
-        try:
-            with open(f"{base}/cmdline", "rb") as fh:
-                raw = fh.read()
-            cmdline = (
-                tuple(part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0"))
-                if raw
-                else ()
-            )
-        except OSError:
-            cmdline = None
-        try:
-            user = _user(os.stat(base).st_uid)
-        except OSError:
-            user = None
-        details[pid] = ProcessInfo(pid, name, cmdline, user)
-    return details
-
-
-def _psutil_details(pids: Iterable[int]) -> dict[int, ProcessInfo]:
-    import psutil
-
-    details: dict[int, ProcessInfo] = {}
-    for pid in pids:
-        try:
-            proc = psutil.Process(pid)
-        except (psutil.Error, OSError):
-            details[pid] = ProcessInfo(pid, None, None, None)
-            continue
-        fields: list[object] = []
-        for getter in (proc.name, proc.cmdline, proc.username):
-            try:
-                fields.append(getter())
-            except (psutil.Error, OSError):
-                fields.append(None)
-        name, cmdline, user = fields
-        details[pid] = ProcessInfo(
-            pid,
-            name if isinstance(name, str) else None,
-            tuple(cmdline) if isinstance(cmdline, list) else None,
-            user if isinstance(user, str) else None,
-        )
-    return details

@@ -12,7 +12,7 @@ import enum
 
 from portbook._live.backends.base import TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_RECV
 from portbook._ports import Family, PortClass, Protocol
-from portbook._record import frozen_record
+from portbook._record import maker, public, record, values_of
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record. `portbook who`
 # and `portbook ls` import this module; typing, dataclasses (with inspect) and
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from typing import Any, TextIO
 
     from portbook._live.backends.base import RawSocket
-    from portbook._live.owners import OwnerScan, ProcessInfo
+    from portbook._live.owners import OwnerScan
+    from portbook._live.processes import ProcessInfo
     from portbook._machine import LocalRanges
 
 __all__ = [
@@ -95,7 +96,7 @@ class Exposure(enum.StrEnum):
     SPECIFIC = "specific"  # one address of one interface
 
 
-@frozen_record()
+@record
 class SocketProcess:
     """A process holding a socket. ``None`` fields could not be read."""
 
@@ -103,14 +104,6 @@ class SocketProcess:
     name: str | None
     cmdline: tuple[str, ...] | None
     user: str | None
-
-    def __init__(
-        self, pid: int, name: str | None, cmdline: tuple[str, ...] | None, user: str | None
-    ) -> None:
-        object.__setattr__(self, "pid", pid)
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "cmdline", cmdline)
-        object.__setattr__(self, "user", user)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,7 +114,7 @@ class SocketProcess:
         }
 
 
-@frozen_record()
+@record
 class Socket:
     """One TCP or UDP socket of this machine, with its owners and what its port means.
 
@@ -150,53 +143,6 @@ class Socket:
     port_class: PortClass
     ephemeral: bool
     exposure: Exposure
-
-    def __init__(  # noqa: PLR0917 - positional, as the frozen dataclass it was took them
-        self,
-        protocol: Protocol,
-        family: Family,
-        state: SocketState,
-        local_address: IPv4Address | IPv6Address,
-        local_port: int,
-        remote_address: IPv4Address | IPv6Address | None,
-        remote_port: int | None,
-        inode: int,
-        uid: int,
-        recv_queue: int,
-        send_queue: int,
-        v6only: bool | None,
-        interface: int | None,
-        processes: tuple[SocketProcess, ...],
-        owner_note: str | None,
-        service: str | None,
-        port_class: PortClass,
-        ephemeral: bool,
-        exposure: Exposure,
-    ) -> None:
-        # Only direct calls come here; build_sockets fills its records
-        # through _SocketLayout, several times faster.
-        for name, value in (
-            ("protocol", protocol),
-            ("family", family),
-            ("state", state),
-            ("local_address", local_address),
-            ("local_port", local_port),
-            ("remote_address", remote_address),
-            ("remote_port", remote_port),
-            ("inode", inode),
-            ("uid", uid),
-            ("recv_queue", recv_queue),
-            ("send_queue", send_queue),
-            ("v6only", v6only),
-            ("interface", interface),
-            ("processes", processes),
-            ("owner_note", owner_note),
-            ("service", service),
-            ("port_class", port_class),
-            ("ephemeral", ephemeral),
-            ("exposure", exposure),
-        ):
-            object.__setattr__(self, name, value)
 
     @property
     def listening(self) -> bool:
@@ -245,84 +191,7 @@ def _exposure(address: IPv4Address | IPv6Address) -> Exposure:
     return Exposure.SPECIFIC
 
 
-class _SocketLayout:
-    """Builds a :class:`Socket` about six times faster than its dataclass ``__init__``.
-
-    A frozen dataclass sets each field through ``object.__setattr__``; for
-    50,000 sockets that is a visible part of the whole run. This class has
-    exactly ``Socket``'s slots, so plain (fast) slot stores fill the object,
-    and then the object becomes a ``Socket``: CPython allows assigning
-    ``__class__`` between classes with the same slot layout. The result is
-    an ordinary frozen ``Socket`` (tests compare it with ``Socket(...)``).
-    """
-
-    __slots__ = (
-        "ephemeral",
-        "exposure",
-        "family",
-        "inode",
-        "interface",
-        "local_address",
-        "local_port",
-        "owner_note",
-        "port_class",
-        "processes",
-        "protocol",
-        "recv_queue",
-        "remote_address",
-        "remote_port",
-        "send_queue",
-        "service",
-        "state",
-        "uid",
-        "v6only",
-    )
-
-    def __init__(  # noqa: PLR0917 - one positional per field, in field order
-        self,
-        protocol: Any,
-        family: Any,
-        state: Any,
-        local_address: Any,
-        local_port: Any,
-        remote_address: Any,
-        remote_port: Any,
-        inode: Any,
-        uid: Any,
-        recv_queue: Any,
-        send_queue: Any,
-        v6only: Any,
-        interface: Any,
-        processes: Any,
-        owner_note: Any,
-        service: Any,
-        port_class: Any,
-        ephemeral: Any,
-        exposure: Any,
-    ) -> None:
-        self.protocol = protocol
-        self.family = family
-        self.state = state
-        self.local_address = local_address
-        self.local_port = local_port
-        self.remote_address = remote_address
-        self.remote_port = remote_port
-        self.inode = inode
-        self.uid = uid
-        self.recv_queue = recv_queue
-        self.send_queue = send_queue
-        self.v6only = v6only
-        self.interface = interface
-        self.processes = processes
-        self.owner_note = owner_note
-        self.service = service
-        self.port_class = port_class
-        self.ephemeral = ephemeral
-        self.exposure = exposure
-        self.__class__ = Socket  # type: ignore[assignment]  # noqa: PLE0237 - see the docstring
-
-
-_make_socket: Callable[..., Socket] = _SocketLayout  # type: ignore[assignment]
+_make_socket = maker(Socket)
 
 
 def build_sockets(
@@ -405,7 +274,7 @@ def build_sockets(
         v6only,
         ifindex,
         raw_pids,
-    ) in raws:
+    ) in values_of(raws):
         if proto_name != last_proto or fam != last_fam:
             last_proto, last_fam = proto_name, fam
             protocol = Protocol.UDP if proto_name == "udp" else Protocol.TCP
@@ -467,25 +336,27 @@ def build_sockets(
             note = NOTE_NOT_VISIBLE
         append(
             make(
-                protocol,
-                family,
-                states.get(code, closed),
-                local[0],
-                lport,
-                remote_address,
-                remote_port,
-                inode,
-                uid,
-                rq,
-                sq,
-                v6only,
-                ifindex or None,
-                procs,
-                note,
-                annotation[0],
-                annotation[1],
-                annotation[2],
-                local[1],
+                (
+                    protocol,
+                    family,
+                    states.get(code, closed),
+                    local[0],
+                    lport,
+                    remote_address,
+                    remote_port,
+                    inode,
+                    uid,
+                    rq,
+                    sq,
+                    v6only,
+                    ifindex or None,
+                    procs,
+                    note,
+                    annotation[0],
+                    annotation[1],
+                    annotation[2],
+                    local[1],
+                )
             )
         )
     return out
@@ -599,3 +470,6 @@ def _json_chunks(sockets: Iterable[Socket]) -> Iterator[str]:
     elif separator == "[":
         yield "["  # no socket at all
     yield "]"
+
+
+public(Exposure, Socket, SocketProcess, SocketState)

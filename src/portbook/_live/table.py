@@ -13,7 +13,7 @@ import os
 from portbook._exceptions import UsageError
 from portbook._live.records import Socket, SocketState, build_sockets, state_mask
 from portbook._ports import Family, PortRange, Protocol, parse_protocol
-from portbook._record import frozen_record
+from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -45,8 +45,7 @@ def _service_names(raws: list[RawSocket]) -> Callable[[int, Protocol], str | Non
     """
     from portbook._book.book import default_book
 
-    # r[0] is a raw socket's protocol name, r[4] its local port.
-    names = default_book().service_names({(r[4], r[0]) for r in raws})
+    names = default_book().service_names({(r.local_port, r.protocol) for r in raws})
     get = names.get
 
     def service(port: int, protocol: Protocol) -> str | None:
@@ -311,6 +310,12 @@ def _read(
 
             chosen = ProcfsBackend()
             result.extend(chosen.sockets(query))
+    if not type(chosen).__module__.startswith("portbook."):
+        # A backend of the caller's may return rows as plain tuples in field order.
+        from portbook._live.backends.base import RawSocket
+
+        rows: list[Any] = result
+        result = [r if type(r) is RawSocket else RawSocket(*r) for r in rows]
     return result
 
 
@@ -322,14 +327,14 @@ def _annotate(
     scan: OwnerScan | None,
     service: Callable[[int, Protocol], str | None] | None = None,
 ) -> list[Socket]:
-    from portbook._live.owners import find_owners, process_details
+    from portbook._live.owners import find_owners
+    from portbook._live.processes import process_details
     from portbook._machine import local_ranges
 
-    # r[7] is a raw socket's inode, r[13] the pids its backend knows (or None).
     details = {}
     if owners:
         if scan is None:
-            need = [r[7] for r in raws if r[13] is None and r[7]]
+            need = [r.inode for r in raws if r.pids is None and r.inode]
             if only_pid is not None and need:
                 # Only this process's sockets matter: read its descriptors
                 # first, then find every owner of just those.
@@ -337,17 +342,16 @@ def _annotate(
                 need = [*first.single, *first.shared]
             scan = find_owners(need)
         pids: set[int] = set()
-        for r in raws:
-            if r[13]:
-                pids.update(r[13])
         single_get, shared_get = scan.single.get, scan.shared.get
         for r in raws:
-            if r[13] is None and r[7]:
-                pid = single_get(r[7])
+            if r.pids is not None:
+                pids.update(r.pids)
+            elif r.inode:
+                pid = single_get(r.inode)
                 if pid is not None:
                     pids.add(pid)
                 else:
-                    pids.update(shared_get(r[7], ()))
+                    pids.update(shared_get(r.inode, ()))
         details = process_details(sorted(pids))
     return build_sockets(
         raws,
@@ -394,7 +398,7 @@ def _program_matches(sock: Socket, program: str) -> bool:
     return False
 
 
-@frozen_record()
+@record
 class SocketChanges:
     """One refresh of :func:`watch_sockets`: the table now, and what changed since the last one.
 
@@ -405,18 +409,6 @@ class SocketChanges:
     opened: tuple[Socket, ...]
     closed: tuple[Socket, ...]
     first: bool
-
-    def __init__(
-        self,
-        sockets: tuple[Socket, ...],
-        opened: tuple[Socket, ...],
-        closed: tuple[Socket, ...],
-        first: bool,
-    ) -> None:
-        object.__setattr__(self, "sockets", sockets)
-        object.__setattr__(self, "opened", opened)
-        object.__setattr__(self, "closed", closed)
-        object.__setattr__(self, "first", first)
 
 
 def _identity(s: Socket) -> tuple[object, ...]:
@@ -465,3 +457,6 @@ def watch_sockets(
         if count is not None and refreshes >= count:
             return
         time.sleep(interval)
+
+
+public(SocketChanges)

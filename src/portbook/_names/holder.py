@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 
-from portbook._exceptions import UsageError
+from portbook._exceptions import NotFoundError, UsageError
+from portbook._record import public, record
 
 __all__ = ["Holder", "holder_alive", "holder_for", "process_start_time", "this_process"]
 
@@ -32,7 +32,7 @@ _HAVE_PROC_STAT: bool = sys.platform.startswith("linux")
 UNKNOWN_START = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Holder:
     """A process that holds a lease: its pid and its start time.
 
@@ -78,15 +78,16 @@ def this_process() -> Holder:
 def holder_for(pid: int) -> Holder:
     """The running process ``pid`` as a lease holder.
 
-    Raises :class:`~portbook.UsageError` for pid <= 1 or a pid that does
-    not exist: a lease for a process that is not there would be reclaimed
-    at once, which is never what the caller meant.
+    Raises :class:`~portbook.UsageError` for pid <= 1 (it never exits) and
+    :class:`~portbook.NotFoundError` for a pid that does not exist: a lease
+    for a process that is not there would be reclaimed at once, which is
+    never what the caller meant.
     """
     if pid <= 1:
         raise UsageError(f"a lease cannot be held by pid {pid}: it never exits")
     start = process_start_time(pid)
     if start is None:
-        raise UsageError(f"no process with pid {pid} to hold a lease")
+        raise NotFoundError(f"no process with pid {pid} to hold a lease")
     return Holder(pid, start)
 
 
@@ -154,3 +155,6 @@ def _pid_exists(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+public(Holder)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 
 from portbook._exceptions import NotFoundError
 from portbook._names.holder import Holder, holder_alive
 from portbook._names.store import Store, default_store
 from portbook._ports import Family, Protocol
+from portbook._record import public, record, replace
 
 __all__ = ["Lease", "list_leases", "release_lease", "transfer_lease"]
 
@@ -29,7 +29,7 @@ __all__ = ["Lease", "list_leases", "release_lease", "transfer_lease"]
 AliveCheck = Callable[[int, int], bool]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Lease:
     """A port held in the store for a process or for a time.
 
@@ -177,3 +177,6 @@ def list_leases(*, store: Store | None = None) -> list[Lease]:
         dead = [lease.id for lease in leases if not is_live(lease, now)]
         conn.executemany("DELETE FROM leases WHERE id = ?", [(i,) for i in dead])
     return [lease for lease in leases if lease.id not in dead]
+
+
+public(Lease)

@@ -15,7 +15,6 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from portbook._exceptions import (
@@ -27,9 +26,10 @@ from portbook._exceptions import (
 )
 from portbook._names.holder import Holder, this_process
 from portbook._names.leases import Lease, insert_lease, live_lease_on
-from portbook._names.picker import Policy, choose_port, ipv6_available
+from portbook._names.picker import PickPolicy, choose_port, ipv6_available
 from portbook._names.store import Store, default_store
 from portbook._ports import Family, PortRange, Protocol, parse_port, parse_protocol
+from portbook._record import public, record
 
 if TYPE_CHECKING:
     # The live table is loaded only when a command asks who holds a port.
@@ -58,7 +58,7 @@ EXPORT_FORMAT = "portbook-names"
 EXPORT_VERSION = 1
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Assignment:
     """A name and the port it keeps until released."""
 
@@ -67,7 +67,7 @@ class Assignment:
     protocol: Protocol
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NameStatus:
     """A name, and whether a program is listening on its port right now (and which).
 
@@ -138,7 +138,7 @@ def assign(
     near: int | None = None,
     allow_assigned: bool = False,
     store: Store | None = None,
-    policy: Policy | None = None,
+    policy: PickPolicy | None = None,
     listeners: ListenerCheck | None = None,
 ) -> Assignment:
     """The port of ``name``, choosing one first if the name is new.
@@ -160,7 +160,7 @@ def assign(
         port = parse_port(str(port))
         if port == 0:
             raise UsageError("port 0 means 'any port' to the kernel; it cannot be a name's")
-    rules = policy or Policy.default()
+    rules = policy or PickPolicy.default()
     chosen = store or default_store()
     # A name that exists already is answered from a read: no write lock, and
     # it works on a read-only store. Names change only by release, so what
@@ -214,7 +214,7 @@ def _check_port_free_for_name(
     *,
     port: int,
     proto: Protocol,
-    rules: Policy,
+    rules: PickPolicy,
     listeners: ListenerCheck | None,
 ) -> None:
     row = conn.execute(
@@ -525,3 +525,6 @@ def _check_no_duplicates(entries: Iterable[Assignment]) -> None:
             raise UsageError(f"the file gives {e.protocol}/{e.port} to {other!r} and {e.name!r}")
         names[e.name] = e
         ports[(e.port, e.protocol)] = e.name
+
+
+public(Assignment, NameStatus)

@@ -53,16 +53,21 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 
-from portbook._exceptions import PortUnavailableError, RangeExhaustedError, UsageError
+from portbook._exceptions import (
+    PortUnavailableError,
+    RangeExhaustedError,
+    UnsupportedError,
+    UsageError,
+)
 from portbook._machine import LocalRanges, local_ranges
 from portbook._names.holder import Holder, this_process
 from portbook._names.leases import Lease, insert_lease, live_lease_on, sweep_expired
 from portbook._names.store import Store, default_store
 from portbook._ports import Family, PortClass, PortRange, Protocol
+from portbook._record import field, public, record
 
-__all__ = ["Policy", "bind_free_port", "ipv6_available", "pick_port", "probe_free"]
+__all__ = ["PickPolicy", "bind_free_port", "ipv6_available", "pick_port", "probe_free"]
 
 # Ports below 1024 need privileges to bind, and every one of them is a
 # well-known service's: a pick never lands there unless a range asks for it.
@@ -76,7 +81,7 @@ FreeCheck = Callable[[int, Sequence[Protocol], Sequence[Family]], bool]
 
 def _book_is_assigned() -> AssignedCheck:
     # The IANA registry lives in the book; the picker only asks it. The book
-    # is imported when a Policy is made rather than with this module (so
+    # is imported when a PickPolicy is made rather than with this module (so
     # `portbook get` never loads it), and its registry data on the first
     # question (so a pick with allow_assigned never reads it).
     from portbook._book.book import is_assigned
@@ -131,8 +136,8 @@ def ipv6_available() -> bool:
     return _ipv6
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
+@record
+class PickPolicy:
     """The rules of a pick, as one injectable object.
 
     ``ranges`` is this machine's ephemeral range and reserved ports,
@@ -146,7 +151,7 @@ class Policy:
     is_free: FreeCheck = probe_free
 
     @classmethod
-    def default(cls) -> Policy:
+    def default(cls) -> PickPolicy:
         global _default_policy
         if _default_policy is None:
             _default_policy = cls()
@@ -170,7 +175,7 @@ class Policy:
         return sorted(p for p in pieces if p.last > 0)
 
 
-_default_policy: Policy | None = None
+_default_policy: PickPolicy | None = None
 
 
 def _candidates(segments: list[PortRange], near: int | None, rng: random.Random) -> Iterator[int]:
@@ -241,7 +246,7 @@ def _normalise(
         if not fams:
             raise UsageError("pick needs at least one address family")
         if Family.INET6 in fams and not ipv6_available():
-            raise PortUnavailableError("IPv6 is not available on this machine")
+            raise UnsupportedError("IPv6 is not available on this machine")
     return protos, fams
 
 
@@ -253,7 +258,7 @@ def choose_port(
     port_range: PortRange | None,
     near: int | None,
     allow_assigned: bool,
-    policy: Policy,
+    policy: PickPolicy,
     claim: Callable[[int], bool] | None = None,
 ) -> int:
     """Inside a write transaction: the first candidate port that every rule allows.
@@ -347,7 +352,7 @@ def pick_port(
     ttl: float | None = None,
     holder: Holder | None = None,
     store: Store | None = None,
-    policy: Policy | None = None,
+    policy: PickPolicy | None = None,
 ) -> Lease:
     """Pick a free port and lease it at once.
 
@@ -373,7 +378,7 @@ def pick_port(
         near=near,
         allow_assigned=allow_assigned,
         terms=_lease_terms(ttl, holder),
-        rules=policy or Policy.default(),
+        rules=policy or PickPolicy.default(),
     )
 
 
@@ -386,7 +391,7 @@ def _choose_and_lease(
     near: int | None,
     allow_assigned: bool,
     terms: tuple[Holder | None, float | None],
-    rules: Policy,
+    rules: PickPolicy,
     claim: Callable[[int], bool] | None = None,
 ) -> Lease:
     """Choose a port and lease it in one write transaction: the step both pickers share."""
@@ -420,7 +425,7 @@ def bind_free_port(
     ttl: float | None = None,
     holder: Holder | None = None,
     store: Store | None = None,
-    policy: Policy | None = None,
+    policy: PickPolicy | None = None,
 ) -> tuple[socket.socket, Lease]:
     """Pick a free port, bind a socket on it and lease it, all in one transaction.
 
@@ -439,7 +444,7 @@ def bind_free_port(
     protos, fams = _normalise(protocol, family)
     proto, fam = protos[0], fams[0]
     terms = _lease_terms(ttl, holder)
-    rules = policy or Policy.default()
+    rules = policy or PickPolicy.default()
     bound: list[socket.socket] = []
 
     def claim(port: int) -> bool:
@@ -481,3 +486,6 @@ def bind_free_port(
             sock.close()
         raise
     return bound[0], lease
+
+
+public(PickPolicy)

@@ -47,6 +47,7 @@ from portbook._exceptions import (
     StoreVersionError,
 )
 from portbook._paths import user_data_dir
+from portbook._record import public
 
 __all__ = ["SCHEMA_VERSION", "Store", "default_store", "store_path"]
 
@@ -460,3 +461,6 @@ def default_store() -> Store:
         if store is None:
             store = _defaults[key] = Store(key[1])
         return store
+
+
+public(Store)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portbook._exceptions import UsageError
 from portbook._machine import LocalRanges, local_ranges
 from portbook._ports import Protocol
+from portbook._record import public, record
 
 if TYPE_CHECKING:
     from portbook._live.records import Socket
@@ -42,7 +42,7 @@ DEFAULT_THRESHOLD = 0.8
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DestinationUsage:
     """Local ephemeral ports in use toward one (protocol, remote address, remote port)."""
 
@@ -70,7 +70,7 @@ class DestinationUsage:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class EphemeralUsage:
     """The ephemeral range of this machine and how much of it is used.
 
@@ -214,3 +214,6 @@ def ephemeral_usage(*, threshold: float = DEFAULT_THRESHOLD) -> EphemeralUsage:
     ranges = local_ranges()
     socks = list_sockets(port=ranges.ephemeral, owners=False)
     return summarize_ephemeral(socks, ranges, threshold=threshold, tw_reuse=_tw_reuse())
+
+
+public(DestinationUsage, EphemeralUsage)

@@ -18,12 +18,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portbook._exceptions import ProcessSignalError, UsageError
 from portbook._ports import Protocol, parse_protocol
+from portbook._record import public, record
 
 if TYPE_CHECKING:
     from portbook._live.records import Socket, SocketProcess
@@ -43,7 +43,7 @@ _POLL = 0.01
 _AFTER_KILL = 2.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PortHolder:
     """A process that holds the port, with the sockets it holds there.
 
@@ -74,7 +74,7 @@ class PortHolder:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KillResult:
     """What :func:`kill_port` did.
 
@@ -91,7 +91,7 @@ class KillResult:
     killed: tuple[int, ...] = ()
     released: bool = False
     dry_run: bool = False
-    still_held_by: tuple[int, ...] = field(default=())
+    still_held_by: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -336,3 +336,6 @@ def kill_port(
         released=not left,
         still_held_by=tuple(sorted(left)),
     )
+
+
+public(KillResult, PortHolder)

@@ -47,18 +47,17 @@ live table first.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import ipaddress
 import socket as _socket
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from portbook._exceptions import InvalidPortSpecError, UsageError
 from portbook._live.records import Socket, SocketState
 from portbook._ports import Family, Protocol, parse_port_spec, parse_protocol
+from portbook._record import public, record, replace
 
 if TYPE_CHECKING:
     from portbook._live.backends.base import SocketBackend
@@ -85,7 +84,7 @@ class RouteRule(enum.StrEnum):
     NONE = "none"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Endpoint:
     """An IP address and a port, as a packet carries them."""
 
@@ -98,7 +97,7 @@ class Endpoint:
         return f"{self.address}:{self.port}"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Route:
     """The kernel's delivery decision for one packet.
 
@@ -168,7 +167,7 @@ def _bindv6only_default() -> bool:
         return False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Candidate:
     sock: Socket
     exact: bool  # bound to the destination address itself (not a wildcard)
@@ -496,5 +495,8 @@ def route(
     decided = route_packet(proto, dst, socks, source=src, device=dev)
     if not sys.platform.startswith("linux"):
         note = "these are Linux's lookup rules; this system's kernel may choose differently"
-        decided = dataclasses.replace(decided, notes=(*decided.notes, note))
+        decided = replace(decided, notes=(*decided.notes, note))
     return decided
+
+
+public(Endpoint, Route, RouteRule)

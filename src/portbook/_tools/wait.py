@@ -32,11 +32,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from portbook._exceptions import InvalidPortSpecError, UsageError, WaitTimeoutError
 from portbook._ports import Protocol, parse_port_spec
+from portbook._record import public, record
 
 if TYPE_CHECKING:
     from portbook._live.backends.base import RawSocket, SocketBackend
@@ -62,7 +62,7 @@ CONNECT_TIMEOUT = 2.0
 _LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WaitTarget:
     """One port to wait for: ``host`` is ``None`` for "any address of this machine"."""
 
@@ -228,7 +228,7 @@ class _Checker:
         mask = ALL_STATES_MASK
         if self.reuseaddr:
             mask &= ~(1 << TCP_TIME_WAIT)
-        self._held = [raw[2] for raw in self._query(mask)]  # field 2: the state code
+        self._held = [raw.state for raw in self._query(mask)]
         return not self._held
 
     @property
@@ -409,3 +409,6 @@ def wait_for_free(
         connect=connect,
         on_ready=on_ready,
     )
+
+
+public(WaitTarget)

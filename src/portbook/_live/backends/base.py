@@ -8,6 +8,8 @@ backend gives identical results for the same sockets.
 
 from __future__ import annotations
 
+from portbook._record import maker, public, record
+
 # Not `from typing import ...`: see portbook._record. At run time
 # SocketBackend is a plain class that documents the interface; type checkers
 # see the typing.Protocol it is.
@@ -23,6 +25,7 @@ __all__ = [
     "RawSocket",
     "SocketBackend",
     "TableQuery",
+    "make_raw_socket",
 ]
 
 # The kernel's TCP state numbers (include/net/tcp_states.h), used by netlink,
@@ -46,45 +49,35 @@ TCP_STATES = range(TCP_ESTABLISHED, TCP_NEW_SYN_RECV + 1)
 ALL_STATES_MASK = sum(1 << s for s in TCP_STATES)
 
 
-# One socket as the operating system reports it, as a plain tuple in this
-# field order (a tuple is the cheapest thing Python builds, and tens of
-# thousands are made per call; a NamedTuple's constructor costs ten times more):
-#
-#   protocol        "tcp" or "udp"
-#   family          4 or 6
-#   state           kernel TCP state number (UDP: TCP_ESTABLISHED or TCP_CLOSE)
-#   local_address   packed bytes, 4 (IPv4) or 16 (IPv6)
-#   local_port      int
-#   remote_address  packed bytes (all zero when not connected)
-#   remote_port     int (0 when not connected)
-#   inode           socket inode (0 for TIME-WAIT and request minisockets)
-#   uid             the socket's owner uid (-1 when unknown)
-#   recv_queue      int
-#   send_queue      int
-#   v6only          bool, or None when unknown
-#   interface       bound device index (0: none)
-#   pids            None when owners are to be found in /proc, or the owning
-#                   process ids when the backend knows them itself
-RawSocket = tuple[
-    str,
-    int,
-    int,
-    bytes,
-    int,
-    bytes,
-    int,
-    int,
-    int,
-    int,
-    int,
-    bool | None,
-    int,
-    tuple[int, ...] | None,
-]
-RAW_INODE = 7
-RAW_PIDS = 13
+@record(order=True)
+class RawSocket:
+    """One socket as the operating system reports it: numbers and bytes, nothing looked up.
+
+    Backends build these with :data:`make_raw_socket` (one C call each: tens
+    of thousands are made per listing); ``RawSocket(...)`` works too.
+    """
+
+    protocol: str  #: "tcp" or "udp"
+    family: int  #: 4 or 6
+    state: int  #: kernel TCP state number (UDP: TCP_ESTABLISHED or TCP_CLOSE)
+    local_address: bytes  #: packed, 4 (IPv4) or 16 (IPv6) bytes
+    local_port: int
+    remote_address: bytes  #: packed; all zero when not connected
+    remote_port: int  #: 0 when not connected
+    inode: int  #: 0 for TIME-WAIT and request minisockets
+    uid: int  #: the socket's owner uid, -1 when unknown
+    recv_queue: int
+    send_queue: int
+    v6only: bool | None  #: None when unknown
+    interface: int  #: bound device index, 0 for none
+    #: None when owners are to be found in /proc, else the owning pids the backend knows
+    pids: tuple[int, ...] | None
 
 
+make_raw_socket = maker(RawSocket)
+
+
+@record
 class TableQuery:
     """What to ask the operating system for; a backend returns exactly the matching sockets.
 
@@ -93,19 +86,10 @@ class TableQuery:
     The netlink backend hands both to the kernel; others filter themselves.
     """
 
-    __slots__ = ("families", "ports", "protocols", "state_mask")
-
-    def __init__(
-        self,
-        protocols: frozenset[str] = frozenset({"tcp", "udp"}),
-        families: frozenset[int] = frozenset({4, 6}),
-        state_mask: int = ALL_STATES_MASK,
-        ports: tuple[int, int] | None = None,
-    ) -> None:
-        self.protocols = protocols
-        self.families = families
-        self.state_mask = state_mask
-        self.ports = ports
+    protocols: frozenset[str] = frozenset({"tcp", "udp"})
+    families: frozenset[int] = frozenset({4, 6})
+    state_mask: int = ALL_STATES_MASK
+    ports: tuple[int, int] | None = None
 
 
 class SocketBackend(Protocol):
@@ -121,3 +105,6 @@ class SocketBackend(Protocol):
 
     def sockets(self, query: TableQuery) -> Iterable[RawSocket]:
         """The sockets matching ``query``; raises ``SocketTableError`` when unreadable."""
+
+
+public(RawSocket, SocketBackend, TableQuery)

@@ -15,7 +15,8 @@ import errno
 import struct
 
 from portbook._exceptions import SocketTableError
-from portbook._live.backends.base import TableQuery
+from portbook._live.backends.base import TableQuery, make_raw_socket
+from portbook._record import public
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -153,6 +154,7 @@ def _read_dump(
     v4 = fam == 4
     unpack_attr = _ATTR.unpack_from
     append = out.append
+    make = make_raw_socket
     while True:
         size = sock.recv_into(buf, _RECV_BUFFER)
         offset = 0
@@ -208,23 +210,28 @@ def _read_dump(
                         break
                     pos += (alen + 3) & ~3
             append(
-                (
-                    protocol,
-                    fam,
-                    state,
-                    src,
-                    (sport_hi << 8) | sport_lo,
-                    dst,
-                    (dport_hi << 8) | dport_lo,
-                    inode,
-                    uid,
-                    rqueue,
-                    wqueue,
-                    v6only,
-                    ifindex,
-                    None,
+                make(
+                    (
+                        protocol,
+                        fam,
+                        state,
+                        src,
+                        (sport_hi << 8) | sport_lo,
+                        dst,
+                        (dport_hi << 8) | dport_lo,
+                        inode,
+                        uid,
+                        rqueue,
+                        wqueue,
+                        v6only,
+                        ifindex,
+                        None,
+                    )
                 )
             )
             offset += (length + 3) & ~3
         if size == 0:
             raise SocketTableError("netlink dump ended without NLMSG_DONE")
+
+
+public(NetlinkBackend)

@@ -13,7 +13,8 @@ import sys
 from collections.abc import Iterable
 
 from portbook._exceptions import SocketTableError
-from portbook._live.backends.base import RawSocket, TableQuery
+from portbook._live.backends.base import RawSocket, TableQuery, make_raw_socket
+from portbook._record import public
 
 __all__ = ["ProcfsBackend"]
 
@@ -84,23 +85,28 @@ class ProcfsBackend:
                 if raddr is None:
                     raddr = cache[remote] = _address(remote)
                 result.append(
-                    (
-                        protocol,
-                        family,
-                        state,
-                        laddr,
-                        lport,
-                        raddr,
-                        int(rport_hex, 16),
-                        int(fields[9]),
-                        int(fields[7]),
-                        int(rx_hex, 16),
-                        int(tx_hex, 16),
-                        None,
-                        0,
-                        None,
+                    make_raw_socket(
+                        (
+                            protocol,
+                            family,
+                            state,
+                            laddr,
+                            lport,
+                            raddr,
+                            int(rport_hex, 16),
+                            int(fields[9]),
+                            int(fields[7]),
+                            int(rx_hex, 16),
+                            int(tx_hex, 16),
+                            None,
+                            0,
+                            None,
+                        )
                     )
                 )
         if not any_read and query.protocols and query.families:
             raise SocketTableError(f"no socket table under {self.root}")
         return result
+
+
+public(ProcfsBackend)

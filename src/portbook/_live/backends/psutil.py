@@ -31,7 +31,9 @@ from portbook._live.backends.base import (
     TCP_TIME_WAIT,
     RawSocket,
     TableQuery,
+    make_raw_socket,
 )
+from portbook._record import public
 
 __all__ = ["PsutilBackend"]
 
@@ -114,21 +116,23 @@ class PsutilBackend:
         for key in order:
             protocol, family, state, lhost, lport, rhost, rport = key
             result.append(
-                (
-                    protocol,
-                    family,
-                    state,
-                    _pack(af[family], lhost, zero[family]),
-                    lport,
-                    _pack(af[family], rhost, zero[family]),
-                    rport,
-                    0,
-                    -1,
-                    0,
-                    0,
-                    None,
-                    0,
-                    tuple(sorted(merged[key])),
+                make_raw_socket(
+                    (
+                        protocol,
+                        family,
+                        state,
+                        _pack(af[family], lhost, zero[family]),
+                        lport,
+                        _pack(af[family], rhost, zero[family]),
+                        rport,
+                        0,
+                        -1,
+                        0,
+                        0,
+                        None,
+                        0,
+                        tuple(sorted(merged[key])),
+                    )
                 )
             )
         return result
@@ -139,3 +143,6 @@ def _pack(af: int, host: str, zero: bytes) -> bytes:
         return zero
     # A scope suffix ("fe80::1%en0") is not part of the address bytes.
     return socket.inet_pton(af, host.split("%", 1)[0])
+
+
+public(PsutilBackend)
