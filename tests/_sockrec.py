@@ -155,7 +155,7 @@ class Sockets:
         return sock
 
     def records(self) -> list[Socket]:
-        from portbook._live.table import list_sockets
+        from portbook._joined import list_sockets
 
         return list_sockets(backend=OwnSockets(self), owners=False)
 

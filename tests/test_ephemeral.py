@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from portbook._exceptions import UsageError
-from portbook._live.table import list_sockets
+from portbook._joined import list_sockets
 from portbook._machine import LocalRanges
 from portbook._ports import PortRange
 from portbook._tools.ephemeral import DestinationUsage, ephemeral_usage, summarize_ephemeral

@@ -16,7 +16,6 @@ from portbook._live.backends.base import RawSocket, TableQuery
 from portbook._live.owners import (
     BackgroundWalk,
     OwnerScan,
-    find_owners,
     merge_scans,
     scan_all,
     split_walk,
@@ -51,10 +50,9 @@ _MANY = textwrap.dedent(
 
 
 @pytest.mark.parametrize("spread", [1, 25])
-def test_targeted_walk_finds_sockets_inside_a_process_with_many_descriptors(spread: int) -> None:
-    # 300 sockets: large enough that the walk probes this process instead of
-    # reading it whole, and reads outward from its best guess; with spread
-    # descriptors (100, 125, 150, ...) it lists them instead.
+def test_every_socket_of_a_process_with_many_descriptors_is_found(spread: int) -> None:
+    # 300 sockets, dense or spread over a large descriptor table (100, 125,
+    # 150, ...): the walk reads every descriptor, wherever it is.
     child = subprocess.Popen(
         [sys.executable, "-c", _MANY, "300", str(spread)],
         stdin=subprocess.PIPE,
@@ -66,11 +64,6 @@ def test_targeted_walk_finds_sockets_inside_a_process_with_many_descriptors(spre
         ports = [int(p) for p in child.stdout.readline().split()]
         sockets = {s.local_port: s for s in list_sockets(protocols=["udp"], owners=False)}
         inodes = [sockets[p].inode for p in ports]
-        for pick in (inodes[0], inodes[150], inodes[-1]):
-            scan = find_owners([pick])
-            assert scan.owners == {pick: [child.pid]}
-        everything = find_owners(inodes)
-        assert everything.owners == {i: [child.pid] for i in inodes}
         whole = scan_all()
         assert all(whole.owners[i] == [child.pid] for i in inodes)
         # and through the public call, for a port in the middle
@@ -188,14 +181,10 @@ def test_the_normaliser_from_raw_facts() -> None:
     from ipaddress import ip_address
 
     from portbook import Exposure, PortClass, PortRange, SocketState
+    from portbook._live.build import build_sockets
     from portbook._live.owners import OwnerScan
     from portbook._live.processes import ProcessInfo
-    from portbook._live.records import (
-        NOTE_NO_PROCESS,
-        NOTE_NOT_FOUND,
-        NOTE_NOT_VISIBLE,
-        build_sockets,
-    )
+    from portbook._live.records import NOTE_NO_PROCESS, NOTE_NOT_FOUND, NOTE_NOT_VISIBLE
     from portbook._machine import LocalRanges
 
     lo4 = bytes([127, 0, 0, 1])
@@ -208,7 +197,7 @@ def test_the_normaliser_from_raw_facts() -> None:
         RawSocket("udp", 6, 7, v6, 40003, bytes(16), 0, 13, 0, 0, 0, True, 0, None),
         RawSocket("udp", 4, 1, lo4, 5353, lo4, 53, 14, 0, 0, 0, None, 0, None),
     ]
-    scan = OwnerScan(single={11: 100, 13: 100}, shared={12: (100, 200)}, hidden=0)
+    scan = OwnerScan(single={11: 100, 13: 100}, shared={12: (100, 200)})
     details = {
         100: ProcessInfo(100, "web", ("web", "-d"), "www"),
         200: ProcessInfo(200, None, None, None),
@@ -240,18 +229,24 @@ def test_the_normaliser_from_raw_facts() -> None:
     assert not udp6.ephemeral  # reserved on this machine
     assert udp6.v6only is True and udp6.processes[0].pid == 100
     assert udp4.state is SocketState.ESTAB and udp4.owner_note == NOTE_NOT_FOUND
-    hidden = build_sockets(
-        raws[4:],
-        scan=OwnerScan(hidden=3),
+    # Root, but the descriptors of a process of the socket's user were refused.
+    me = os.getuid()
+    mine = RawSocket("udp", 4, 1, lo4, 5353, lo4, 53, 14, me, 0, 0, None, 0, None)
+    refused = build_sockets(
+        [mine],
+        scan=OwnerScan({}, {}, refused=(os.getpid(),)),
         processes={},
         ranges=ranges,
         service=lambda port, proto: None,
+        viewer_uid=me,
     )
-    assert hidden[0].owner_note == NOTE_NOT_VISIBLE
+    assert refused[0].owner_note == (
+        f"held by a process whose descriptors cannot be read (pid {os.getpid()})"
+    )
     # Not root, and the socket is another user's: hidden even when no walk failed.
     as_user = build_sockets(
         raws[4:],
-        scan=OwnerScan(),
+        scan=OwnerScan({}, {}),
         processes={},
         ranges=ranges,
         service=lambda port, proto: None,
@@ -260,7 +255,7 @@ def test_the_normaliser_from_raw_facts() -> None:
     assert as_user[0].owner_note == NOTE_NOT_VISIBLE
     own = build_sockets(
         [raws[1]],
-        scan=OwnerScan(),
+        scan=OwnerScan({}, {}),
         processes={},
         ranges=ranges,
         service=lambda port, proto: None,
@@ -286,7 +281,7 @@ def test_the_normaliser_from_raw_facts() -> None:
 def test_whole_table_is_the_same_with_and_without_the_helper(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import portbook._live.table as live
+    import portbook._live.owners as live
     from tests.live_helpers import Row, portbook_rows
 
     def _ours(rows: set[Row], ports: set[int]) -> set[Row]:
@@ -300,9 +295,9 @@ def test_whole_table_is_the_same_with_and_without_the_helper(
         ss.udp_bound()
         ports = {port_of(s) for s in ss.sockets}
         endpoints = {(str(s.getsockname()[0]), port_of(s)) for s in ss.sockets}
-        monkeypatch.setattr(live, "_HELPER_FROM", 0)
+        monkeypatch.setattr(live, "HELPER_FROM", 0)
         with_helper = _ours(portbook_rows(list_sockets(), ports), ports)
-        monkeypatch.setattr(live, "_HELPER_FROM", 10**9)
+        monkeypatch.setattr(live, "HELPER_FROM", 10**9)
         without = _ours(portbook_rows(list_sockets(), ports), ports)
     assert with_helper == without
     assert {r[5] for r in with_helper} >= {"LISTEN", "ESTAB", "UNCONN"}
@@ -310,12 +305,12 @@ def test_whole_table_is_the_same_with_and_without_the_helper(
 
 
 def test_merging_two_walks_joins_shared_sockets() -> None:
-    first = OwnerScan(single={1: 10, 2: 10, 3: 10}, shared={4: (10, 11)}, hidden=1)
-    second = OwnerScan(single={2: 20, 5: 20}, shared={3: (20, 21), 4: (22, 23)}, hidden=2)
+    first = OwnerScan(single={1: 10, 2: 10, 3: 10}, shared={4: (10, 11)}, refused=(7,))
+    second = OwnerScan(single={2: 20, 5: 20}, shared={3: (20, 21), 4: (22, 23)}, refused=(9, 8))
     merged = merge_scans(first, second)
     assert merged.single == {1: 10, 5: 20}
     assert merged.shared == {2: (10, 20), 3: (10, 20, 21), 4: (10, 11, 22, 23)}
-    assert merged.hidden == 3
+    assert merged.hidden == 3 and merged.refused == (7, 8, 9)
     assert merge_scans(second, first).owners == merged.owners
 
 

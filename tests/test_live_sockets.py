@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import portbook
-import portbook._live.records
+import portbook._live.build
 from portbook import (
     Exposure,
     Family,
@@ -125,9 +125,9 @@ def test_exposure_all_and_specific() -> None:
         (found,) = sockets_on_port(port_of(everywhere))
     assert found.exposure is Exposure.ALL
     # The exposure of an address on one interface; the socket is never used.
-    assert portbook._live.records._exposure(ipaddress.ip_address("192.0.2.7")) is Exposure.SPECIFIC
+    assert portbook._live.build.exposure(ipaddress.ip_address("192.0.2.7")) is Exposure.SPECIFIC
     mapped = ipaddress.ip_address("::ffff:127.0.0.1")
-    assert portbook._live.records._exposure(mapped) is Exposure.LOOPBACK
+    assert portbook._live.build.exposure(mapped) is Exposure.LOOPBACK
 
 
 @pytest.mark.parametrize("family", [4, pytest.param(6, marks=needs_ipv6)])
@@ -288,7 +288,8 @@ def test_backend_is_chosen_once_and_named() -> None:
 def test_json_written_in_pieces_equals_json_dumps(count: int) -> None:
     import io
 
-    from portbook._live.records import _JSON_CHUNK, SocketProcess, write_sockets_json
+    from portbook._live.jsontext import _JSON_CHUNK, write_sockets_json
+    from portbook._live.records import SocketProcess
 
     assert _JSON_CHUNK == 512  # the counts above straddle piece boundaries
     owner = (SocketProcess(7, "caf\u00e9", ("srv", '"quoted"\n'), "root"),)

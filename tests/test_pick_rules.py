@@ -24,7 +24,8 @@ from portbook import (
     pick_port,
     release_lease,
 )
-from portbook._names.picker import PickPolicy, ipv6_available, probe_free
+from portbook._machine import ipv6_available
+from portbook._names.picker import PickPolicy, probe_free
 from tests._names_support import single, spare_port
 from tests.conftest import run_cli
 

@@ -91,12 +91,12 @@ _EXPORTS: dict[str, str] = {
     "Socket": "_live.records",
     "SocketProcess": "_live.records",
     "SocketState": "_live.records",
-    "list_sockets": "_live.table",
-    "SocketChanges": "_live.table",
-    "watch_sockets": "_live.table",
+    "list_sockets": "_joined",
+    "SocketChanges": "_live.watch",
+    "watch_sockets": "_joined",
     "socket_backend": "_live.table",
-    "sockets_on_port": "_live.table",
-    "sockets_json": "_live.records",
+    "sockets_on_port": "_joined",
+    "sockets_json": "_live.jsontext",
     "NetlinkBackend": "_live.backends",
     "ProcfsBackend": "_live.backends",
     "PsutilBackend": "_live.backends",
@@ -121,9 +121,9 @@ _EXPORTS: dict[str, str] = {
     "ephemeral_usage": "_tools.ephemeral",
     # helpers the command line uses
     "bind_activation_socket": "_names.picker",
-    "write_sockets_json": "_live.records",
+    "write_sockets_json": "_live.jsontext",
     "holder_for": "_names.holder",
-    "ipv6_available": "_names.picker",
+    "ipv6_available": "_machine",
     "parse_wait_target": "_tools.wait",
     "parse_signal": "_tools.kill",
     "parse_route_args": "_tools.route",
@@ -280,6 +280,7 @@ if TYPE_CHECKING:
     )
 
 if TYPE_CHECKING:  # the live table
+    from ._joined import list_sockets, sockets_on_port, watch_sockets
     from ._live.backends import (
         NetlinkBackend,
         ProcfsBackend,
@@ -288,14 +289,10 @@ if TYPE_CHECKING:  # the live table
         SocketBackend,
         TableQuery,
     )
-    from ._live.records import Exposure, Socket, SocketProcess, SocketState, sockets_json
-    from ._live.table import (
-        SocketChanges,
-        list_sockets,
-        socket_backend,
-        sockets_on_port,
-        watch_sockets,
-    )
+    from ._live.jsontext import sockets_json
+    from ._live.records import Exposure, Socket, SocketProcess, SocketState
+    from ._live.table import socket_backend
+    from ._live.watch import SocketChanges
 
 if TYPE_CHECKING:  # your names
     from ._names.holder import Holder
@@ -323,9 +320,10 @@ if TYPE_CHECKING:  # wait, kill, route, ephemeral
     from ._tools.wait import WaitTarget, wait_for_free, wait_for_port
 
 if TYPE_CHECKING:  # helpers the command line uses
-    from ._live.records import write_sockets_json
+    from ._live.jsontext import write_sockets_json
+    from ._machine import ipv6_available
     from ._names.holder import holder_for
-    from ._names.picker import bind_activation_socket, ipv6_available
+    from ._names.picker import bind_activation_socket
     from ._tools.kill import parse_signal
     from ._tools.route import parse_route_args
     from ._tools.wait import parse_wait_target

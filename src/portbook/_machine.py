@@ -1,5 +1,9 @@
-"""This machine's own port ranges: where the kernel picks ephemeral ports, and
-which ports it never picks on its own (``ip_local_reserved_ports``).
+"""This machine: its own port ranges and the network facts every part of portbook asks.
+
+The ranges: where the kernel picks ephemeral ports, and which ports it never
+picks on its own (``ip_local_reserved_ports``). The facts, each read once per
+process: whether IPv6 works at all, the loopback device's index, and what
+``IPV6_V6ONLY`` a new socket gets.
 
 On Linux both come from ``/proc/sys/net/ipv4``. Other systems have no single
 file to read; there portbook answers with the IANA dynamic range
@@ -15,7 +19,13 @@ import sys
 from portbook._ports import PortClass, PortRange
 from portbook._record import public, record
 
-__all__ = ["LocalRanges", "local_ranges"]
+__all__ = [
+    "LocalRanges",
+    "bindv6only_default",
+    "ipv6_available",
+    "local_ranges",
+    "loopback_index",
+]
 
 # Plain strings and os.path rather than pathlib: this runs on every cold
 # `portbook lookup`, and pathlib (with urllib.parse and ipaddress) costs about
@@ -85,6 +95,43 @@ def parse_port_list(text: str) -> tuple[PortRange, ...]:
 
 def _default() -> LocalRanges:
     return LocalRanges(ephemeral=PortClass.DYNAMIC.range, reserved=(), source="default")
+
+
+_ipv6: bool | None = None
+
+
+def ipv6_available() -> bool:
+    """True when this machine can make IPv6 sockets at all (checked once)."""
+    global _ipv6
+    if _ipv6 is None:
+        import socket
+
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+                sock.bind(("::1", 0))
+            _ipv6 = True
+        except OSError:
+            _ipv6 = False
+    return _ipv6
+
+
+def loopback_index() -> int | None:
+    """The interface index of the loopback device ``lo``, or ``None`` where it has none."""
+    import socket
+
+    try:
+        return socket.if_nametoindex("lo")
+    except OSError:
+        return None
+
+
+def bindv6only_default() -> bool:
+    """``net.ipv6.bindv6only``: whether a new IPv6 socket takes only IPv6 (default: no)."""
+    try:
+        with open("/proc/sys/net/ipv6/bindv6only", encoding="ascii") as fh:
+            return fh.read().strip() == "1"
+    except OSError:
+        return False
 
 
 public(LocalRanges)

@@ -1,32 +1,41 @@
-"""The live table: every TCP and UDP socket of this machine, with the processes that hold it.
+"""Reading the live table: every TCP and UDP socket of this machine, and who holds it.
 
-Public functions: :func:`list_sockets`, :func:`sockets_on_port` and
-:func:`socket_backend`. Filtering happens as early as possible: protocol,
-family, state and port in the kernel (netlink) or the backend; owners are
-looked up only for the sockets that survive, and only when asked for.
+:func:`read_sockets` is the one path: it checks the filters, asks the backend
+(the kernel filters by protocol, family, state and port where it can), finds
+every holder of every socket (:mod:`portbook._live.owners`), has the records
+built in one place (:func:`portbook._live.build.build_sockets`) and keeps the
+sockets the owner filters select. What a port is called comes from outside,
+through ``names``: the live table knows nothing of the book.
 """
 
 from __future__ import annotations
 
 import os
 
-from portbook._exceptions import UsageError
-from portbook._live.records import Socket, SocketState, build_sockets, state_mask
+from portbook._exceptions import SocketTableError, UsageError
+from portbook._live.backends.base import ALL_STATES_MASK, RawSocket, TableQuery
+from portbook._live.build import build_sockets, state_mask
+from portbook._live.records import Socket, SocketState
 from portbook._ports import Family, PortRange, Protocol, parse_protocol
-from portbook._record import public, record
+from portbook._record import record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
-    from portbook._live.backends.base import RawSocket, SocketBackend
+    from portbook._live.backends.base import SocketBackend
     from portbook._live.owners import OwnerScan
 
-__all__ = ["SocketChanges", "list_sockets", "socket_backend", "sockets_on_port", "watch_sockets"]
+    #: What the live table is handed to name ports: (port, protocol) pairs -> name.
+    ServiceNames = Callable[[set[tuple[int, str]]], Mapping[tuple[int, str], str | None]]
+
+__all__ = ["SocketFilter", "read_sockets", "socket_backend", "socket_filter"]
 
 _LIVE_PROTOCOLS = (Protocol.TCP, Protocol.UDP)
+_LISTENING = frozenset({SocketState.LISTEN, SocketState.UNCONN})
+_STATE_ALIASES = {"ESTABLISHED": "ESTAB", "UNCONNECTED": "UNCONN", "CLOSED": "CLOSE"}
 
 
 def socket_backend() -> SocketBackend:
@@ -36,25 +45,21 @@ def socket_backend() -> SocketBackend:
     return choose_backend()
 
 
-def _service_names(raws: list[RawSocket]) -> Callable[[int, Protocol], str | None]:
-    """What the book calls each local port of ``raws`` (``service_name(port, protocol)``).
+@record
+class SocketFilter:
+    """The filters of one listing, checked: what :func:`socket_filter` makes of the arguments."""
 
-    One bulk question for the distinct (port, protocol) pairs of the table:
-    cheaper than one query per port, and than loading the book's whole name
-    table, for any table up to thousands of distinct ports.
-    """
-    from portbook._book.book import default_book
-
-    names = default_book().service_names({(r.local_port, r.protocol) for r in raws})
-    get = names.get
-
-    def service(port: int, protocol: Protocol) -> str | None:
-        return get((port, protocol))
-
-    return service
+    protocols: frozenset[Protocol]
+    families: frozenset[int]
+    states: frozenset[SocketState] | None
+    ports: tuple[int, int] | None
+    pid: int | None
+    user: str | int | None
+    program: str | None
+    owners: bool
 
 
-def list_sockets(
+def socket_filter(
     *,
     protocols: Iterable[Protocol | str] | None = None,
     families: Iterable[Family | int] | None = None,
@@ -65,35 +70,40 @@ def list_sockets(
     user: str | int | None = None,
     program: str | None = None,
     owners: bool = True,
-    backend: SocketBackend | None = None,
-) -> list[Socket]:
-    """Sockets of this machine, filtered; every filter given must hold.
-
-    ``listening=True`` keeps TCP ``LISTEN`` and unconnected bound UDP
-    (``UNCONN``) sockets. ``port`` is a local port or a :class:`PortRange`.
-    ``pid``, ``user`` (name or uid of an owning process, or the socket's uid)
-    and ``program`` (process name or command basename) select by owner.
-    ``owners=False`` skips the /proc walk (``processes`` stays empty). Without
-    root, owners of other users' sockets cannot be seen: such sockets are
-    still listed, with ``owner_note`` saying so.
-    """
-    protos = _protocols(protocols)
-    fams = _families(families)
-    wanted_states = _states(states)
+) -> SocketFilter:
+    """Check :func:`portbook.list_sockets`'s filters; :class:`UsageError` for a bad one."""
+    wanted = _states(states)
     if listening:
-        listen_states = {SocketState.LISTEN, SocketState.UNCONN}
-        wanted_states = listen_states if wanted_states is None else wanted_states & listen_states
-    ports: tuple[int, int] | None = None
-    if isinstance(port, PortRange):
-        ports = (port.first, port.last)
-    elif port is not None:
-        checked = PortRange(port, port)
-        ports = (checked.first, checked.last)
+        wanted = _LISTENING if wanted is None else wanted & _LISTENING
     if (pid is not None or user is not None or program is not None) and not owners:
         raise UsageError("selecting by pid, user or program needs owners=True")
-    chosen = backend if backend is not None else socket_backend()
+    return SocketFilter(
+        _protocols(protocols),
+        _families(families),
+        wanted,
+        _ports(port),
+        pid,
+        user,
+        program,
+        owners,
+    )
+
+
+def read_sockets(
+    chosen: SocketFilter,
+    *,
+    backend: SocketBackend | None = None,
+    names: ServiceNames | None = None,
+) -> list[Socket]:
+    """The sockets ``chosen`` selects, with every holder, each port named by ``names``.
+
+    ``backend`` replaces the one chosen for this machine (then no fallback
+    is tried). Raises :class:`SocketTableError` when no backend can read
+    the table.
+    """
+    source = backend if backend is not None else socket_backend()
     # The cyclic garbage collector is paused while the table is built: tens
-    # of thousands of raw tuples and records (none in a reference cycle)
+    # of thousands of raw rows and records (none in a reference cycle)
     # would otherwise set off collections that traverse all of them again
     # and again, about a tenth of a 20,000-socket listing. Reference
     # counting still frees everything; the collector resumes at the end.
@@ -102,123 +112,116 @@ def list_sockets(
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _list(
-            chosen,
-            fallback=backend is None,
-            protos=protos,
-            fams=fams,
-            wanted_states=wanted_states,
-            ports=ports,
-            pid=pid,
-            user=user,
-            program=program,
-            owners=owners,
-        )
+        return _select(_read(chosen, source, fallback=backend is None, names=names), chosen)
     finally:
         if paused:
             gc.enable()
 
 
-def _list(
-    chosen: SocketBackend,
+def _read(
+    chosen: SocketFilter,
+    source: SocketBackend,
     *,
     fallback: bool,
-    protos: frozenset[Protocol],
-    fams: frozenset[Family] | None,
-    wanted_states: set[SocketState] | None,
-    ports: tuple[int, int] | None,
-    pid: int | None,
-    user: str | int | None,
-    program: str | None,
-    owners: bool,
+    names: ServiceNames | None,
 ) -> list[Socket]:
-    """:func:`list_sockets` once its filters are checked (with the collector paused)."""
+    """Rows, names and holders, the walk side by side with the rest (see ``walk_during``)."""
 
-    def read() -> list[RawSocket]:
-        return _read(protos, fams, wanted_states, ports, chosen, fallback=fallback)
+    def rows_and_names() -> tuple[list[RawSocket], Mapping[tuple[int, str], str | None]]:
+        rows = _rows(chosen, source, fallback=fallback)
+        pairs = {(r.local_port, r.protocol) for r in rows}
+        return rows, (names(pairs) if names is not None and pairs else {})
 
-    whole_table = owners and pid is None and ports is None and wanted_states is None
-    service: Callable[[int, Protocol], str | None] | None = None
-    if whole_table and not chosen.provides_owners:
-        raws, scan, service = _read_and_walk_all(read)
+    scan: OwnerScan | None = None
+    if chosen.owners and not source.provides_owners:
+        from portbook._live.owners import walk_during
+
+        (rows, named), scan = walk_during(rows_and_names, work_units=_socket_count_work)
     else:
-        raws, scan = read(), None
-    sockets = _annotate(raws, owners=owners, only_pid=pid, scan=scan, service=service)
-    if pid is not None:
+        rows, named = rows_and_names()
+    from portbook._live.processes import process_details
+    from portbook._machine import local_ranges
+
+    get = named.get
+    return build_sockets(
+        rows,
+        scan=scan,
+        processes=process_details(_owning_pids(rows, scan)) if chosen.owners else {},
+        ranges=local_ranges(),
+        service=lambda port, protocol: get((port, protocol)),
+        viewer_uid=os.geteuid() if hasattr(os, "geteuid") else 0,
+    )
+
+
+def _rows(chosen: SocketFilter, source: SocketBackend, *, fallback: bool) -> list[RawSocket]:
+    """The backend's rows for ``chosen``, one query per protocol."""
+    result: list[RawSocket] = []
+    # TCP and UDP need different masks when states are given (UNCONN is
+    # TCP_CLOSE for UDP), so each protocol is its own query.
+    for protocol in _LIVE_PROTOCOLS:
+        if protocol not in chosen.protocols:
+            continue
+        mask = ALL_STATES_MASK if chosen.states is None else state_mask(chosen.states, protocol)
+        if mask == 0:
+            continue
+        query = TableQuery(frozenset({protocol.value}), chosen.families, mask, chosen.ports)
+        try:
+            result.extend(source.sockets(query))
+        except SocketTableError:
+            if not fallback or source.name != "netlink":
+                raise
+            # Some sandboxes allow the netlink socket but refuse the dump:
+            # /proc/net has the same table.
+            from portbook._live.backends import ProcfsBackend
+
+            source = ProcfsBackend()
+            result.extend(source.sockets(query))
+    if not type(source).__module__.startswith("portbook."):
+        # A backend of the caller's may return rows as plain tuples in field order.
+        plain: list[Any] = result
+        result = [r if type(r) is RawSocket else RawSocket(*r) for r in plain]
+    return result
+
+
+def _owning_pids(rows: list[RawSocket], scan: OwnerScan | None) -> list[int]:
+    """Every pid that holds one of ``rows``, for reading its details once."""
+    pids: set[int] = set()
+    single: dict[int, int] = scan.single if scan is not None else {}
+    shared: dict[int, tuple[int, ...]] = scan.shared if scan is not None else {}
+    single_get, shared_get = single.get, shared.get
+    for r in rows:
+        if r.pids is not None:
+            pids.update(r.pids)
+        elif r.inode:
+            pid = single_get(r.inode)
+            if pid is not None:
+                pids.add(pid)
+            else:
+                pids.update(shared_get(r.inode, ()))
+    return sorted(pids)
+
+
+def _select(sockets: list[Socket], chosen: SocketFilter) -> list[Socket]:
+    """The sockets whose holders match the owner filters (pid, user, program)."""
+    if chosen.pid is not None:
+        pid = chosen.pid
         sockets = [s for s in sockets if any(p.pid == pid for p in s.processes)]
-    if user is not None:
+    if chosen.user is not None:
+        user = chosen.user
         sockets = [s for s in sockets if _user_matches(s, user)]
-    if program is not None:
+    if chosen.program is not None:
+        program = chosen.program
         sockets = [s for s in sockets if _program_matches(s, program)]
     return sockets
 
 
-def sockets_on_port(
-    port: int,
-    protocol: Protocol | str | None = None,
-    *,
-    owners: bool = True,
-    backend: SocketBackend | None = None,
-) -> list[Socket]:
-    """Every socket whose local port is exactly ``port`` (any state), with owners."""
-    return list_sockets(
-        protocols=None if protocol is None else [protocol],
-        port=port,
-        owners=owners,
-        backend=backend,
-    )
+def _socket_count_work() -> int:
+    """About how many TCP and UDP sockets this namespace has (/proc/net/sockstat*), as work.
 
-
-def _read_and_walk_all(
-    read: Callable[[], list[RawSocket]],
-) -> tuple[list[RawSocket], OwnerScan, Callable[[int, Protocol], str | None]]:
-    """The table from ``read()``, the walk of every process's descriptors, and the book's names.
-
-    Every socket is asked for, so every link is read once, without probing.
-    On a machine with many open files a helper process walks part of them
-    on the other core while this one reads the kernel's table, looks up its
-    ports' service names and then walks the rest; those two cost about as
-    much as reading ``_NETLINK_WEIGHT`` tenths of a link per socket, which
-    sets the split.
+    Reading one socket from netlink and naming its port cost about half of
+    reading one descriptor link (measured on 20,000 sockets: ~1.6 us and
+    ~0.7 us against ~4.5 us), so each socket counts 5 tenths of a link.
     """
-    from portbook._live.owners import BackgroundWalk, merge_scans, scan_all, split_walk
-
-    if _open_files() < _HELPER_FROM:
-        raws = read()
-        return raws, scan_all(), _service_names(raws)
-    helper, ours = split_walk(own_work=_socket_count() * _NETLINK_WEIGHT // 10)
-    walker = BackgroundWalk(pids=helper)
-    try:
-        raws = read()
-        # While the helper walks: the names would otherwise wait for the walk.
-        service = _service_names(raws)
-        mine = scan_all(pids=ours)
-    except BaseException:
-        walker.cancel()  # an error or Ctrl-C: leave no helper behind
-        raise
-    return raws, merge_scans(walker.result(), mine), service
-
-
-# Below this many open files on the machine the whole walk is short, and a
-# helper process costs more to start than sharing the walk saves.
-_HELPER_FROM = 4000
-# Reading one socket from netlink and looking up its port's service name
-# cost about this many tenths of reading one descriptor link (measured on
-# 20,000 sockets: ~1.6 us and ~0.7 us against ~4.5 us).
-_NETLINK_WEIGHT = 5
-
-
-def _open_files() -> int:
-    """Open files on the whole machine (/proc/sys/fs/file-nr): what a whole walk reads."""
-    try:
-        with open("/proc/sys/fs/file-nr", "rb") as fh:
-            return int(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 1 << 30
-
-
-def _socket_count() -> int:
-    """About how many TCP and UDP sockets this namespace has (/proc/net/sockstat*)."""
     total = 0
     try:
         for name in ("/proc/net/sockstat", "/proc/net/sockstat6"):
@@ -231,8 +234,8 @@ def _socket_count() -> int:
                             if key in fields:
                                 total += int(fields[fields.index(key) + 1])
     except (OSError, ValueError, IndexError):
-        return 1 << 30
-    return total
+        return 0
+    return total * 5
 
 
 def _protocols(protocols: Iterable[Protocol | str] | None) -> frozenset[Protocol]:
@@ -246,16 +249,16 @@ def _protocols(protocols: Iterable[Protocol | str] | None) -> frozenset[Protocol
     return chosen
 
 
-def _families(families: Iterable[Family | int] | None) -> frozenset[Family] | None:
+def _families(families: Iterable[Family | int] | None) -> frozenset[int]:
     if families is None:
-        return None
+        return frozenset({4, 6})
     try:
-        return frozenset(Family(int(f)) for f in families)
+        return frozenset(int(Family(int(f))) for f in families)
     except (TypeError, ValueError):
         raise UsageError(f"address families are 4 and 6, not {families!r}") from None
 
 
-def _states(states: Iterable[SocketState | str] | None) -> set[SocketState] | None:
+def _states(states: Iterable[SocketState | str] | None) -> frozenset[SocketState] | None:
     if states is None:
         return None
     chosen: set[SocketState] = set()
@@ -264,129 +267,29 @@ def _states(states: Iterable[SocketState | str] | None) -> set[SocketState] | No
             chosen.add(state)
             continue
         key = state.strip().upper().replace("_", "-")
-        aliases = {"ESTABLISHED": "ESTAB", "UNCONNECTED": "UNCONN", "CLOSED": "CLOSE"}
-        key = aliases.get(key, key)
         try:
-            chosen.add(SocketState(key))
+            chosen.add(SocketState(_STATE_ALIASES.get(key, key)))
         except ValueError:
             known = ", ".join(s.value for s in SocketState)
             raise UsageError(f"unknown socket state {state!r} (known: {known})") from None
-    return chosen
+    return frozenset(chosen)
 
 
-def _read(
-    protocols: frozenset[Protocol],
-    families: frozenset[Family] | None,
-    states: set[SocketState] | None,
-    ports: tuple[int, int] | None,
-    chosen: SocketBackend,
-    *,
-    fallback: bool,
-) -> list[RawSocket]:
-    from portbook._exceptions import SocketTableError
-    from portbook._live.backends.base import ALL_STATES_MASK, TableQuery
-
-    fams = frozenset(int(f) for f in (families if families is not None else (4, 6)))
-    result: list[RawSocket] = []
-    # TCP and UDP need different masks when states are given (UNCONN is
-    # TCP_CLOSE for UDP), so each protocol is its own query.
-    for protocol in _LIVE_PROTOCOLS:
-        if protocol not in protocols:
-            continue
-        mask = ALL_STATES_MASK if states is None else state_mask(states, protocol)
-        if mask == 0:
-            continue
-        query = TableQuery(
-            protocols=frozenset({protocol.value}), families=fams, state_mask=mask, ports=ports
-        )
-        try:
-            result.extend(chosen.sockets(query))
-        except SocketTableError:
-            if not fallback or chosen.name != "netlink":
-                raise
-            # Some sandboxes allow the netlink socket but refuse the dump:
-            # /proc/net has the same table.
-            from portbook._live.backends import ProcfsBackend
-
-            chosen = ProcfsBackend()
-            result.extend(chosen.sockets(query))
-    if not type(chosen).__module__.startswith("portbook."):
-        # A backend of the caller's may return rows as plain tuples in field order.
-        from portbook._live.backends.base import RawSocket
-
-        rows: list[Any] = result
-        result = [r if type(r) is RawSocket else RawSocket(*r) for r in rows]
-    return result
-
-
-def _annotate(
-    raws: list[RawSocket],
-    *,
-    owners: bool,
-    only_pid: int | None,
-    scan: OwnerScan | None,
-    service: Callable[[int, Protocol], str | None] | None = None,
-) -> list[Socket]:
-    from portbook._live.owners import find_owners
-    from portbook._live.processes import process_details
-    from portbook._machine import local_ranges
-
-    details = {}
-    if owners:
-        if scan is None:
-            need = [r.inode for r in raws if r.pids is None and r.inode]
-            if only_pid is not None and need:
-                # Only this process's sockets matter: read its descriptors
-                # first, then find every owner of just those.
-                first = find_owners(need, pids=[only_pid])
-                need = [*first.single, *first.shared]
-            scan = find_owners(need)
-        pids: set[int] = set()
-        single_get, shared_get = scan.single.get, scan.shared.get
-        for r in raws:
-            if r.pids is not None:
-                pids.update(r.pids)
-            elif r.inode:
-                pid = single_get(r.inode)
-                if pid is not None:
-                    pids.add(pid)
-                else:
-                    pids.update(shared_get(r.inode, ()))
-        details = process_details(sorted(pids))
-    return build_sockets(
-        raws,
-        scan=scan if owners else None,
-        processes=details,
-        ranges=local_ranges(),
-        service=service if service is not None else _service_names(raws),
-        viewer_uid=os.geteuid() if hasattr(os, "geteuid") else 0,
-    )
+def _ports(port: int | PortRange | None) -> tuple[int, int] | None:
+    if port is None:
+        return None
+    checked = port if isinstance(port, PortRange) else PortRange(port, port)
+    return (checked.first, checked.last)
 
 
 def _user_matches(sock: Socket, user: str | int) -> bool:
+    from portbook._proc import process_uid, user_name
+
     text = str(user)
     if text.isdigit():
         uid = int(text)
-        return sock.uid == uid or any(_uid_of(p.pid) == uid for p in sock.processes)
-    return any(p.user == text for p in sock.processes) or _uid_name(sock.uid) == text
-
-
-def _uid_of(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return None
-
-
-def _uid_name(uid: int) -> str | None:
-    if uid < 0:
-        return None
-    import pwd
-
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return None
+        return sock.uid == uid or any(process_uid(p.pid) == uid for p in sock.processes)
+    return any(p.user == text for p in sock.processes) or user_name(sock.uid) == text
 
 
 def _program_matches(sock: Socket, program: str) -> bool:
@@ -396,67 +299,3 @@ def _program_matches(sock: Socket, program: str) -> bool:
         if proc.cmdline and os.path.basename(proc.cmdline[0]) == program:
             return True
     return False
-
-
-@record
-class SocketChanges:
-    """One refresh of :func:`watch_sockets`: the table now, and what changed since the last one.
-
-    On the first refresh ``opened`` holds every socket and ``closed`` is empty.
-    """
-
-    sockets: tuple[Socket, ...]
-    opened: tuple[Socket, ...]
-    closed: tuple[Socket, ...]
-    first: bool
-
-
-def _identity(s: Socket) -> tuple[object, ...]:
-    # What makes "the same socket" across refreshes: its addresses, state and
-    # inode (a state change, LISTEN to CLOSE say, counts as closed + opened).
-    return (
-        s.protocol,
-        s.family,
-        s.state,
-        s.local_address,
-        s.local_port,
-        s.remote_address,
-        s.remote_port,
-        s.inode,
-    )
-
-
-def watch_sockets(
-    *, interval: float = 1.0, count: int | None = None, **filters: Any
-) -> Iterator[SocketChanges]:
-    """Refresh :func:`list_sockets` (same filters) every ``interval`` seconds.
-
-    Yields a :class:`SocketChanges` at once and then after each interval,
-    ``count`` times in all (forever when ``None``). Raises
-    :class:`UsageError` for an interval that is not positive or a count
-    below 1, and whatever :func:`list_sockets` raises.
-    """
-    import time
-
-    if not interval > 0:  # NaN included
-        raise UsageError(f"the watch interval must be more than 0 seconds, not {interval}")
-    if count is not None and count < 1:
-        raise UsageError(f"the watch count must be at least 1, not {count}")
-    previous: dict[tuple[object, ...], Socket] = {}
-    refreshes = 0
-    while True:
-        current = {_identity(s): s for s in list_sockets(**filters)}
-        refreshes += 1
-        yield SocketChanges(
-            sockets=tuple(current.values()),
-            opened=tuple(s for k, s in current.items() if k not in previous),
-            closed=tuple(s for k, s in previous.items() if k not in current),
-            first=refreshes == 1,
-        )
-        previous = current
-        if count is not None and refreshes >= count:
-            return
-        time.sleep(interval)
-
-
-public(SocketChanges)

@@ -1,22 +1,33 @@
-"""The whole /proc walk: every socket inode held by any visible process, with its pids.
+"""The walk of ``/proc/*/fd``: every socket inode held by a process, with its pids.
 
-This module imports nothing from portbook, so that it can also run on its
-own as a short-lived helper process (``python -I -S walk.py /proc``): for a
-whole-table listing portbook starts it first, reads the kernel's socket
-table meanwhile, and collects the walk's result at the end. Reading
-descriptor links is almost all kernel time, and a second process lets it use
-the second core; a thread cannot, because every link read must take the GIL
-back while the main thread is busy building records.
+The kernel keeps no map from a socket to the processes whose descriptor
+tables point at it, so every tool (``ss -p``, ``lsof``, psutil) reads the
+link of each descriptor of each process (``socket:[INODE]``). This module is
+the one place that reads those links.
 
-Run as a helper (``walk.py PROC [PID,PID,...]``) it writes
-``marshal.dumps((single, shared, hidden))`` to stdout.
+It imports nothing from portbook, so that it can also run on its own as a
+short-lived helper process (``python -I -S walk.py /proc [PID,...]``): for a
+large table portbook starts it first, reads the kernel's socket table and
+walks the other half of the processes meanwhile, and merges the two walks.
+Reading descriptor links is almost all kernel time, and a second process
+lets it use the second core; a thread cannot, because every link read must
+take the GIL back while the main thread is busy building records. Run as a
+helper it writes ``marshal.dumps(walk(...))`` to stdout.
 """
 
 from __future__ import annotations
 
 import os
 
-Walk = tuple[dict[int, int], dict[int, tuple[int, ...]], int]
+#: (single, shared, refused): see :func:`walk`.
+Walk = tuple[dict[int, int], dict[int, tuple[int, ...]], list[int]]
+
+SOCKET_LINK = "socket:["
+
+
+def socket_inode(link: str) -> int:
+    """The inode of a ``socket:[INODE]`` descriptor link; 0 for any other kind of file."""
+    return int(link[8:-1]) if link[:8] == SOCKET_LINK else 0
 
 
 def all_pids(proc: str = "/proc") -> list[int]:
@@ -25,20 +36,22 @@ def all_pids(proc: str = "/proc") -> list[int]:
 
 
 def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:
-    """``(single, shared, hidden)`` for the processes ``pids`` (default: all).
+    """``(single, shared, refused)`` for the processes ``pids`` (default: all).
 
     ``single`` maps the inode of each socket held by exactly one process to
     its pid (the common case, and the cheapest to send between processes);
     ``shared`` maps a socket held by several to their pids (ascending).
-    ``hidden`` counts processes whose descriptors could not be read.
+    ``refused`` lists the processes whose descriptors could not be read
+    (``EACCES``: another user's without root, or a process even root may not
+    read). A process that exits meanwhile is simply not there.
     """
     single: dict[int, int] = {}
     shared: dict[int, list[int]] = {}
-    hidden = 0
+    refused: list[int] = []
     try:
         order = all_pids(proc) if pids is None else pids
     except OSError:
-        return single, {}, hidden
+        return single, {}, refused
     setdefault = single.setdefault
     readlink = os.readlink
     flags = os.O_RDONLY | os.O_DIRECTORY
@@ -46,15 +59,15 @@ def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:
         try:
             dfd = os.open(f"{proc}/{pid}/fd", flags)
         except PermissionError:
-            hidden += 1
+            refused.append(pid)
             continue
         except OSError:
-            continue  # exited while we looked
+            continue  # exited while we looked, or a kernel thread
         try:
             try:
                 names = os.listdir(dfd)
             except PermissionError:
-                hidden += 1
+                refused.append(pid)
                 continue
             except OSError:
                 continue
@@ -63,7 +76,9 @@ def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:
                     link = readlink(name, dir_fd=dfd)
                 except OSError:
                     continue  # closed while we looked
-                if link[:8] == "socket:[":
+                # The test of socket_inode(), inlined: this loop runs once
+                # per descriptor of the machine.
+                if link[:8] == SOCKET_LINK:
                     inode = int(link[8:-1])
                     first = setdefault(inode, pid)
                     if first != pid:
@@ -74,7 +89,7 @@ def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:
             os.close(dfd)
     for inode in shared:
         del single[inode]
-    return single, {inode: tuple(sorted(holders)) for inode, holders in shared.items()}, hidden
+    return single, {inode: tuple(sorted(holders)) for inode, holders in shared.items()}, refused
 
 
 def _main(argv: list[str]) -> int:

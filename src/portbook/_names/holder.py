@@ -19,6 +19,7 @@ import os
 import sys
 
 from portbook._exceptions import NotFoundError, UsageError
+from portbook._proc import STAT_STARTTIME, STAT_STATE, read_stat
 from portbook._record import public, record
 
 __all__ = ["Holder", "holder_alive", "holder_for", "process_start_time", "this_process"]
@@ -106,8 +107,7 @@ def holder_alive(pid: int, start_time: int) -> bool:
 
 def _linux_start_time(pid: int) -> int | None:
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        tail = read_stat(pid)
     except (FileNotFoundError, ProcessLookupError):
         return None
     except OSError:
@@ -115,16 +115,12 @@ def _linux_start_time(pid: int) -> int | None:
         # asking whether the pid exists, which is better than declaring a
         # living holder dead.
         return UNKNOWN_START if _pid_exists(pid) else None
-    # The command name (field 2) is in parentheses and may itself contain
-    # spaces and ")", so fields are counted from the *last* ")".
-    tail = data[data.rfind(b")") + 2 :].split()
-    # tail[0] is field 3 (state); field 22 (starttime) is tail[19].
     try:
-        if tail[0] == b"Z":
+        if tail[STAT_STATE - 3] == b"Z":
             # A zombie has exited; only its exit status is left for the
             # parent to collect. It holds no sockets, so it holds no lease.
             return None
-        return int(tail[19])
+        return int(tail[STAT_STARTTIME - 3])
     except (IndexError, ValueError):
         return UNKNOWN_START if _pid_exists(pid) else None
 

@@ -24,9 +24,10 @@ from portbook._exceptions import (
     SocketTableError,
     UsageError,
 )
+from portbook._machine import ipv6_available
 from portbook._names.holder import Holder, this_process
 from portbook._names.leases import Lease, insert_lease, live_lease_on
-from portbook._names.picker import PickPolicy, choose_port, ipv6_available
+from portbook._names.picker import PickPolicy, choose_port
 from portbook._names.store import Store, default_store
 from portbook._ports import Family, PortRange, Protocol, parse_port, parse_protocol
 from portbook._record import public, record
@@ -362,7 +363,7 @@ def port_holders(port: int, protocol: Protocol) -> tuple[bool, tuple[SocketProce
 def _live(
     port: int, protocol: Protocol, counts: Callable[[Socket], bool]
 ) -> tuple[bool, tuple[SocketProcess, ...]]:
-    from portbook._live.table import sockets_on_port
+    from portbook._joined import sockets_on_port
 
     try:
         sockets = sockets_on_port(port, protocol)

@@ -60,14 +60,14 @@ from portbook._exceptions import (
     UnsupportedError,
     UsageError,
 )
-from portbook._machine import LocalRanges, local_ranges
+from portbook._machine import LocalRanges, ipv6_available, local_ranges
 from portbook._names.holder import Holder, this_process
 from portbook._names.leases import Lease, insert_lease, live_lease_on, sweep_expired
 from portbook._names.store import Store, default_store
 from portbook._ports import Family, PortClass, PortRange, Protocol
 from portbook._record import field, public, record
 
-__all__ = ["PickPolicy", "bind_free_port", "ipv6_available", "pick_port", "probe_free"]
+__all__ = ["PickPolicy", "bind_free_port", "pick_port", "probe_free"]
 
 # Ports below 1024 need privileges to bind, and every one of them is a
 # well-known service's: a pick never lands there unless a range asks for it.
@@ -118,22 +118,6 @@ def probe_free(port: int, protocols: Sequence[Protocol], families: Sequence[Fami
         for sock in sockets:
             sock.close()
     return True
-
-
-_ipv6: bool | None = None
-
-
-def ipv6_available() -> bool:
-    """True when this machine can make IPv6 sockets at all (checked once)."""
-    global _ipv6
-    if _ipv6 is None:
-        try:
-            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
-                sock.bind(("::1", 0))
-            _ipv6 = True
-        except OSError:
-            _ipv6 = False
-    return _ipv6
 
 
 @record

@@ -209,7 +209,7 @@ def summarize_ephemeral(
 
 def ephemeral_usage(*, threshold: float = DEFAULT_THRESHOLD) -> EphemeralUsage:
     """This machine's ephemeral range and its use per destination, from the live table."""
-    from portbook._live.table import list_sockets
+    from portbook._joined import list_sockets
 
     ranges = local_ranges()
     socks = list_sockets(port=ranges.ephemeral, owners=False)

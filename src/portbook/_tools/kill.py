@@ -18,11 +18,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from portbook._exceptions import ProcessSignalError, UsageError
 from portbook._ports import Protocol, parse_protocol
+from portbook._proc import parent_pid
 from portbook._record import public, record
 
 if TYPE_CHECKING:
@@ -132,14 +132,8 @@ def _ancestors(pid: int) -> set[int]:
         return chain
     current = pid
     for _ in range(4096):  # a loop guard; real chains are a few dozen long
-        try:
-            stat = Path(f"/proc/{current}/stat").read_text()
-        except OSError:
-            break
-        # Field 4 is the parent; the command name (field 2) may hold spaces
-        # and parentheses, so split after its last ')'.
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent <= 0 or parent in chain:
+        parent = parent_pid(current)
+        if parent is None or parent <= 0 or parent in chain:
             break
         chain.add(parent)
         current = parent
@@ -158,7 +152,7 @@ def _protection(pid: int, mine: set[int]) -> str | None:
 
 def port_holders(port: int, protocol: Protocol | str | None = None) -> list[PortHolder]:
     """The processes holding exactly local ``port`` (3000 never matches 30001)."""
-    from portbook._live.table import sockets_on_port
+    from portbook._joined import sockets_on_port
 
     proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
     socks = [s for s in sockets_on_port(port, proto, owners=True) if s.local_port == port]
@@ -175,8 +169,8 @@ def port_holders(port: int, protocol: Protocol | str | None = None) -> list[Port
 
 def _unseen_owners(port: int, protocol: Protocol | None) -> list[Socket]:
     """Sockets on the port whose owner this user cannot see (not TIME-WAIT ones)."""
+    from portbook._joined import sockets_on_port
     from portbook._live.records import NOTE_NOT_VISIBLE
-    from portbook._live.table import sockets_on_port
 
     return [
         s
@@ -187,7 +181,7 @@ def _unseen_owners(port: int, protocol: Protocol | None) -> list[Socket]:
 
 def _held_by(port: int, protocol: Protocol | None, pids: set[int] | None = None) -> set[int]:
     """Processes holding the port now (only those in ``pids`` when given)."""
-    from portbook._live.table import sockets_on_port
+    from portbook._joined import sockets_on_port
 
     return {
         p.pid

@@ -472,7 +472,7 @@ def route(
     arrives on; by default loopback for a loopback destination or a source
     on this machine's loopback, else unknown.
     """
-    from portbook._live.table import sockets_on_port
+    from portbook._joined import sockets_on_port
 
     dst = _parse_endpoint(destination) if isinstance(destination, str) else destination
     src = _parse_endpoint(source) if isinstance(source, str) else source

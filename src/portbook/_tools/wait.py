@@ -185,7 +185,8 @@ class _Checker:
 
     def _listen_mask(self) -> int:
         if not self._mask:
-            from portbook._live.records import SocketState, state_mask
+            from portbook._live.build import state_mask
+            from portbook._live.records import SocketState
 
             tcp = self.target.protocol is Protocol.TCP
             wanted = SocketState.LISTEN if tcp else SocketState.UNCONN
@@ -193,7 +194,7 @@ class _Checker:
         return self._mask
 
     def _local_open(self) -> bool:
-        from portbook._live.records import build_sockets
+        from portbook._live.build import build_sockets
         from portbook._machine import local_ranges
         from portbook._tools.route import Endpoint, RouteRule, route_packet
 
@@ -240,7 +241,8 @@ class _Checker:
             return ""
         if self._held == [-1]:
             return "a listener"
-        from portbook._live.records import SocketState, state_mask
+        from portbook._live.build import state_mask
+        from portbook._live.records import SocketState
 
         names = {}
         for state in SocketState:

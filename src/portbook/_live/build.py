@@ -1,0 +1,288 @@
+"""The one normaliser: raw socket rows, holders and names in, public :class:`Socket` records out.
+
+Every backend returns :class:`~portbook.RawSocket` rows; :func:`build_sockets`
+turns them, with the holders found in ``/proc`` and the names it is handed,
+into records. Values repeated across thousands of sockets (addresses,
+per-port facts, holder tuples) are computed once and shared, and each record
+is built in one C call: this loop runs once per socket of the machine.
+"""
+
+from __future__ import annotations
+
+from portbook._live.backends.base import TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_RECV
+from portbook._live.records import (
+    NOTE_NO_PROCESS,
+    NOTE_NOT_FOUND,
+    NOTE_NOT_VISIBLE,
+    Exposure,
+    Socket,
+    SocketProcess,
+    SocketState,
+)
+from portbook._ports import Family, PortClass, Protocol
+from portbook._record import maker, values_of
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+    from ipaddress import IPv4Address, IPv6Address
+
+    from portbook._live.backends.base import RawSocket
+    from portbook._live.owners import OwnerScan
+    from portbook._live.processes import ProcessInfo
+    from portbook._machine import LocalRanges
+
+    IPAddress = IPv4Address | IPv6Address
+
+__all__ = ["build_sockets", "exposure", "state_mask"]
+
+# Kernel state number -> state, for TCP; UDP differs only for TCP_CLOSE.
+_TCP_STATE_BY_CODE: dict[int, SocketState] = dict(
+    zip(range(1, 13), list(SocketState)[:12], strict=True)
+)
+_UDP_STATE_BY_CODE = {**_TCP_STATE_BY_CODE, TCP_CLOSE: SocketState.UNCONN}
+_UNSPECIFIED = frozenset({bytes(4), bytes(16)})
+_make_socket = maker(Socket)
+
+
+def state_mask(states: Iterable[SocketState], protocol: Protocol) -> int:
+    """The kernel state bit mask that selects ``states`` for ``protocol``."""
+    if protocol is Protocol.UDP:
+        # A UDP socket is only ever connected or not: the kernel keeps it in
+        # TCP_ESTABLISHED or TCP_CLOSE.
+        table = {TCP_ESTABLISHED: SocketState.ESTAB, TCP_CLOSE: SocketState.UNCONN}
+    else:
+        table = _TCP_STATE_BY_CODE
+    wanted = set(states)
+    mask = 0
+    for code, state in table.items():
+        if state in wanted:
+            mask |= 1 << code
+    if protocol is Protocol.TCP and mask & (1 << TCP_SYN_RECV):
+        # Half-open connections are request minisockets, kept by the kernel in
+        # state NEW_SYN_RECV but reported as SYN_RECV; ask for both.
+        mask |= 1 << TCP_NEW_SYN_RECV
+    return mask
+
+
+def exposure(address: IPAddress) -> Exposure:
+    """Who can reach a socket bound to ``address``."""
+    if address.is_unspecified:
+        return Exposure.ALL
+    if address.is_loopback:
+        return Exposure.LOOPBACK
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return exposure(address.ipv4_mapped)
+    return Exposure.SPECIFIC
+
+
+class _Addresses(dict[bytes, tuple["IPAddress", Exposure]]):
+    """Packed address bytes -> (address, exposure), each made once (``ipaddress`` is slow)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # ipaddress (a millisecond or two) is imported on first use: the
+        # modules that import Socket only for its type never need it.
+        from ipaddress import IPv4Address, IPv6Address
+
+        self._types: dict[int, Callable[[bytes], IPAddress]] = {4: IPv4Address, 6: IPv6Address}
+
+    def make(self, packed: bytes, family: int) -> tuple[IPAddress, Exposure]:
+        address = self._types[family](packed)
+        made = self[packed] = (address, exposure(address))
+        return made
+
+
+class _PortFacts(dict[int, tuple[str | None, PortClass, bool]]):
+    """Local port -> (service name, port class, ephemeral?) for one protocol."""
+
+    def __init__(self, protocol: Protocol, ranges: LocalRanges, service: _Namer) -> None:
+        super().__init__()
+        self._protocol = protocol
+        self._ranges = ranges
+        self._service = service
+
+    def make(self, port: int) -> tuple[str | None, PortClass, bool]:
+        cls = (
+            PortClass.SYSTEM
+            if port <= PortClass.SYSTEM.last
+            else PortClass.USER
+            if port <= PortClass.USER.last
+            else PortClass.DYNAMIC
+        )
+        made = self[port] = (
+            self._service(port, self._protocol),
+            cls,
+            self._ranges.is_ephemeral(port),
+        )
+        return made
+
+
+class _Holders:
+    """Who holds each socket, as shared tuples of :class:`SocketProcess`, or why nobody is seen."""
+
+    def __init__(
+        self, scan: OwnerScan | None, processes: Mapping[int, ProcessInfo], viewer_uid: int
+    ) -> None:
+        self.walked = scan is not None
+        self.single = scan.single if scan is not None else {}
+        self._shared = scan.shared if scan is not None else {}
+        self._refused = scan.refused if scan is not None else ()
+        self._viewer = viewer_uid
+        self._tuples: dict[tuple[int, ...], tuple[SocketProcess, ...]] = {}
+        self.by_pid: dict[int, tuple[SocketProcess, ...]] = {
+            pid: (SocketProcess(pid, info.name, info.cmdline, info.user),)
+            for pid, info in processes.items()
+        }
+        self._refused_uids: dict[int, list[int]] | None = None
+
+    def of_pids(self, pids: tuple[int, ...]) -> tuple[SocketProcess, ...]:
+        """The shared holder tuple of ``pids`` (a pid without details gets ``None`` fields)."""
+        found = self._tuples.get(pids)
+        if found is None:
+            found = self._tuples[pids] = tuple(
+                self.by_pid[p][0] if p in self.by_pid else SocketProcess(p, None, None, None)
+                for p in pids
+            )
+        return found
+
+    def other(
+        self, inode: int, uid: int, raw_pids: tuple[int, ...] | None
+    ) -> tuple[tuple[SocketProcess, ...], str | None]:
+        """(holders, note) of a socket not held by exactly one walked process."""
+        if raw_pids is not None:  # the backend named the holders itself
+            return (self.of_pids(raw_pids), None) if raw_pids else ((), NOTE_NOT_VISIBLE)
+        if not self.walked:
+            return (), None
+        pids = self._shared.get(inode)
+        if pids is not None:
+            return self.of_pids(pids), None
+        return (), self._missing(inode, uid)
+
+    def _missing(self, inode: int, uid: int) -> str:
+        if inode == 0:
+            return NOTE_NO_PROCESS
+        if self._viewer not in (0, uid):
+            # Another user's socket, and we are not root: its holder is hidden
+            # from us, even where /proc does not list that user's processes at
+            # all (hidepid) and so no read was refused.
+            return NOTE_NOT_VISIBLE
+        refused = self._refused_of(uid)
+        if refused:
+            pids = ", ".join(map(str, refused[:5])) + (", ..." if len(refused) > 5 else "")
+            return f"held by a process whose descriptors cannot be read (pid {pids})"
+        return NOTE_NOT_FOUND
+
+    def _refused_of(self, uid: int) -> list[int]:
+        """The refused processes that run as ``uid`` (any refused process if ``uid`` is unknown)."""
+        if self._refused_uids is None:
+            from portbook._proc import process_uid
+
+            by_uid: dict[int, list[int]] = {}
+            for pid in self._refused:
+                owner = process_uid(pid)
+                by_uid.setdefault(-1 if owner is None else owner, []).append(pid)
+            self._refused_uids = by_uid
+        if uid < 0:
+            return sorted(p for pids in self._refused_uids.values() for p in pids)
+        return self._refused_uids.get(uid, [])
+
+
+if TYPE_CHECKING:
+    _Namer = Callable[[int, Protocol], str | None]
+
+
+def build_sockets(
+    raws: Iterable[RawSocket],
+    *,
+    scan: OwnerScan | None,
+    processes: Mapping[int, ProcessInfo],
+    ranges: LocalRanges,
+    service: Callable[[int, Protocol], str | None],
+    viewer_uid: int = 0,
+) -> list[Socket]:
+    """The one place public :class:`Socket` records are made.
+
+    ``scan`` is the owner walk (``None`` when owners were not asked for);
+    ``processes`` the details of every holding pid; ``service`` names a port;
+    ``viewer_uid`` is the effective uid of the reader (0: root, who sees
+    every holder).
+    """
+    from portbook._proc import user_name
+
+    holders = _Holders(scan, processes, viewer_uid)
+    single_get, by_pid, other = holders.single.get, holders.by_pid, holders.other
+    addresses = _Addresses()
+    address_get, address_make = addresses.get, addresses.make
+    kinds = {
+        (proto, fam): (
+            Protocol(proto),
+            Family(fam),
+            _UDP_STATE_BY_CODE if proto == "udp" else _TCP_STATE_BY_CODE,
+        )
+        for proto in ("tcp", "udp")
+        for fam in (4, 6)
+    }
+    facts = {p: _PortFacts(p, ranges, service) for p in (Protocol.TCP, Protocol.UDP)}
+    users: dict[int, str | None] = {}
+    out: list[Socket] = []
+    unspecified, closed, append = _UNSPECIFIED, SocketState.CLOSE, out.append
+    make = _make_socket
+    for row in values_of(raws):
+        (
+            proto,
+            fam,
+            code,
+            laddr,
+            lport,
+            raddr,
+            rport,
+            inode,
+            uid,
+            rq,
+            sq,
+            v6only,
+            ifindex,
+            pids,
+        ) = row
+        protocol, family, states = kinds[proto, fam]
+        local = address_get(laddr) or address_make(laddr, fam)
+        ports = facts[protocol]
+        port_facts = ports.get(lport) or ports.make(lport)
+        if rport == 0 and raddr in unspecified:
+            remote: IPAddress | None = None
+            remote_port: int | None = None
+        else:
+            remote, remote_port = (address_get(raddr) or address_make(raddr, fam))[0], rport
+        pid = single_get(inode) if pids is None else None
+        if pid is not None and pid in by_pid:
+            procs, note = by_pid[pid], None
+        else:
+            procs, note = other(inode, uid, pids if pid is None else (pid,))
+        user = users[uid] if uid in users else users.setdefault(uid, user_name(uid))
+        append(
+            make(
+                (
+                    protocol,
+                    family,
+                    states.get(code, closed),
+                    local[0],
+                    lport,
+                    remote,
+                    remote_port,
+                    inode,
+                    uid,
+                    rq,
+                    sq,
+                    v6only,
+                    ifindex or None,
+                    procs,
+                    note,
+                    *port_facts,
+                    local[1],
+                    user,
+                )
+            )
+        )
+    return out
