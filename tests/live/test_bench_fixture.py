@@ -19,7 +19,7 @@ pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs Linux"),
 ]
 
-FIXTURE = Path(__file__).resolve().parent.parent / "bench" / "live_fixture.py"
+FIXTURE = Path(__file__).resolve().parents[2] / "bench" / "live_fixture.py"
 
 
 @pytest.mark.parametrize("unowned", [False, True])

@@ -11,7 +11,7 @@ import pytest
 
 from portbook import PortRange, RangeExhaustedError, Store, list_names, pick_port
 from portbook._names.holder import Holder, process_start_time
-from tests._names_support import python_child, single, spare_port
+from tests.names._support import python_child, single, spare_port
 
 WORKERS = 16
 

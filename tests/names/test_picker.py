@@ -26,8 +26,8 @@ from portbook import (
 )
 from portbook._machine import ipv6_available
 from portbook._names.picker import PickPolicy, probe_free
-from tests._names_support import single, spare_port
 from tests.conftest import run_cli
+from tests.names._support import single, spare_port
 
 
 def _policy(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from portbook import PortRange, Store, pick_port
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def spare_port(tmp_path: Path) -> int:

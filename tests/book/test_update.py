@@ -15,7 +15,7 @@ from portbook import Book, RegistryUpdateError
 from portbook._book.registry import USER_REGISTRY_NAME
 from tests.conftest import run_portbook
 
-IANA_XML = Path(__file__).parent.parent / "data" / "iana" / "service-names-port-numbers.xml"
+IANA_XML = Path(__file__).parents[2] / "data" / "iana" / "service-names-port-numbers.xml"
 
 pytestmark = pytest.mark.skipif(not IANA_XML.is_file(), reason="IANA XML not in this tree")
 

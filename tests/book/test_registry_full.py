@@ -15,7 +15,7 @@ from portbook import Book, Protocol, ServiceSource
 from portbook._book.build import CSV_HEADER, RawRecord, parse_csv, parse_xml
 from portbook._book.registry import PACKAGED_REGISTRY
 
-IANA_XML = Path(__file__).parent.parent / "data" / "iana" / "service-names-port-numbers.xml"
+IANA_XML = Path(__file__).parents[2] / "data" / "iana" / "service-names-port-numbers.xml"
 IANA_CSV = IANA_XML.with_suffix(".csv")
 RECORDS_IN_XML = 14_533
 

@@ -23,7 +23,7 @@ from portbook import (
 )
 from portbook._book.registry import PACKAGED_REGISTRY
 
-SERVICES = Path(__file__).parent / "fixtures" / "book" / "services"
+SERVICES = Path(__file__).parent.parent / "fixtures" / "book" / "services"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from portbook import Store, list_names
-from tests._names_support import python_child
+from tests.names._support import python_child
 
 # Assigns names as fast as it can and prints each one after its commit
 # returned: a printed name is an acknowledged name.

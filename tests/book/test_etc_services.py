@@ -16,7 +16,7 @@ from portbook._book.etc_services import (
     read_etc_services,
 )
 
-FIXTURE = Path(__file__).parent / "fixtures" / "book" / "services"
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "book" / "services"
 
 
 def test_parser_reads_names_ports_aliases_and_comments() -> None:

@@ -28,8 +28,8 @@ from portbook import (
     pick_port,
     release,
 )
-from tests._names_support import single, spare_port
 from tests.conftest import run_cli
+from tests.names._support import single, spare_port
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from portbook._book.build import (
     parse_xml,
 )
 
-FIXTURES = Path(__file__).parent / "fixtures" / "book"
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "book"
 SMALL_XML = FIXTURES / "registry-small.xml"
 SMALL_CSV = FIXTURES / "registry-small.csv"
 
@@ -148,7 +148,7 @@ def test_built_database_answers_through_a_book(tmp_path: Path, fixture: Path) ->
 
 
 def test_build_script_writes_a_database(tmp_path: Path) -> None:
-    script = Path(__file__).parent.parent / "scripts" / "build_registry.py"
+    script = Path(__file__).parents[2] / "scripts" / "build_registry.py"
     out = tmp_path / "sub" / "registry.sqlite3"
     run = subprocess.run(
         [sys.executable, str(script), str(SMALL_CSV), "-o", str(out), "--min-records", "1"],
