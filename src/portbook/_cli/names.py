@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from portbook._cli._output import Output
 
 if TYPE_CHECKING:
-    from portbook import Assignment, Lease, Store
+    from portbook import Assignment, Store
 
 # Without --ttl and with no parent process to hold it (the parent is init, as
 # for a command run straight by a container's entry point), a CLI pick is
@@ -189,20 +189,6 @@ def _with_store(
     return run
 
 
-def _assignment_json(a: Assignment) -> dict[str, Any]:
-    return {"name": a.name, "port": a.port, "protocol": a.protocol.value}
-
-
-def _lease_json(lease: Lease) -> dict[str, Any]:
-    import datetime
-
-    expires = None
-    if lease.expires is not None:
-        when = datetime.datetime.fromtimestamp(lease.expires, tz=datetime.UTC)
-        expires = when.isoformat(timespec="seconds").replace("+00:00", "Z")
-    return {"id": lease.id, "pid": lease.pid, "expires": expires}
-
-
 @_with_store
 def run_pick(args: argparse.Namespace, out: Output, store: Store) -> int:
     from portbook import holder_for, parse_port, parse_port_range, pick_port
@@ -230,14 +216,7 @@ def run_pick(args: argparse.Namespace, out: Output, store: Store) -> int:
         store=store,
     )
     if args.json:
-        out.json(
-            {
-                "port": lease.port,
-                "protocol": lease.protocol,
-                "families": [int(f) for f in lease.families],
-                "lease": _lease_json(lease),
-            }
-        )
+        out.json(lease.to_json())
     else:
         out.line(str(lease.port))
     return 0
@@ -262,7 +241,7 @@ def run_assign(args: argparse.Namespace, out: Output, store: Store) -> int:
 
 def _print_assignment(a: Assignment, as_json: bool, out: Output) -> None:
     if as_json:
-        out.json(_assignment_json(a))
+        out.json(a.to_json())
     else:
         out.line(str(a.port))
 
@@ -281,7 +260,7 @@ def run_release(args: argparse.Namespace, out: Output, store: Store) -> int:
 
     a = release(args.name, store=store)
     if args.json:
-        out.json(_assignment_json(a))
+        out.json(a.to_json())
     else:
         out.line(f"released {a.name} ({a.protocol}/{a.port})")
     return 0
@@ -298,22 +277,13 @@ def run_names(args: argparse.Namespace, out: Output, store: Store) -> int:
         text = _read_text(args.import_file)
         added = import_names(text, store=store)
         if args.json:
-            out.json([_assignment_json(a) for a in added])
+            out.json([a.to_json() for a in added])
         else:
             out.line(f"imported {len(added)} name{'' if len(added) == 1 else 's'}")
         return 0
     statuses = name_status(store=store)
     if args.json:
-        out.json(
-            [
-                {
-                    **_assignment_json(s.assignment),
-                    "listening": s.listening,
-                    "processes": [p.to_json() for p in s.processes],
-                }
-                for s in statuses
-            ]
-        )
+        out.json([s.to_json() for s in statuses])
         return 0
     if not statuses:
         out.line("no names yet: 'portbook assign NAME' gives one a port")

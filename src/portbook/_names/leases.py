@@ -21,6 +21,11 @@ from portbook._names.store import Store, default_store
 from portbook._ports import Family, Protocol
 from portbook._record import public, record, replace
 
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["Lease", "list_leases", "release_lease", "transfer_lease"]
 
 # Probe for "is this holder still the process that took the lease?"; tests
@@ -51,6 +56,21 @@ class Lease:
     def protocol(self) -> str:
         """``"tcp"``, ``"udp"`` or ``"tcp+udp"``: the protocols as one word."""
         return "+".join(p.value for p in self.protocols)
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``pick --json`` prints: the port, its protocols and families, and the lease."""
+        expires = None
+        if self.expires is not None:
+            import datetime
+
+            when = datetime.datetime.fromtimestamp(self.expires, tz=datetime.UTC)
+            expires = when.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return {
+            "port": self.port,
+            "protocol": self.protocol,
+            "families": [int(f) for f in self.families],
+            "lease": {"id": self.id, "pid": self.pid, "expires": expires},
+        }
 
 
 _COLUMNS = "id, port, protocols, families, pid, start_time, expires, name"

@@ -67,6 +67,10 @@ class Assignment:
     port: int
     protocol: Protocol
 
+    def to_json(self) -> dict[str, Any]:
+        """``{"name", "port", "protocol"}``: what ``assign/get/release --json`` print."""
+        return {"name": self.name, "port": self.port, "protocol": self.protocol.value}
+
 
 @record
 class NameStatus:
@@ -81,6 +85,14 @@ class NameStatus:
     listening: bool
     processes: tuple[SocketProcess, ...]
     held_by: Lease | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """One entry of ``names --json``: the assignment, ``listening`` and ``processes``."""
+        return {
+            **self.assignment.to_json(),
+            "listening": self.listening,
+            "processes": [p.to_json() for p in self.processes],
+        }
 
 
 def validate_name(name: str) -> str:
