@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "StoreVersionError": "_exceptions",
     "UnsupportedError": "_exceptions",
     "UsageError": "_exceptions",
+    "CommandError": "_exceptions",
     "WaitTimeoutError": "_exceptions",
     # the port model
     "Family": "_ports",
@@ -55,21 +56,23 @@ _EXPORTS: dict[str, str] = {
     "LocalRanges": "_machine",
     "local_ranges": "_machine",
     # your names: leases, names and their store
-    "Assignment": "_names.names",
+    "Assignment": "_names.assignments",
     "Holder": "_names.holder",
     "Lease": "_names.leases",
-    "NameStatus": "_names.names",
+    "NameStatus": "_joined",
     "Store": "_names.store",
     "assign": "_names.names",
     "bind_free_port": "_names.picker",
-    "export_names": "_names.names",
+    "export_names": "_names.transfer",
     "get": "_names.names",
-    "import_names": "_names.names",
+    "import_names": "_names.transfer",
     "lease_name": "_names.names",
     "list_leases": "_names.leases",
     "list_names": "_names.names",
-    "name_status": "_names.names",
+    "name_status": "_joined",
     "pick_port": "_names.picker",
+    "run_on_name": "_names.run",
+    "name_environment": "_names.names",
     "PickPolicy": "_names.picker",
     "release": "_names.names",
     "release_lease": "_names.leases",
@@ -120,7 +123,7 @@ _EXPORTS: dict[str, str] = {
     "EphemeralUsage": "_tools.ephemeral",
     "ephemeral_usage": "_tools.ephemeral",
     # helpers the command line uses
-    "bind_activation_socket": "_names.picker",
+    "bind_activation_socket": "_names.run",
     "write_sockets_json": "_live.jsontext",
     "holder_for": "_names.holder",
     "ipv6_available": "_machine",
@@ -132,6 +135,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "Assignment",
     "Book",
+    "CommandError",
     "DestinationUsage",
     "Endpoint",
     "EphemeralUsage",
@@ -202,6 +206,7 @@ __all__ = [
     "list_sockets",
     "local_ranges",
     "lookup",
+    "name_environment",
     "name_status",
     "parse_port",
     "parse_port_range",
@@ -218,6 +223,7 @@ __all__ = [
     "release_lease",
     "route",
     "route_packet",
+    "run_on_name",
     "search",
     "service_name",
     "socket_backend",
@@ -246,6 +252,7 @@ if TYPE_CHECKING:
         update_registry,
     )
     from ._exceptions import (
+        CommandError,
         InvalidNameError,
         InvalidPortSpecError,
         NotFoundError,
@@ -295,22 +302,15 @@ if TYPE_CHECKING:  # the live table
     from ._live.watch import SocketChanges
 
 if TYPE_CHECKING:  # your names
+    from ._joined import NameStatus, name_status
+    from ._names.assignments import Assignment
     from ._names.holder import Holder
     from ._names.leases import Lease, list_leases, release_lease, transfer_lease
-    from ._names.names import (
-        Assignment,
-        NameStatus,
-        assign,
-        export_names,
-        get,
-        import_names,
-        lease_name,
-        list_names,
-        name_status,
-        release,
-    )
+    from ._names.names import assign, get, lease_name, list_names, name_environment, release
     from ._names.picker import PickPolicy, bind_free_port, pick_port
+    from ._names.run import run_on_name
     from ._names.store import Store
+    from ._names.transfer import export_names, import_names
 
 
 if TYPE_CHECKING:  # wait, kill, route, ephemeral
@@ -323,7 +323,7 @@ if TYPE_CHECKING:  # helpers the command line uses
     from ._live.jsontext import write_sockets_json
     from ._machine import ipv6_available
     from ._names.holder import holder_for
-    from ._names.picker import bind_activation_socket
+    from ._names.run import bind_activation_socket
     from ._tools.kill import parse_signal
     from ._tools.route import parse_route_args
     from ._tools.wait import parse_wait_target

@@ -22,6 +22,7 @@ machine said no: a port is taken, a store is locked, a file is corrupt)::
     │   ├── StoreCorruptError             not a portbook database, or damaged
     │   └── StoreVersionError             written by a newer portbook
     ├── ProcessSignalError                a process could not be signalled
+    ├── CommandError                      a command to run could not be started
     └── WaitTimeoutError (also TimeoutError)  a port did not open/close in time
 
 OS errors are translated at the boundary (``raise ... from exc``) so that the
@@ -32,6 +33,7 @@ original cause stays on ``__cause__``. Every error pickles with its fields
 from __future__ import annotations
 
 __all__ = [
+    "CommandError",
     "InvalidNameError",
     "InvalidPortSpecError",
     "NotFoundError",
@@ -169,6 +171,17 @@ class ProcessSignalError(PortbookError):
 
     def __init__(self, message: str, *, pid: int | None = None) -> None:
         self.pid = pid
+        super().__init__(message)
+
+
+class CommandError(PortbookError):
+    """A command portbook was to run could not be started.
+
+    ``status`` is what a shell would exit with: 127 not found, 126 not runnable.
+    """
+
+    def __init__(self, message: str, *, status: int = 127) -> None:
+        self.status = status
         super().__init__(message)
 
 

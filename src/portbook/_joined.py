@@ -1,14 +1,17 @@
-"""The three names joined: the live table with what the book calls each port.
+"""The three names joined: the live table with what the book calls each port, and your names.
 
 The book, the live table and your names know nothing of each other; this
 module is where they meet. :func:`list_sockets` reads the live table and
-hands it the book's names for its ports; the tools around ports (``kill``,
+hands it the book's names for its ports; :func:`name_status` tells which of
+your names a program serves right now; the tools around ports (``kill``,
 ``route``, ``wait``, ``ephemeral``) read the table through it.
 """
 
 from __future__ import annotations
 
+from portbook._exceptions import SocketTableError
 from portbook._live.table import read_sockets, socket_filter
+from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -17,11 +20,22 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portbook._live.backends.base import SocketBackend
-    from portbook._live.records import Socket, SocketState
+    from portbook._live.records import Socket, SocketProcess, SocketState
     from portbook._live.watch import SocketChanges
+    from portbook._names.assignments import Assignment
+    from portbook._names.leases import Lease
+    from portbook._names.picker import HolderCheck
+    from portbook._names.store import Store
     from portbook._ports import Family, PortRange, Protocol
 
-__all__ = ["list_sockets", "sockets_on_port", "watch_sockets"]
+__all__ = [
+    "NameStatus",
+    "list_sockets",
+    "name_status",
+    "port_in_use",
+    "sockets_on_port",
+    "watch_sockets",
+]
 
 
 def _book_names(pairs: set[tuple[int, str]]) -> Mapping[tuple[int, str], str | None]:
@@ -100,3 +114,103 @@ def watch_sockets(
 
     socket_filter(**{k: v for k, v in filters.items() if k != "backend"})  # fail now, not later
     return watch(lambda: list_sockets(**filters), interval=interval, count=count)
+
+
+@record
+class NameStatus:
+    """A name, and whether a program is listening on its port right now (and which).
+
+    ``processes`` may be empty while ``listening`` is true: the socket is
+    there but its owner is not visible (another user's process without root).
+    ``held_by`` is the live ``run`` lease on the name, if any.
+    """
+
+    assignment: Assignment
+    listening: bool
+    processes: tuple[SocketProcess, ...]
+    held_by: Lease | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """One entry of ``names --json``: the assignment, ``listening`` and ``processes``."""
+        return {
+            **self.assignment.to_json(),
+            "listening": self.listening,
+            "processes": [p.to_json() for p in self.processes],
+        }
+
+
+def name_status(
+    *, store: Store | None = None, listeners: HolderCheck | None = None
+) -> list[NameStatus]:
+    """Every name, with whether a program listens on its port now, and which.
+
+    One read of the live table answers for every name; ``listeners``
+    replaces it with a check of one (port, protocol) at a time.
+    """
+    import time
+
+    from portbook._names.assignments import all_names
+    from portbook._names.leases import is_live, leases_by_port
+    from portbook._names.store import default_store
+
+    with (store or default_store()).read() as conn:
+        names = all_names(conn)
+        leases = leases_by_port(conn)
+    check = listeners or _listeners_now({(a.port, a.protocol.value) for a in names})
+    now = time.time()
+    result = []
+    for a in names:
+        listening, procs = check(a.port, a.protocol)
+        lease = leases.get(a.port)
+        if lease is not None and (lease.name != a.name or not is_live(lease, now)):
+            lease = None
+        result.append(NameStatus(a, listening, procs, lease))
+    return result
+
+
+def _listeners_now(wanted: set[tuple[int, str]]) -> HolderCheck:
+    """Who listens on each wanted (port, protocol), from one read of the live table."""
+    found: dict[tuple[int, str], list[Socket]] = {}
+    if wanted:
+        try:
+            for sock in list_sockets(listening=True):
+                key = (sock.local_port, sock.protocol.value)
+                if key in wanted:
+                    found.setdefault(key, []).append(sock)
+        except SocketTableError:
+            return _probing_check
+    return lambda port, protocol: _holders_of(found.get((port, protocol.value), []))
+
+
+def port_in_use(port: int, protocol: Protocol) -> tuple[bool, tuple[SocketProcess, ...]]:
+    """Does a program hold ``protocol``/``port`` (any socket but TIME-WAIT), and which.
+
+    The default of :attr:`PickPolicy.holders`.
+    """
+    from portbook._live.records import SocketState
+
+    try:
+        sockets = sockets_on_port(port, protocol)
+    except SocketTableError:
+        return _probing_check(port, protocol)
+    return _holders_of([s for s in sockets if s.state is not SocketState.TIME_WAIT])
+
+
+def _probing_check(port: int, protocol: Protocol) -> tuple[bool, tuple[SocketProcess, ...]]:
+    # No socket table on this system: a port that cannot be bound is taken
+    # by someone we cannot name.
+    from portbook._names.names import families
+    from portbook._names.picker import probe_free
+
+    return (not probe_free(port, (protocol,), families()), ())
+
+
+def _holders_of(sockets: list[Socket]) -> tuple[bool, tuple[SocketProcess, ...]]:
+    procs: dict[int, SocketProcess] = {}
+    for sock in sockets:
+        for proc in sock.processes:
+            procs.setdefault(proc.pid, proc)
+    return bool(sockets), tuple(sorted(procs.values(), key=lambda p: p.pid))
+
+
+public(NameStatus)

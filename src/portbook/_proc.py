@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["PROC", "parent_pid", "process_uid", "read_stat", "stat_fields", "user_name"]
+__all__ = [
+    "PROC",
+    "ancestors",
+    "parent_pid",
+    "process_uid",
+    "read_stat",
+    "stat_fields",
+    "user_name",
+]
 
 PROC = "/proc"
 
@@ -43,6 +51,24 @@ def parent_pid(pid: int, proc: str = PROC) -> int | None:
         return int(read_stat(pid, proc)[STAT_PPID - 3])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def ancestors(pid: int, proc: str = PROC) -> set[int]:
+    """``pid`` and every parent up to init (Linux; elsewhere ``pid`` and this process's parent)."""
+    import sys
+
+    chain = {pid}
+    if not sys.platform.startswith("linux"):
+        chain.add(os.getppid())
+        return chain
+    current = pid
+    for _ in range(4096):  # a loop guard; real chains are a few dozen long
+        parent = parent_pid(current, proc)
+        if parent is None or parent <= 0 or parent in chain:
+            break
+        chain.add(parent)
+        current = parent
+    return chain
 
 
 def process_uid(pid: int, proc: str = PROC) -> int | None:

@@ -22,7 +22,9 @@ from portbook import (
     assign,
     export_names,
     get,
+    holder_for,
     import_names,
+    list_leases,
     list_names,
     name_status,
     pick_port,
@@ -116,11 +118,35 @@ def test_port_held_by_a_live_program_is_refused_naming_it(store: Store, tmp_path
     assert assign("api", port=port, store=store).port == port  # free again
 
 
-def test_leased_port_is_refused(store: Store, tmp_path: Path) -> None:
+def test_a_port_leased_to_another_process_is_refused(store: Store, tmp_path: Path) -> None:
     port = spare_port(tmp_path)
-    pick_port(port_range=single(port), store=store)
-    with pytest.raises(PortUnavailableError, match="leased"):
-        assign("api", port=port, store=store)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pick_port(port_range=single(port), store=store, holder=holder_for(other.pid))
+        with pytest.raises(PortUnavailableError, match=f"leased to pid {other.pid}"):
+            assign("api", port=port, store=store)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_the_callers_own_pick_is_no_conflict_for_assign(tmp_path: Path) -> None:
+    # P=$(portbook pick) leases P to the shell; the same shell's assign takes it over.
+    store = tmp_path / "s.sqlite3"
+    portbook = f"{sys.executable} -m portbook"
+    script = f'P=$({portbook} pick) && {portbook} assign api --port "$P" && echo "$P"'
+    done = subprocess.run(
+        ["sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PORTBOOK_STORE": str(store)},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assigned, picked = done.stdout.split()
+    assert assigned == picked
+    assert list_leases(store=Store(store)) == []  # the name holds the port now, not a lease
 
 
 def test_port_zero_and_nonsense_ports_are_usage_errors(store: Store) -> None:

@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None, out: Output | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     output = out if out is not None else Output.for_stdout()
-    from portbook import PortbookError, UsageError
+    from portbook import CommandError, PortbookError, UsageError
 
     try:
         args_list = args_list or list(_DEFAULT_ARGV)
@@ -150,6 +150,9 @@ def main(argv: Sequence[str] | None = None, out: Output | None = None) -> int:
     except UsageError as exc:
         output.error(str(exc))
         return EXIT_USAGE
+    except CommandError as exc:
+        output.error(str(exc))
+        return exc.status
     except PortbookError as exc:
         output.error(str(exc))
         return EXIT_FAILURE

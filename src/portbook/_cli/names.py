@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -13,30 +12,15 @@ from portbook._cli._output import Output
 if TYPE_CHECKING:
     from portbook import Assignment, Store
 
-# Without --ttl and with no parent process to hold it (the parent is init, as
-# for a command run straight by a container's entry point), a CLI pick is
-# leased for this many seconds instead.
-ORPHAN_TTL = 600.0
 
-# Runs in the child of `portbook run --socket` between fork and the real
-# command: only there is the child's own pid known, which LISTEN_PID must
-# name. It moves the socket to fd 3 (dup2 makes the copy inheritable) and
-# execs the command, which keeps the pid.
-_TRAMPOLINE = """\
-import os, sys
-fd = int(sys.argv[1])
-if fd != 3:
-    os.dup2(fd, 3)
-    os.close(fd)
-os.environ["LISTEN_PID"] = str(os.getpid())
-try:
-    os.execvp(sys.argv[2], sys.argv[2:])
-except OSError as exc:
-    sys.stderr.write(f"portbook: error: cannot run {sys.argv[2]!r}: {exc.strerror}\\n")
-    os._exit(127)
-"""
+def register(subparsers: Any) -> None:
+    for add in _PARSERS.values():
+        add(subparsers)
 
-_SOCKET_ENV = ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+
+def register_command(subparsers: Any, command: str) -> None:
+    """Register only ``command`` (see ``portbook._cli.build_parser``)."""
+    _PARSERS[command](subparsers)
 
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
@@ -47,7 +31,11 @@ def _store_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: Any) -> None:
+def _json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON for programs")
+
+
+def _add_pick(subparsers: Any) -> None:
     pick = subparsers.add_parser(
         "pick",
         help="a free port, leased at once so no concurrent pick gets it",
@@ -58,19 +46,12 @@ def register(subparsers: Any) -> None:
         ),
     )
     proto = pick.add_mutually_exclusive_group()
-    proto.add_argument(
-        "--tcp", dest="protocols", action="store_const", const=("tcp",), help="free on TCP"
-    )
-    proto.add_argument(
-        "--udp", dest="protocols", action="store_const", const=("udp",), help="free on UDP"
-    )
-    proto.add_argument(
-        "--both",
-        dest="protocols",
-        action="store_const",
-        const=("tcp", "udp"),
-        help="free on TCP and UDP (default: TCP only)",
-    )
+    for flag, value, text in (
+        ("--tcp", ("tcp",), "free on TCP"),
+        ("--udp", ("udp",), "free on UDP"),
+        ("--both", ("tcp", "udp"), "free on TCP and UDP (default: TCP only)"),
+    ):
+        proto.add_argument(flag, dest="protocols", action="store_const", const=value, help=text)
     fam = pick.add_mutually_exclusive_group()
     fam.add_argument("-4", dest="families", action="store_const", const=(4,), help="IPv4 only")
     fam.add_argument("-6", dest="families", action="store_const", const=(6,), help="IPv6 only")
@@ -81,21 +62,28 @@ def register(subparsers: Any) -> None:
         const=(4, 6),
         help="IPv4 and IPv6 (the default where the machine has IPv6)",
     )
-    pick.add_argument("--range", metavar="LO-HI", help="pick inside this range")
-    pick.add_argument("--near", metavar="PORT", help="the allowed port closest to PORT")
+    _choice_options(pick, "pick")
     pick.add_argument(
         "--ttl",
         metavar="SECONDS",
         type=float,
         help="lease for this long instead of for the life of the calling process",
     )
-    pick.add_argument(
-        "--allow-assigned", action="store_true", help="IANA-assigned ports may be picked too"
-    )
-    pick.add_argument("--json", action="store_true", help="print JSON for programs")
+    _json_option(pick)
     _store_option(pick)
     pick.set_defaults(handler=run_pick, protocols=("tcp",), families=None)
 
+
+def _choice_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """--range, --near and --allow-assigned, shared by pick and assign."""
+    parser.add_argument("--range", metavar="LO-HI", help=f"{verb} inside this range")
+    parser.add_argument("--near", metavar="PORT", help="the allowed port closest to PORT")
+    parser.add_argument(
+        "--allow-assigned", action="store_true", help="IANA-assigned ports may be chosen too"
+    )
+
+
+def _add_assign(subparsers: Any) -> None:
     assign = subparsers.add_parser(
         "assign",
         help="a stable port for NAME (the same on every call until released)",
@@ -108,29 +96,31 @@ def register(subparsers: Any) -> None:
     assign.add_argument("name", metavar="NAME")
     assign.add_argument("--port", metavar="P", help="this port and no other")
     assign.add_argument("--proto", metavar="P", help="tcp (default) or udp")
-    assign.add_argument("--range", metavar="LO-HI", help="choose inside this range")
-    assign.add_argument("--near", metavar="PORT", help="the allowed port closest to PORT")
-    assign.add_argument(
-        "--allow-assigned", action="store_true", help="IANA-assigned ports may be chosen too"
-    )
-    assign.add_argument("--json", action="store_true", help="print JSON for programs")
+    _choice_options(assign, "choose")
+    _json_option(assign)
     _store_option(assign)
     assign.set_defaults(handler=run_assign)
 
+
+def _add_get(subparsers: Any) -> None:
     get = subparsers.add_parser("get", help="the port of NAME", description="Print NAME's port.")
     get.add_argument("name", metavar="NAME")
-    get.add_argument("--json", action="store_true", help="print JSON for programs")
+    _json_option(get)
     _store_option(get)
     get.set_defaults(handler=run_get)
 
+
+def _add_release(subparsers: Any) -> None:
     release = subparsers.add_parser(
         "release", help="forget NAME and free its port", description="Forget NAME's port."
     )
     release.add_argument("name", metavar="NAME")
-    release.add_argument("--json", action="store_true", help="print JSON for programs")
+    _json_option(release)
     _store_option(release)
     release.set_defaults(handler=run_release)
 
+
+def _add_names(subparsers: Any) -> None:
     names = subparsers.add_parser(
         "names",
         help="your names, their ports, and who listens on them now",
@@ -143,26 +133,34 @@ def register(subparsers: Any) -> None:
     mode = names.add_mutually_exclusive_group()
     mode.add_argument("--export", action="store_true", help="print all names as JSON")
     mode.add_argument("--import", dest="import_file", metavar="FILE", help="add names from FILE")
-    names.add_argument("--json", action="store_true", help="print JSON for programs")
+    _json_option(names)
     _store_option(names)
     names.set_defaults(handler=run_names)
 
+
+def _add_run(subparsers: Any) -> None:
     run = subparsers.add_parser(
         "run",
         help="run a command with NAME's port in $PORT, holding it while it runs",
         description=(
             "Run CMD with PORT and PORTBOOK_NAME in its environment (NAME gets a port first "
-            "if it has none), holding NAME's port while CMD runs. --socket also hands CMD a "
-            "bound listening socket as systemd does: fd 3, LISTEN_FDS=1, LISTEN_PID."
+            "if it has none), holding NAME's port while CMD runs; refused while another "
+            "program holds the port. --socket also hands CMD a bound listening socket as "
+            "systemd does (fd 3, LISTEN_FDS=1, LISTEN_PID), on 127.0.0.1 unless --host."
         ),
-        usage="portbook run [-h] [--socket] [--store PATH] NAME -- CMD [ARG ...]",
+        usage=("portbook run [-h] [--socket] [--host ADDR] [--store PATH] NAME -- CMD [ARG ...]"),
     )
     run.add_argument("name", metavar="NAME")
     run.add_argument("--socket", action="store_true", help="pass a bound listening socket on fd 3")
+    run.add_argument(
+        "--host", metavar="ADDR", help="with --socket: bind this address (:: for every one)"
+    )
     _store_option(run)
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
     run.set_defaults(handler=run_run)
 
+
+def _add_env(subparsers: Any) -> None:
     env = subparsers.add_parser(
         "env",
         help="shell export lines for named ports",
@@ -171,6 +169,18 @@ def register(subparsers: Any) -> None:
     env.add_argument("names", metavar="NAME", nargs="+")
     _store_option(env)
     env.set_defaults(handler=run_env)
+
+
+# In the order of `portbook --help`.
+_PARSERS = {
+    "pick": _add_pick,
+    "assign": _add_assign,
+    "get": _add_get,
+    "release": _add_release,
+    "names": _add_names,
+    "run": _add_run,
+    "env": _add_env,
+}
 
 
 def _with_store(
@@ -189,31 +199,28 @@ def _with_store(
     return run
 
 
+def _choice(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed --range, --near and --allow-assigned."""
+    from portbook import parse_port, parse_port_range
+
+    return {
+        "port_range": parse_port_range(args.range) if args.range is not None else None,
+        "near": parse_port(args.near) if args.near is not None else None,
+        "allow_assigned": args.allow_assigned,
+    }
+
+
 @_with_store
 def run_pick(args: argparse.Namespace, out: Output, store: Store) -> int:
-    from portbook import holder_for, parse_port, parse_port_range, pick_port
+    from portbook import pick_port
 
-    port_range = parse_port_range(args.range) if args.range else None
-    near = parse_port(args.near) if args.near is not None else None
-    ttl = args.ttl
-    holder = None
-    if ttl is None:
-        # The CLI process exits at once; the lease belongs to whoever ran it
-        # (the shell or script that reads the port), and ends when that exits.
-        parent = os.getppid()
-        if parent > 1:
-            holder = holder_for(parent)
-        else:
-            ttl = ORPHAN_TTL
     lease = pick_port(
         protocols=args.protocols,
         families=args.families,
-        port_range=port_range,
-        near=near,
-        allow_assigned=args.allow_assigned,
-        ttl=ttl,
-        holder=holder,
+        ttl=args.ttl,
         store=store,
+        lease_to_parent=True,
+        **_choice(args),
     )
     if args.json:
         out.json(lease.to_json())
@@ -222,28 +229,26 @@ def run_pick(args: argparse.Namespace, out: Output, store: Store) -> int:
     return 0
 
 
-@_with_store
-def run_assign(args: argparse.Namespace, out: Output, store: Store) -> int:
-    from portbook import assign, parse_port, parse_port_range
-
-    a = assign(
-        args.name,
-        port=parse_port(args.port) if args.port is not None else None,
-        protocol=args.proto,
-        port_range=parse_port_range(args.range) if args.range else None,
-        near=parse_port(args.near) if args.near is not None else None,
-        allow_assigned=args.allow_assigned,
-        store=store,
-    )
-    _print_assignment(a, args.json, out)
-    return 0
-
-
 def _print_assignment(a: Assignment, as_json: bool, out: Output) -> None:
     if as_json:
         out.json(a.to_json())
     else:
         out.line(str(a.port))
+
+
+@_with_store
+def run_assign(args: argparse.Namespace, out: Output, store: Store) -> int:
+    from portbook import assign, parse_port
+
+    a = assign(
+        args.name,
+        port=parse_port(args.port) if args.port is not None else None,
+        protocol=args.proto,
+        store=store,
+        **_choice(args),
+    )
+    _print_assignment(a, args.json, out)
+    return 0
 
 
 @_with_store
@@ -274,8 +279,7 @@ def run_names(args: argparse.Namespace, out: Output, store: Store) -> int:
         out.json(export_names(store=store))
         return 0
     if args.import_file is not None:
-        text = _read_text(args.import_file)
-        added = import_names(text, store=store)
+        added = import_names(_read_text(args.import_file), store=store)
         if args.json:
             out.json([a.to_json() for a in added])
         else:
@@ -318,95 +322,25 @@ def _read_text(path: str) -> str:
         raise UsageError(f"cannot read {path}: {reason}") from exc
 
 
-def env_variable(name: str) -> str:
-    """``api`` -> ``API_PORT``; ``example.com/apache`` -> ``EXAMPLE_COM_APACHE_PORT``."""
-    return "".join(c if c.isalnum() else "_" for c in name.upper()) + "_PORT"
-
-
 @_with_store
 def run_env(args: argparse.Namespace, out: Output, store: Store) -> int:
     import shlex
 
-    from portbook import UsageError, get
+    from portbook import name_environment
 
-    seen: dict[str, str] = {}
-    lines = []
-    for name in args.names:
-        a = get(name, store=store)
-        var = env_variable(a.name)
-        if var in seen and seen[var] != a.name:
-            raise UsageError(f"{seen[var]!r} and {a.name!r} would both be ${var}")
-        seen[var] = a.name
-        lines.append(f"export {var}={shlex.quote(str(a.port))}")
-    for line in lines:
-        out.line(line)
+    for var, port in name_environment(args.names, store=store).items():
+        out.line(f"export {var}={shlex.quote(str(port))}")
     return 0
 
 
-@_with_store
-def run_run(args: argparse.Namespace, out: Output, store: Store) -> int:
-    import contextlib
-    import signal
-    import subprocess
+def run_run(args: argparse.Namespace, out: Output) -> int:
+    from portbook import Store, run_on_name
 
-    from portbook import (
-        NotFoundError,
-        PortbookError,
-        assign,
-        bind_activation_socket,
-        holder_for,
-        lease_name,
-        release_lease,
-        transfer_lease,
-    )
-
+    # Options written between NAME and "--" are run's own; read them before
+    # the store is opened (--store names which one).
     command = _split_run_command(args)
-    if not command:
-        out.error("run needs a command after the name: portbook run NAME -- CMD ...")
-        return 2
-    a = assign(args.name, store=store)
-    _, lease = lease_name(args.name, store=store)
-    try:
-        sock = bind_activation_socket(a.port, a.protocol) if args.socket else None
-        env = {k: v for k, v in os.environ.items() if k not in _SOCKET_ENV}
-        env.update(PORT=str(a.port), PORTBOOK_NAME=a.name)
-        argv = command
-        pass_fds: tuple[int, ...] = ()
-        if sock is not None:
-            env.update(LISTEN_FDS="1", LISTEN_FDNAMES=a.name)
-            argv = [sys.executable, "-I", "-S", "-c", _TRAMPOLINE, str(sock.fileno()), *command]
-            pass_fds = (sock.fileno(),)
-        try:
-            child = subprocess.Popen(argv, env=env, pass_fds=pass_fds)
-        except OSError as exc:
-            out.error(f"cannot run {command[0]!r}: {exc.strerror}")
-            return 127
-        finally:
-            if sock is not None:
-                sock.close()  # the child has its own copy
-        # The command, not portbook, is what uses the port: the lease now
-        # lasts as long as it does, even if portbook itself is killed. (Its
-        # pid and start time stay the same through the re-exec.)
-        with contextlib.suppress(PortbookError):
-            lease = transfer_lease(lease, holder_for(child.pid), store=store)
-        # Ctrl-C reaches the whole foreground process group: the child gets
-        # it itself, and portbook stays to collect the exit status and give
-        # the port back. SIGTERM/SIGHUP sent to portbook alone are passed on.
-        previous = {
-            sig: signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
-            for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM))
-        }
-        previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            status = child.wait()
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-    finally:
-        # `portbook release NAME` during the run has dropped the lease already.
-        with contextlib.suppress(NotFoundError):
-            release_lease(lease, store=store)
-    return status if status >= 0 else 128 - status
+    with Store(args.store) as store:
+        return run_on_name(args.name, command, activation=args.socket, host=args.host, store=store)
 
 
 def _split_run_command(args: argparse.Namespace) -> list[str]:
@@ -424,11 +358,12 @@ def _split_run_command(args: argparse.Namespace) -> list[str]:
         word = own[i]
         if word == "--socket":
             args.socket = True
-        elif word == "--store" and i + 1 < len(own):
-            args.store = own[i + 1]
+        elif word in ("--store", "--host") and i + 1 < len(own):
+            setattr(args, word[2:], own[i + 1])
             i += 1
-        elif word.startswith("--store="):
-            args.store = word.partition("=")[2]
+        elif word.startswith(("--store=", "--host=")):
+            key, _, value = word[2:].partition("=")
+            setattr(args, key, value)
         else:
             raise UsageError(f"run: unknown option {word!r} before '--'")
         i += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from portbook._exceptions import NotFoundError
 from portbook._names.holder import Holder, holder_alive
@@ -27,11 +27,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["Lease", "list_leases", "release_lease", "transfer_lease"]
-
-# Probe for "is this holder still the process that took the lease?"; tests
-# never need to replace it (they record a differing start time instead), but
-# keeping it in one name makes the rule one line to read.
-AliveCheck = Callable[[int, int], bool]
 
 
 @record
@@ -90,13 +85,13 @@ def _row_to_lease(row: Sequence[object]) -> Lease:
     )
 
 
-def is_live(lease: Lease, now: float, alive: AliveCheck = holder_alive) -> bool:
+def is_live(lease: Lease, now: float) -> bool:
     """True while the lease still holds its port (holder alive, not expired)."""
     if lease.expires is not None and lease.expires <= now:
         return False
     if lease.pid is None:
         return True
-    return alive(lease.pid, lease.start_time if lease.start_time is not None else 0)
+    return holder_alive(lease.pid, lease.start_time if lease.start_time is not None else 0)
 
 
 def sweep_expired(conn: sqlite3.Connection, now: float) -> None:
@@ -121,8 +116,18 @@ def live_lease_on(conn: sqlite3.Connection, port: int, now: float) -> Lease | No
     lease = _row_to_lease(row)
     if is_live(lease, now):
         return lease
-    conn.execute("DELETE FROM leases WHERE id = ?", (lease.id,))
+    delete_lease(conn, lease.id)
     return None
+
+
+def delete_lease(conn: sqlite3.Connection, lease_id: int) -> bool:
+    """Drop one lease; False when it was gone already."""
+    return conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,)).rowcount > 0
+
+
+def delete_leases_of_name(conn: sqlite3.Connection, name: str) -> None:
+    """Drop the ``run`` leases that hold ``name``'s port (the name is being released)."""
+    conn.execute("DELETE FROM leases WHERE name = ?", (name,))
 
 
 def insert_lease(
@@ -168,8 +173,7 @@ def release_lease(lease: Lease | int, *, store: Store | None = None) -> None:
     """
     lease_id = lease.id if isinstance(lease, Lease) else int(lease)
     with (store or default_store()).write(durable=False) as conn:
-        cur = conn.execute("DELETE FROM leases WHERE id = ?", (lease_id,))
-        if cur.rowcount == 0:
+        if not delete_lease(conn, lease_id):
             raise NotFoundError(f"no lease {lease_id}: it was released or reclaimed")
 
 
@@ -195,7 +199,8 @@ def list_leases(*, store: Store | None = None) -> list[Lease]:
         sweep_expired(conn, now)
         leases = sorted(leases_by_port(conn).values(), key=lambda lease: lease.port)
         dead = [lease.id for lease in leases if not is_live(lease, now)]
-        conn.executemany("DELETE FROM leases WHERE id = ?", [(i,) for i in dead])
+        for lease_id in dead:
+            delete_lease(conn, lease_id)
     return [lease for lease in leases if lease.id not in dead]
 
 

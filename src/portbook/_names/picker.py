@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import os
 import random
 import socket
 import sqlite3
@@ -61,13 +62,17 @@ from portbook._exceptions import (
     UsageError,
 )
 from portbook._machine import LocalRanges, ipv6_available, local_ranges
-from portbook._names.holder import Holder, this_process
+from portbook._names.assignments import name_on_port
+from portbook._names.holder import Holder, holder_for, this_process
 from portbook._names.leases import Lease, insert_lease, live_lease_on, sweep_expired
 from portbook._names.store import Store, default_store
 from portbook._ports import Family, PortClass, PortRange, Protocol
 from portbook._record import field, public, record
 
-__all__ = ["PickPolicy", "bind_free_port", "pick_port", "probe_free"]
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+
+__all__ = ["ORPHAN_TTL", "PickPolicy", "bind_free_port", "choose_port", "pick_port", "probe_free"]
 
 # Ports below 1024 need privileges to bind, and every one of them is a
 # well-known service's: a pick never lands there unless a range asks for it.
@@ -77,16 +82,33 @@ _MAX_TTL = 10 * 366 * 86400.0
 
 AssignedCheck = Callable[[int, Protocol], bool]
 FreeCheck = Callable[[int, Sequence[Protocol], Sequence[Family]], bool]
+if TYPE_CHECKING:
+    from portbook._live.records import SocketProcess
+
+    #: Who holds a port right now: (whether any program does, which processes).
+    HolderCheck = Callable[[int, Protocol], tuple[bool, tuple[SocketProcess, ...]]]
+
+# A CLI pick is leased to the process that ran portbook; where that is init
+# (pid 1, a container's entry point), a lease to it would never end, so the
+# pick is leased for this long instead.
+ORPHAN_TTL = 600.0
 
 
 def _book_is_assigned() -> AssignedCheck:
-    # The IANA registry lives in the book; the picker only asks it. The book
-    # is imported when a PickPolicy is made rather than with this module (so
+    # The policy is how your names reach the other two names. The book is
+    # imported when a PickPolicy is made rather than with this module (so
     # `portbook get` never loads it), and its registry data on the first
     # question (so a pick with allow_assigned never reads it).
     from portbook._book.book import is_assigned
 
     return is_assigned
+
+
+def _live_holders() -> HolderCheck:
+    # The live table likewise, and only when a port cannot be bound.
+    from portbook._joined import port_in_use
+
+    return port_in_use
 
 
 _FAMILY_AF = {Family.INET: socket.AF_INET, Family.INET6: socket.AF_INET6}
@@ -125,14 +147,17 @@ class PickPolicy:
     """The rules of a pick, as one injectable object.
 
     ``ranges`` is this machine's ephemeral range and reserved ports,
-    ``is_assigned`` the IANA-assignment test, ``is_free`` the bind probe.
-    Tests pass their own to pin the ranges or to count probes; everyone
-    else uses :meth:`default`.
+    ``is_assigned`` the IANA-assignment test (the book), ``is_free`` the bind
+    probe, ``holders`` who holds a port (the live table; asked only when
+    ``assign --port`` finds the port taken). Tests pass their own to pin the
+    ranges or to count probes; everyone else uses :meth:`default`. It is
+    the only way your names reach the book and the live table.
     """
 
     ranges: LocalRanges = field(default_factory=local_ranges)
     is_assigned: AssignedCheck = field(default_factory=_book_is_assigned)
     is_free: FreeCheck = probe_free
+    holders: HolderCheck = field(default_factory=_live_holders)
 
     @classmethod
     def default(cls) -> PickPolicy:
@@ -265,7 +290,7 @@ def choose_port(
     for port in _candidates(segments, near, rng):
         if not allow_assigned and any(policy.is_assigned(port, p) for p in protocols):
             continue
-        if conn.execute("SELECT 1 FROM names WHERE port = ? LIMIT 1", (port,)).fetchone():
+        if name_on_port(conn, port) is not None:
             continue
         if live_lease_on(conn, port, now) is not None:
             continue  # (a dead lease on it was deleted: reclaimed)
@@ -284,7 +309,17 @@ def _exhausted_message(wanted: PortRange, segments: list[PortRange], allow_assig
     return f"no free port left in {wanted}: every port outside the ephemeral range is {why}"
 
 
-def _lease_terms(ttl: float | None, holder: Holder | None) -> tuple[Holder | None, float | None]:
+def _lease_terms(
+    ttl: float | None, holder: Holder | None, to_parent: bool = False
+) -> tuple[Holder | None, float | None]:
+    if to_parent and holder is None and ttl is None:
+        # The picking process exits at once (`portbook pick`); the lease belongs
+        # to whoever ran it, the shell or script that reads the port.
+        parent = os.getppid()
+        if parent > 1:
+            holder = holder_for(parent)
+        else:
+            ttl = ORPHAN_TTL
     if ttl is not None:
         # NaN fails both comparisons; the upper bound keeps expiry times
         # representable as dates (JSON shows them as ISO 8601).
@@ -292,38 +327,6 @@ def _lease_terms(ttl: float | None, holder: Holder | None) -> tuple[Holder | Non
             raise UsageError(f"a lease's TTL must be more than 0 and at most 10 years, not {ttl}")
         return holder, time.time() + ttl
     return (holder if holder is not None else this_process()), None
-
-
-def bind_activation_socket(port: int, protocol: Protocol | str = Protocol.TCP) -> socket.socket:
-    """A socket bound to ``port`` on every address, for handing to a server (socket activation).
-
-    One socket serves both families where the machine has IPv6 (a dual-stack
-    ``::`` socket, IPv4 arriving as ``::ffff:a.b.c.d``), because systemd's
-    ``LISTEN_FDS=1`` promises exactly one descriptor; elsewhere ``0.0.0.0``.
-    A TCP socket is listening when returned. Raises
-    :class:`PortUnavailableError` when the port cannot be bound.
-    """
-    proto = Protocol(protocol)
-    kind = _SOCKTYPE[proto]
-    dual = ipv6_available()
-    sock = socket.socket(socket.AF_INET6 if dual else socket.AF_INET, kind)
-    try:
-        if dual:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        if kind == socket.SOCK_STREAM:
-            # A restarted server must not wait out the TIME-WAIT of its
-            # previous run's connections; for TCP this never lets two
-            # listeners share the port.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("::" if dual else "0.0.0.0", port))
-        if kind == socket.SOCK_STREAM:
-            sock.listen(socket.SOMAXCONN)
-    except OSError as exc:
-        sock.close()
-        raise PortUnavailableError(
-            f"cannot bind {proto.value}/{port}: {exc.strerror}", port=port, protocol=proto.value
-        ) from exc
-    return sock
 
 
 def pick_port(
@@ -337,6 +340,7 @@ def pick_port(
     holder: Holder | None = None,
     store: Store | None = None,
     policy: PickPolicy | None = None,
+    lease_to_parent: bool = False,
 ) -> Lease:
     """Pick a free port and lease it at once.
 
@@ -345,9 +349,11 @@ def pick_port(
     out of every other pick until this process exits or
     :func:`release_lease` is called. With ``ttl`` the lease ends after that
     many seconds instead (and, if ``holder`` is also given, when the holder
-    exits, whichever comes first). ``near`` picks the closest allowed port
-    to that number; ``port_range`` limits the search (the ephemeral range
-    and reserved ports are always left out).
+    exits, whichever comes first). ``lease_to_parent`` (what ``portbook pick``
+    does) leases to the process that started this one instead, or for
+    ``ORPHAN_TTL`` seconds when that is init. ``near`` picks the closest
+    allowed port to that number; ``port_range`` limits the search (the
+    ephemeral range and reserved ports are always left out).
 
     Raises :class:`RangeExhaustedError` when no port is left,
     :class:`UsageError` for impossible arguments, and :class:`StoreError`
@@ -361,7 +367,7 @@ def pick_port(
         port_range=port_range,
         near=near,
         allow_assigned=allow_assigned,
-        terms=_lease_terms(ttl, holder),
+        terms=_lease_terms(ttl, holder, lease_to_parent),
         rules=policy or PickPolicy.default(),
     )
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from portbook._exceptions import ProcessSignalError, UsageError
 from portbook._ports import Protocol, parse_protocol
-from portbook._proc import parent_pid
+from portbook._proc import ancestors
 from portbook._record import public, record
 
 if TYPE_CHECKING:
@@ -124,22 +123,6 @@ def parse_signal(text: str | int) -> int:
         raise UsageError(f"unknown signal {text!r}") from None
 
 
-def _ancestors(pid: int) -> set[int]:
-    """``pid`` and every parent up to init (Linux /proc; else only the direct parent)."""
-    chain = {pid}
-    if not sys.platform.startswith("linux"):
-        chain.add(os.getppid())
-        return chain
-    current = pid
-    for _ in range(4096):  # a loop guard; real chains are a few dozen long
-        parent = parent_pid(current)
-        if parent is None or parent <= 0 or parent in chain:
-            break
-        chain.add(parent)
-        current = parent
-    return chain
-
-
 def _protection(pid: int, mine: set[int]) -> str | None:
     if pid == 1:
         return "pid 1 (init) is never signalled"
@@ -156,7 +139,7 @@ def port_holders(port: int, protocol: Protocol | str | None = None) -> list[Port
 
     proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
     socks = [s for s in sockets_on_port(port, proto, owners=True) if s.local_port == port]
-    mine = _ancestors(os.getpid())
+    mine = ancestors(os.getpid())
     by_pid: dict[int, tuple[SocketProcess, list[Socket]]] = {}
     for s in socks:
         for proc in s.processes:
@@ -280,7 +263,7 @@ def kill_port(
     found = port_holders(port, proto) if holders is None else holders
     result = KillResult(port, proto, signum, tuple(found), dry_run=dry_run)
     # Protection is decided here again, whatever list the caller passed in.
-    mine = _ancestors(os.getpid())
+    mine = ancestors(os.getpid())
     found = [
         h if h.protected else PortHolder(h.process, h.sockets, _protection(h.pid, mine))
         for h in found

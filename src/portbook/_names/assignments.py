@@ -1,0 +1,83 @@
+"""The names table of the store: which name keeps which (port, protocol).
+
+The only module that reads or writes the ``names`` table (the ``leases``
+table is :mod:`portbook._names.leases`'s): every function takes a connection
+inside a transaction of :class:`portbook.Store`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from portbook._ports import Protocol
+from portbook._record import public, record
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Sequence
+    from typing import Any
+
+__all__ = ["Assignment", "all_names", "delete_name", "find_name", "insert_name", "name_on_port"]
+
+
+@record
+class Assignment:
+    """A name and the port it keeps until released."""
+
+    name: str
+    port: int
+    protocol: Protocol
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"name", "port", "protocol"}``: what ``assign/get/release --json`` print."""
+        return {"name": self.name, "port": self.port, "protocol": self.protocol.value}
+
+
+def _assignment(row: Sequence[Any]) -> Assignment:
+    return Assignment(str(row[0]), int(row[1]), Protocol(str(row[2])))
+
+
+def find_name(conn: sqlite3.Connection, name: str) -> Assignment | None:
+    """The assignment of ``name``, if it has one."""
+    row = conn.execute("SELECT name, port, protocol FROM names WHERE name = ?", (name,)).fetchone()
+    return None if row is None else _assignment(row)
+
+
+def name_on_port(
+    conn: sqlite3.Connection, port: int, protocol: Protocol | None = None
+) -> Assignment | None:
+    """The name that keeps ``port`` (for ``protocol``, or for any protocol), if one does."""
+    if protocol is None:
+        row = conn.execute(
+            "SELECT name, port, protocol FROM names WHERE port = ? LIMIT 1", (port,)
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT name, port, protocol FROM names WHERE port = ? AND protocol = ?",
+            (port, protocol.value),
+        ).fetchone()
+    return None if row is None else _assignment(row)
+
+
+def all_names(conn: sqlite3.Connection) -> list[Assignment]:
+    """Every assignment, sorted by name."""
+    rows = conn.execute("SELECT name, port, protocol FROM names ORDER BY name").fetchall()
+    return [_assignment(r) for r in rows]
+
+
+def insert_name(conn: sqlite3.Connection, assignment: Assignment) -> None:
+    """Record ``assignment`` (the caller has checked that nothing conflicts)."""
+    conn.execute(
+        "INSERT INTO names (name, port, protocol, created) VALUES (?, ?, ?, ?)",
+        (assignment.name, assignment.port, assignment.protocol.value, time.time()),
+    )
+
+
+def delete_name(conn: sqlite3.Connection, name: str) -> None:
+    """Forget ``name``."""
+    conn.execute("DELETE FROM names WHERE name = ?", (name,))
+
+
+public(Assignment)
