@@ -79,10 +79,10 @@ _EXPORTS: dict[str, str] = {
     "transfer_lease": "_names.leases",
     # the book: what a port number means
     "Book": "_book.book",
-    "RegistryInfo": "_book.book",
-    "Service": "_book.book",
-    "ServiceSource": "_book.book",
-    "ServiceStatus": "_book.book",
+    "RegistryInfo": "_book.records",
+    "Service": "_book.records",
+    "ServiceSource": "_book.records",
+    "ServiceStatus": "_book.records",
     "is_assigned": "_book.book",
     "lookup": "_book.book",
     "registry_info": "_book.book",
@@ -240,10 +240,6 @@ __all__ = [
 if TYPE_CHECKING:
     from ._book.book import (
         Book,
-        RegistryInfo,
-        Service,
-        ServiceSource,
-        ServiceStatus,
         is_assigned,
         lookup,
         registry_info,
@@ -251,6 +247,7 @@ if TYPE_CHECKING:
         service_name,
         update_registry,
     )
+    from ._book.records import RegistryInfo, Service, ServiceSource, ServiceStatus
     from ._exceptions import (
         CommandError,
         InvalidNameError,

@@ -226,13 +226,13 @@ def test_unusable_registry_files_raise_registry_error(tmp_path: Path) -> None:
 
 def test_overlay_scan_and_index_give_the_same_answers() -> None:
     """The first overlay queries scan the lists, later ones use the index: same answers."""
-    from portbook._book.book import _INDEX_AFTER, _OverlayIndex
     from portbook._book.etc_services import read_etc_services
+    from portbook._book.overlays import INDEX_AFTER, OverlayIndex
     from portbook._book.unofficial import UNOFFICIAL_PORTS
 
     etc = [e for e in read_etc_services(SERVICES) if e.protocol in ("tcp", "udp", "sctp", "dccp")]
-    indexed = _OverlayIndex(etc, UNOFFICIAL_PORTS)
-    for _ in range(_INDEX_AFTER + 1):
+    indexed = OverlayIndex(etc, UNOFFICIAL_PORTS)
+    for _ in range(INDEX_AFTER + 1):
         indexed.by_ports(1, 1)
     assert indexed._by_port is not None
     ports = {p for e in etc for p in (e.port - 1, e.port, e.port + 1)}
@@ -241,11 +241,11 @@ def test_overlay_scan_and_index_give_the_same_answers() -> None:
         u[3] for u in UNOFFICIAL_PORTS
     }
     for port in sorted(ports):
-        scanning = _OverlayIndex(etc, UNOFFICIAL_PORTS)
+        scanning = OverlayIndex(etc, UNOFFICIAL_PORTS)
         assert scanning.by_ports(port, port) == indexed.by_ports(port, port)
         for proto in ("tcp", "udp"):
             assert scanning.first_name(port, proto) == indexed.first_name(port, proto)
         assert scanning._by_port is None
     for name in sorted(names | {"no-such-name"}):
-        assert _OverlayIndex(etc, UNOFFICIAL_PORTS).by_name(name) == indexed.by_name(name)
-    assert indexed.by_ports(6000, 7000) == _OverlayIndex(etc, UNOFFICIAL_PORTS).by_ports(6000, 7000)
+        assert OverlayIndex(etc, UNOFFICIAL_PORTS).by_name(name) == indexed.by_name(name)
+    assert indexed.by_ports(6000, 7000) == OverlayIndex(etc, UNOFFICIAL_PORTS).by_ports(6000, 7000)

@@ -16,20 +16,29 @@ functions use one default instance created on first use.
 from __future__ import annotations
 
 import _thread
-import enum
 import os
-from datetime import date  # sqlite3 imports datetime anyway
 
+from portbook._book.overlays import OverlayIndex, overlay_rank
+from portbook._book.records import (
+    DYNAMIC_BLOCK,
+    RegistryInfo,
+    Service,
+    ServiceSource,
+    ServiceStatus,
+    etc_service,
+    parse_date,
+    registry_service,
+    unofficial_service,
+)
 from portbook._exceptions import InvalidPortSpecError, RegistryError, UsageError
 from portbook._ports import (
     MAX_PORT,
     PortClass,
-    PortRange,
     Protocol,
     parse_port_spec,
     parse_protocol,
 )
-from portbook._record import public, record
+from portbook._record import public
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -58,143 +67,6 @@ __all__ = [
 _MAX_SEARCH_LEN = 100
 
 
-class ServiceSource(enum.StrEnum):
-    """Where an answer came from."""
-
-    IANA = "iana"
-    ETC_SERVICES = "etc-services"
-    UNOFFICIAL = "unofficial"
-
-
-class ServiceStatus(enum.StrEnum):
-    """Standing of an entry.
-
-    IANA records carry the registry's own status: an assignment, a Reserved
-    block (held back, or taken back from a former assignee) or an Unassigned
-    block. ``/etc/services`` entries are ``assigned`` (the system names them);
-    unofficial entries are always ``unassigned``: the use is a convention, not
-    an IANA assignment (the port's IANA entries say what it is assigned to).
-    """
-
-    ASSIGNED = "assigned"
-    RESERVED = "reserved"
-    UNASSIGNED = "unassigned"
-
-
-@record
-class Service:
-    """One entry of the book: a service name, a port or range, or both.
-
-    ``port`` is the first port and ``port_end`` the last (equal for a single
-    port); both are ``None`` for a name-only IANA entry. ``protocol`` is
-    ``None`` when the entry is not tied to one (name-only entries, some
-    Unassigned blocks, the Dynamic range). IANA gives only a month for a few
-    old dates; those are the 1st of that month here. ``software`` is set for
-    unofficial entries, ``aliases`` for ``/etc/services`` entries.
-    """
-
-    name: str | None
-    port: int | None
-    port_end: int | None
-    protocol: Protocol | None
-    description: str
-    source: ServiceSource
-    status: ServiceStatus
-    assignee: str | None = None
-    contact: str | None = None
-    registered: date | None = None
-    modified: date | None = None
-    reference: str | None = None
-    service_code: str | None = None
-    unauthorized_use: str | None = None
-    notes: str | None = None
-    aliases: tuple[str, ...] = ()
-    software: str | None = None
-
-    @property
-    def ports(self) -> PortRange | None:
-        """The port or range as a :class:`PortRange`, ``None`` for a name-only entry."""
-        if self.port is None:
-            return None
-        return PortRange(self.port, self.port_end if self.port_end is not None else self.port)
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON contract of ``portbook lookup/search --json`` (see README)."""
-        return {
-            "name": self.name,
-            "port": self.port,
-            "port_end": self.port_end,
-            "protocol": self.protocol.value if self.protocol is not None else None,
-            "description": self.description,
-            "source": self.source.value,
-            "status": self.status.value,
-            "aliases": list(self.aliases),
-            "software": self.software,
-            "assignee": self.assignee,
-            "contact": self.contact,
-            "registered": self.registered.isoformat() if self.registered else None,
-            "modified": self.modified.isoformat() if self.modified else None,
-            "reference": self.reference,
-            "service_code": self.service_code,
-            "unauthorized_use": self.unauthorized_use,
-            "notes": self.notes,
-        }
-
-
-@record
-class RegistryInfo:
-    """What data the book uses: the registry file, its origin and counts, and the overlays.
-
-    ``origin`` is ``"packaged"`` (shipped with portbook), ``"user"`` (installed
-    by ``update`` into the user data directory) or ``"file"`` (given
-    explicitly). ``updated`` is the registry's own date (the XML's
-    ``<updated>``; ``None`` when built from the CSV, which has none).
-    ``newest_record`` is the latest registration or modification date of any
-    record (how recent the data is, also for a CSV). ``warning`` says why a
-    user copy was skipped, if one was.
-    """
-
-    path: str
-    origin: str
-    source_name: str
-    source_sha256: str
-    source_format: str
-    updated: date | None
-    records: int
-    assigned: int
-    reserved: int
-    unassigned: int
-    names_only: int
-    newest_record: date | None
-    etc_services_path: str | None
-    etc_services_entries: int
-    unofficial_entries: int
-    warning: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "origin": self.origin,
-            "source_name": self.source_name,
-            "source_sha256": self.source_sha256,
-            "source_format": self.source_format,
-            "updated": self.updated.isoformat() if self.updated else None,
-            "records": self.records,
-            "assigned": self.assigned,
-            "reserved": self.reserved,
-            "unassigned": self.unassigned,
-            "names_only": self.names_only,
-            "newest_record": self.newest_record.isoformat() if self.newest_record else None,
-            "etc_services_path": self.etc_services_path,
-            "etc_services_entries": self.etc_services_entries,
-            "unofficial_entries": self.unofficial_entries,
-            "warning": self.warning,
-        }
-
-
-_PROTOCOL_BY_VALUE: dict[str | None, Protocol | None] = {p.value: p for p in Protocol}
-_PROTOCOL_BY_VALUE[None] = None
-_STATUS_BY_VALUE = {s.value: s for s in ServiceStatus}
 _ALL_PROTOCOLS = tuple(p.value for p in Protocol)
 _PROTOCOL_SET = frozenset(_ALL_PROTOCOLS)
 # Distinct ports asked of service_name/is_assigned before the whole table is loaded.
@@ -205,80 +77,9 @@ _PRELOAD_AFTER = 256  # (port, protocol) pairs
 _BULK_CHUNK = 500
 _BULK_UNTIL = 20_000
 # Queries of the overlays answered by a scan before they are indexed.
-_INDEX_AFTER = 16
+INDEX_AFTER = 16
 
-# The registry lists nothing above 49151: RFC 6335 leaves the Dynamic and/or
-# Private ports unassigned for good. A lookup there answers with that block.
 _DYNAMIC_FIRST = PortClass.DYNAMIC.first
-_DYNAMIC_BLOCK = Service(
-    name=None,
-    port=PortClass.DYNAMIC.first,
-    port_end=PortClass.DYNAMIC.last,
-    protocol=None,
-    description="Dynamic and/or Private Ports (never assigned by IANA)",
-    source=ServiceSource.IANA,
-    status=ServiceStatus.UNASSIGNED,
-    reference="RFC6335",
-)
-
-
-def _date(text: str | None) -> date | None:
-    if not text:
-        return None
-    if len(text) == 7:  # "2007-06": IANA recorded only the month
-        return date(int(text[:4]), int(text[5:7]), 1)
-    return date.fromisoformat(text)
-
-
-def _service_from_row(row: tuple[Any, ...]) -> Service:
-    (_, name, port, port_end, protocol, description, status, assignee, contact) = row[:9]
-    (registered, modified, reference, service_code, unauthorized, notes) = row[9:]
-    return Service(
-        name,
-        port,
-        port_end,
-        _PROTOCOL_BY_VALUE[protocol],
-        description,
-        ServiceSource.IANA,
-        _STATUS_BY_VALUE[status],
-        assignee,
-        contact,
-        _date(registered),
-        _date(modified),
-        reference,
-        service_code,
-        unauthorized,
-        notes,
-        (),
-        None,
-    )
-
-
-def _etc_service(e: EtcServicesEntry) -> Service:
-    return Service(
-        name=e.name,
-        port=e.port,
-        port_end=e.port,
-        protocol=_PROTOCOL_BY_VALUE[e.protocol],
-        description=e.comment or "",
-        source=ServiceSource.ETC_SERVICES,
-        status=ServiceStatus.ASSIGNED,
-        aliases=e.aliases,
-    )
-
-
-def _unofficial_service(entry: tuple[int, int, str, str, str, str]) -> Service:
-    first, last, proto, name, software, description = entry
-    return Service(
-        name=name,
-        port=first,
-        port_end=last,
-        protocol=_PROTOCOL_BY_VALUE[proto],
-        description=description,
-        source=ServiceSource.UNOFFICIAL,
-        status=ServiceStatus.UNASSIGNED,
-        software=software,
-    )
 
 
 class Book:
@@ -312,7 +113,7 @@ class Book:
         self._etc: list[Service] | None = None
         self._etc_path: str | None = None
         self._unofficial: list[Service] | None = None
-        self._overlay_index: _OverlayIndex | None = None
+        self._overlay_index: OverlayIndex | None = None
         self._names: dict[tuple[int, str], str] | None = None
         self._assigned: frozenset[tuple[int, str]] | None = None
         self._facts: dict[tuple[int, str], tuple[bool, str | None]] = {}
@@ -360,7 +161,7 @@ class Book:
 
     def _etc_services(self) -> list[Service]:
         if self._etc is None:
-            self._etc = [_etc_service(e) for e in self._etc_raw()]
+            self._etc = [etc_service(e) for e in self._etc_raw()]
         return self._etc
 
     def _unofficial_raw(self) -> tuple[tuple[int, int, str, str, str, str], ...]:
@@ -372,7 +173,7 @@ class Book:
 
     def _unofficial_entries(self) -> list[Service]:
         if self._unofficial is None:
-            self._unofficial = [_unofficial_service(u) for u in self._unofficial_raw()]
+            self._unofficial = [unofficial_service(u) for u in self._unofficial_raw()]
         return self._unofficial
 
     # -- fast per-socket answers for the live table and the port picker ------
@@ -394,11 +195,8 @@ class Book:
         rows = self._registry().port_names()
         assigned = frozenset((port, proto) for port, proto, _ in rows)
         names = {(port, proto): name for port, proto, name in rows if name is not None}
-        for e in self._etc_raw():
-            names.setdefault((e.port, e.protocol), e.name)
-        for first, last, proto_value, name, _, _ in self._unofficial_raw():
-            for p in range(first, last + 1):
-                names.setdefault((p, proto_value), name)
+        for key, name in self._overlays().first_names().items():
+            names.setdefault(key, name)
         self._assigned = assigned
         self._names = names
 
@@ -511,10 +309,10 @@ class Book:
             key: name for key in missing if (name := rows_get(key)) is not None
         }
         unnamed = [key for key in missing if key not in found]
-        if len(unnamed) > _INDEX_AFTER:
+        if len(unnamed) > INDEX_AFTER:
             # Many ports without an IANA name (ephemeral ports): one pass over
             # the overlays answers them all, first entry first as in first_name.
-            overlay_get = self._overlay_names({port for port, _ in unnamed}).get
+            overlay_get = self._overlays().first_names({port for port, _ in unnamed}).get
             found.update({key: overlay_get(key) for key in unnamed})
         else:
             overlays = self._overlays()
@@ -522,18 +320,6 @@ class Book:
         cache.update({key: (key in rows, name) for key, name in found.items()})
         answer.update(found)
         return answer
-
-    def _overlay_names(self, ports: set[int]) -> dict[tuple[int, str], str]:
-        """(port, protocol) -> the first overlay name (/etc/services, then unofficial)."""
-        names: dict[tuple[int, str], str] = {}
-        setdefault = names.setdefault
-        for e in self._etc_raw():
-            if e.port in ports:
-                setdefault((e.port, e.protocol), e.name)
-        for first, last, proto_value, name, _, _ in self._unofficial_raw():
-            for port in ports.intersection(range(first, last + 1)):
-                setdefault((port, proto_value), name)
-        return names
 
     # -- lookup and search ---------------------------------------------------------
 
@@ -573,12 +359,12 @@ class Book:
         assert spec.name is not None
         return self._by_name(spec.name, proto)
 
-    def _overlays(self) -> _OverlayIndex:
+    def _overlays(self) -> OverlayIndex:
         index = self._overlay_index
         if index is None:
             with self._lock:
                 if self._overlay_index is None:
-                    self._overlay_index = _OverlayIndex(self._etc_raw(), self._unofficial_raw())
+                    self._overlay_index = OverlayIndex(self._etc_raw(), self._unofficial_raw())
                 index = self._overlay_index
         return index
 
@@ -591,7 +377,7 @@ class Book:
         for row in rows:
             service = built.get(row[0])
             if service is None:
-                service = built[row[0]] = _service_from_row(row)
+                service = built[row[0]] = registry_service(row)
             out.append(service)
         return out
 
@@ -606,7 +392,7 @@ class Book:
         except KeyError:
             missing = [i for (i,) in rows if i not in built]
             for row in db.rows_by_id(missing):
-                built[row[0]] = _service_from_row(row)
+                built[row[0]] = registry_service(row)
             return [built[i] for (i,) in rows]
 
     def _by_ports(self, first: int, last: int, proto: Protocol | None) -> list[Service]:
@@ -615,7 +401,7 @@ class Book:
         else:
             found = self._services(self._registry().by_ports(first, last))
         if last >= _DYNAMIC_FIRST:
-            found.append(_DYNAMIC_BLOCK)
+            found.append(DYNAMIC_BLOCK)
         overlay = self._overlay_index or self._overlays()
         hits = overlay.by_ports(first, last)
         if hits:
@@ -650,7 +436,7 @@ class Book:
         low = needle.lower()
         for order, source in enumerate((self._etc_services(), self._unofficial_entries()), 1):
             for i, s in enumerate(source):
-                rank = _overlay_rank(s, low)
+                rank = overlay_rank(s, low)
                 if rank is not None:
                     ranked.append((rank, order, i, s))
         ranked.sort(key=lambda item: item[:3])
@@ -670,13 +456,13 @@ class Book:
             source_name=meta.get("source_name", "?"),
             source_sha256=meta.get("source_sha256", ""),
             source_format=meta.get("source_format", "?"),
-            updated=_date(updated),
+            updated=parse_date(updated),
             records=int(meta.get("records", "0")),
             assigned=int(meta.get("assigned", "0")),
             reserved=int(meta.get("reserved", "0")),
             unassigned=int(meta.get("unassigned", "0")),
             names_only=int(meta.get("names_only", "0")),
-            newest_record=_date(meta.get("newest_record") or None),
+            newest_record=parse_date(meta.get("newest_record") or None),
             etc_services_path=self._etc_path,
             etc_services_entries=len(etc),
             unofficial_entries=len(self._unofficial_raw()),
@@ -724,129 +510,6 @@ class Book:
             for db in self._retired:
                 db.close()
             self._retired.clear()
-
-
-class _OverlayIndex:
-    """/etc/services and unofficial entries, found by port and by name.
-
-    The first queries scan both lists (a few tens of microseconds); after
-    ``_INDEX_AFTER`` of them both are indexed by port and by name (about a
-    millisecond, more than a whole cold ``portbook lookup`` spends on its one
-    scan), so a long-lived process pays one dict probe per query. Records are
-    built on first use and then shared (they are frozen).
-    """
-
-    def __init__(
-        self,
-        etc: list[EtcServicesEntry],
-        unofficial: tuple[tuple[int, int, str, str, str, str], ...],
-    ) -> None:
-        # Positions 0..len(etc)-1 are /etc/services lines, the rest unofficial
-        # entries; both kinds are tuples, so the position tells them apart.
-        self._etc = etc
-        self._unofficial = unofficial
-        self._built: list[Service | None] = [None] * (len(etc) + len(unofficial))
-        self._queries = 0
-        self._by_port: dict[int, list[int]] | None = None
-        self._by_name: dict[str, list[int]] | None = None
-
-    def _indexed(self) -> bool:
-        if self._by_port is not None:
-            return True
-        self._queries += 1
-        if self._queries <= _INDEX_AFTER:
-            return False
-        # Built into locals and published at the end: a thread that reads the
-        # attributes meanwhile scans instead.
-        by_port: dict[int, list[int]] = {}
-        by_name: dict[str, list[int]] = {}
-        for i, (first, last, names) in enumerate(self._entries()):
-            for port in range(first, last + 1):
-                by_port.setdefault(port, []).append(i)
-            for name in names:
-                by_name.setdefault(name, []).append(i)
-        self._by_name = by_name
-        self._by_port = by_port
-        return True
-
-    def _entries(self) -> list[tuple[int, int, frozenset[str]]]:
-        """(first port, last port, lower-case names) of every entry, in position order."""
-        entries = [
-            (e.port, e.port, frozenset(n.lower() for n in (e.name, *e.aliases))) for e in self._etc
-        ]
-        entries.extend((u[0], u[1], frozenset((u[3].lower(),))) for u in self._unofficial)
-        return entries
-
-    def _port_hits(self, first: int, last: int) -> list[int]:
-        if first == last and self._indexed():
-            assert self._by_port is not None
-            return self._by_port.get(first, [])
-        hits = [i for i, e in enumerate(self._etc) if first <= e.port <= last]
-        n_etc = len(self._etc)
-        hits.extend(
-            i for i, u in enumerate(self._unofficial, n_etc) if u[0] <= last and u[1] >= first
-        )
-        return hits
-
-    def _service(self, i: int) -> Service:
-        built = self._built[i]
-        if built is None:
-            n_etc = len(self._etc)
-            if i < n_etc:
-                built = _etc_service(self._etc[i])
-            else:
-                built = _unofficial_service(self._unofficial[i - n_etc])
-            self._built[i] = built
-        return built
-
-    def by_ports(self, first: int, last: int) -> list[Service]:
-        hits = self._port_hits(first, last)
-        return [self._service(i) for i in hits] if hits else []
-
-    def by_name(self, name: str) -> list[Service]:
-        """Entries called ``name`` (lower case) or with it as an alias."""
-        if self._indexed():
-            assert self._by_name is not None
-            hits = self._by_name.get(name, [])
-        else:
-            hits = [
-                i
-                for i, e in enumerate(self._etc)
-                if e.name.lower() == name or any(a.lower() == name for a in e.aliases)
-            ]
-            n_etc = len(self._etc)
-            hits.extend(i for i, u in enumerate(self._unofficial, n_etc) if u[3].lower() == name)
-        return [self._service(i) for i in hits]
-
-    def first_name(self, port: int, protocol: str) -> str | None:
-        """Name of the first entry (/etc/services before unofficial) for port and protocol."""
-        n_etc = len(self._etc)
-        for i in self._port_hits(port, port):
-            if i < n_etc:
-                entry = self._etc[i]
-                if entry.protocol == protocol:
-                    return entry.name
-            elif self._unofficial[i - n_etc][2] == protocol:
-                return self._unofficial[i - n_etc][3]
-        return None
-
-
-def _overlay_rank(s: Service, low: str) -> int | None:
-    names = [(s.name or "").lower(), *(a.lower() for a in s.aliases)]
-    if low in names:
-        return 0
-    if any(n.startswith(low) for n in names):
-        return 1
-    if any(low in n for n in names):
-        return 2
-    text = " ".join(x for x in (s.description, s.software or "") if x).lower()
-    if text == low:
-        return 3
-    if f" {text}".find(f" {low}") >= 0:
-        return 4
-    if low in text:
-        return 5
-    return None
 
 
 def _filter_protocol(found: list[Service], proto: Protocol | None) -> list[Service]:
@@ -923,4 +586,4 @@ def service_names(
     return default_book().service_names(pairs)
 
 
-public(Book, RegistryInfo, Service, ServiceSource, ServiceStatus)
+public(Book)

@@ -43,6 +43,16 @@ _TCP_STATE_BY_CODE: dict[int, SocketState] = dict(
 )
 _UDP_STATE_BY_CODE = {**_TCP_STATE_BY_CODE, TCP_CLOSE: SocketState.UNCONN}
 _UNSPECIFIED = frozenset({bytes(4), bytes(16)})
+# (protocol name, family number) of a raw row -> its Protocol, Family and state table.
+_KINDS = {
+    (proto, fam): (
+        Protocol(proto),
+        Family(fam),
+        _UDP_STATE_BY_CODE if proto == "udp" else _TCP_STATE_BY_CODE,
+    )
+    for proto in ("tcp", "udp")
+    for fam in (4, 6)
+}
 _make_socket = maker(Socket)
 
 
@@ -215,41 +225,19 @@ def build_sockets(
     single_get, by_pid, other = holders.single.get, holders.by_pid, holders.other
     addresses = _Addresses()
     address_get, address_make = addresses.get, addresses.make
-    kinds = {
-        (proto, fam): (
-            Protocol(proto),
-            Family(fam),
-            _UDP_STATE_BY_CODE if proto == "udp" else _TCP_STATE_BY_CODE,
-        )
-        for proto in ("tcp", "udp")
-        for fam in (4, 6)
-    }
     facts = {p: _PortFacts(p, ranges, service) for p in (Protocol.TCP, Protocol.UDP)}
     users: dict[int, str | None] = {}
     out: list[Socket] = []
-    unspecified, closed, append = _UNSPECIFIED, SocketState.CLOSE, out.append
-    make = _make_socket
-    for row in values_of(raws):
-        (
-            proto,
-            fam,
-            code,
-            laddr,
-            lport,
-            raddr,
-            rport,
-            inode,
-            uid,
-            rq,
-            sq,
-            v6only,
-            ifindex,
-            pids,
-        ) = row
-        protocol, family, states = kinds[proto, fam]
+    unspecified, closed, append, make = _UNSPECIFIED, SocketState.CLOSE, out.append, _make_socket
+    # The fields of each row and each record, in their classes' field order.
+    # fmt: off
+    for (proto, fam, code, laddr, lport, raddr, rport, inode, uid, rq, sq, v6only, ifindex,
+         pids) in values_of(raws):
+        # fmt: on
+        protocol, family, states = _KINDS[proto, fam]
         local = address_get(laddr) or address_make(laddr, fam)
         ports = facts[protocol]
-        port_facts = ports.get(lport) or ports.make(lport)
+        named, port_cls, ephemeral = ports.get(lport) or ports.make(lport)
         if rport == 0 and raddr in unspecified:
             remote: IPAddress | None = None
             remote_port: int | None = None
@@ -261,28 +249,11 @@ def build_sockets(
         else:
             procs, note = other(inode, uid, pids if pid is None else (pid,))
         user = users[uid] if uid in users else users.setdefault(uid, user_name(uid))
-        append(
-            make(
-                (
-                    protocol,
-                    family,
-                    states.get(code, closed),
-                    local[0],
-                    lport,
-                    remote,
-                    remote_port,
-                    inode,
-                    uid,
-                    rq,
-                    sq,
-                    v6only,
-                    ifindex or None,
-                    procs,
-                    note,
-                    *port_facts,
-                    local[1],
-                    user,
-                )
-            )
-        )
+        # fmt: off
+        append(make((
+            protocol, family, states.get(code, closed), local[0], lport, remote, remote_port,
+            inode, uid, rq, sq, v6only, ifindex or None, procs, note, named, port_cls, ephemeral,
+            local[1], user,
+        )))
+        # fmt: on
     return out

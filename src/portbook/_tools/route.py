@@ -54,8 +54,10 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from portbook._addresses import address_text, endpoint_text, unmapped
 from portbook._exceptions import InvalidPortSpecError, UsageError
 from portbook._live.records import Socket, SocketState
+from portbook._machine import bindv6only_default, loopback_index
 from portbook._ports import Family, Protocol, parse_port_spec, parse_protocol
 from portbook._record import public, record, replace
 
@@ -92,9 +94,7 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        if self.address.version == 6:
-            return f"[{self.address}]:{self.port}"
-        return f"{self.address}:{self.port}"
+        return endpoint_text(self.address, self.port)
 
 
 @record
@@ -143,28 +143,12 @@ class Route:
 def _endpoint_json(ep: Endpoint | None) -> dict[str, Any] | None:
     if ep is None:
         return None
-    return {"address": str(ep.address), "port": ep.port}
+    return {"address": address_text(ep.address), "port": ep.port}
 
 
 # States that live in the connection (established) hash: everything but a
 # listener, a closed socket and an unconnected UDP socket.
 _NOT_CONNECTED = frozenset({SocketState.LISTEN, SocketState.UNCONN, SocketState.CLOSE})
-
-
-def _wire(address: IPAddress) -> IPAddress:
-    """The address as it is on the wire: ::ffff:a.b.c.d is IPv4 a.b.c.d."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _bindv6only_default() -> bool:
-    # A socket record may not know IPV6_V6ONLY; new sockets take the sysctl.
-    try:
-        with open("/proc/sys/net/ipv6/bindv6only", encoding="ascii") as fh:
-            return fh.read().strip() == "1"
-    except OSError:
-        return False
 
 
 @record
@@ -173,6 +157,21 @@ class _Candidate:
     exact: bool  # bound to the destination address itself (not a wildcard)
     score: int
     dual_stack: bool
+
+
+@record
+class _Packet:
+    """One packet's question, checked: protocol, addresses on the wire, arriving device."""
+
+    protocol: Protocol
+    destination: Endpoint
+    source: Endpoint | None
+    device: int | None
+    default_v6only: bool  # what IPV6_V6ONLY a socket has when the table does not say
+
+    @property
+    def v4(self) -> bool:
+        return self.destination.address.version == 4
 
 
 def route_packet(
@@ -189,156 +188,193 @@ def route_packet(
     destination on this machine reached from this machine); ``None`` means
     unknown, and sockets bound to a device are then left out with a note.
     """
+    packet = _packet(protocol, destination, source, device)
+    same = [
+        s
+        for s in sockets
+        if s.protocol == packet.protocol and s.local_port == packet.destination.port
+    ]
+    notes: list[str] = []
+    skipped: set[int] = set()
+    connection = _connection(packet, same, skipped, notes)
+    if connection is not None:
+        return connection
+    candidates = _candidates(packet, same, skipped, notes)
+    if skipped:
+        names = ", ".join(sorted(_ifname(i) for i in skipped))
+        notes.append(
+            f"sockets bound to device {names} were left out: the arriving device is "
+            "unknown (pass it to consider them)"
+        )
+    # The exact-address bucket first; the wildcard bucket only if it is empty.
+    bucket = [c for c in candidates if c.exact] or [c for c in candidates if not c.exact]
+    if not bucket:
+        return _nothing(packet, notes)
+    return _decide(packet, bucket, notes)
+
+
+def _packet(
+    protocol: Protocol | str, destination: Endpoint, source: Endpoint | None, device: int | None
+) -> _Packet:
     proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
     if proto not in (Protocol.TCP, Protocol.UDP):
         raise UsageError(f"route knows the lookup rules of tcp and udp, not {proto.value}")
-    dst = Endpoint(_wire(destination.address), destination.port)
-    src = Endpoint(_wire(source.address), source.port) if source is not None else None
+    dst = Endpoint(unmapped(destination.address), destination.port)
+    src = Endpoint(unmapped(source.address), source.port) if source is not None else None
     if src is not None and src.address.version != dst.address.version:
         raise UsageError("source and destination must both be IPv4 or both IPv6")
     if dst.address.is_multicast or dst.address == ipaddress.IPv4Address("255.255.255.255"):
         # Multicast and broadcast datagrams go to every matching socket
         # (__udp4_lib_mcast_deliver), not to one chosen by these rules.
         raise UsageError("route shows unicast delivery; multicast and broadcast reach every member")
-    v4_packet = dst.address.version == 4
-    default_v6only = _bindv6only_default()
-    notes: list[str] = []
+    return _Packet(proto, dst, src, device, bindv6only_default())
 
-    same = [s for s in sockets if s.protocol == proto and s.local_port == dst.port]
-    skipped_devices: set[int] = set()
 
-    def device_ok(s: Socket) -> bool:
-        bound = s.interface or 0
-        if not bound:
-            return True
-        if device is None:
-            skipped_devices.add(bound)
-            return False
-        return bound == device
+def _device_ok(s: Socket, packet: _Packet, skipped: set[int]) -> bool:
+    """False for a socket bound to another device (or to any, when the device is unknown)."""
+    bound = s.interface or 0
+    if not bound:
+        return True
+    if packet.device is None:
+        skipped.add(bound)
+        return False
+    return bound == packet.device
 
-    def local_match(s: Socket) -> tuple[bool, bool, bool] | None:
-        """(matches, exact, dual_stack) for the local side of ``s``."""
-        addr = s.local_address
-        v6only = s.v6only if s.v6only is not None else default_v6only
-        if s.family == Family.INET6:
-            if not isinstance(addr, ipaddress.IPv6Address):
-                return None
-            if v4_packet:
-                if addr.ipv4_mapped is not None:
-                    # Bound to ::ffff:a.b.c.d: the kernel keeps a.b.c.d as its
-                    # IPv4 receive address, so it is an exact IPv4 listener.
-                    return (addr.ipv4_mapped == dst.address, True, True)
-                if addr.is_unspecified and not v6only:
-                    return (True, False, True)
-                return None
-            if addr.is_unspecified:
-                return (True, False, False)
-            return (addr == dst.address, True, False)
-        if not v4_packet:
-            return None  # an AF_INET socket never sees an IPv6 packet
-        if addr.is_unspecified:
-            return (True, False, False)
-        return (addr == dst.address, True, False)
 
-    # 1. Connected sockets (TCP connection table; UDP connected sockets are
-    #    scored below with the others, as the kernel does).
-    if proto == Protocol.TCP and src is not None:
-        for s in same:
-            if s.state in _NOT_CONNECTED:
-                continue
-            la, ra = s.local_address, s.remote_address
-            if ra is None:
-                continue
-            if (
-                _wire(la) == dst.address
-                and _wire(ra) == src.address
-                and s.remote_port == src.port
-                and device_ok(s)
-            ):
-                state = s.state
-                if state is SocketState.TIME_WAIT:
-                    notes.append(
-                        "a TIME-WAIT entry holds this 4-tuple: a new SYN reopens it only "
-                        "if its sequence number is above the old connection's"
-                    )
-                return Route(
-                    proto,
-                    src,
-                    dst,
-                    RouteRule.ESTABLISHED,
-                    s,
-                    (s,),
-                    s.family == Family.INET6 and v4_packet,
-                    device,
-                    f"the connection {dst} <-> {src} ({state}) matches all four values",
-                    tuple(notes),
-                )
-
-    candidates: list[_Candidate] = []
+def _connection(
+    packet: _Packet, same: list[Socket], skipped: set[int], notes: list[str]
+) -> Route | None:
+    """Rule 1 for TCP: a connection matching all four values takes the segment."""
+    src, dst = packet.source, packet.destination
+    if packet.protocol is not Protocol.TCP or src is None:
+        return None
     for s in same:
-        state = s.state
-        if proto == Protocol.TCP:
-            if state is not SocketState.LISTEN:
+        ra = s.remote_address
+        if s.state in _NOT_CONNECTED or ra is None:
+            continue
+        if (
+            unmapped(s.local_address) == dst.address
+            and unmapped(ra) == src.address
+            and s.remote_port == src.port
+            and _device_ok(s, packet, skipped)
+        ):
+            if s.state is SocketState.TIME_WAIT:
+                notes.append(
+                    "a TIME-WAIT entry holds this 4-tuple: a new SYN reopens it only "
+                    "if its sequence number is above the old connection's"
+                )
+            return Route(
+                packet.protocol,
+                src,
+                dst,
+                RouteRule.ESTABLISHED,
+                s,
+                (s,),
+                s.family == Family.INET6 and packet.v4,
+                packet.device,
+                f"the connection {dst} <-> {src} ({s.state}) matches all four values",
+                tuple(notes),
+            )
+    return None
+
+
+def _local_match(s: Socket, packet: _Packet) -> tuple[bool, bool] | None:
+    """(exact, dual_stack) when the local side of ``s`` takes the destination, else None."""
+    addr, dst = s.local_address, packet.destination.address
+    v6only = s.v6only if s.v6only is not None else packet.default_v6only
+    if s.family == Family.INET6:
+        if not isinstance(addr, ipaddress.IPv6Address):
+            return None
+        if packet.v4:
+            if addr.ipv4_mapped is not None:
+                # Bound to ::ffff:a.b.c.d: the kernel keeps a.b.c.d as its
+                # IPv4 receive address, so it is an exact IPv4 listener.
+                return (True, True) if addr.ipv4_mapped == dst else None
+            if addr.is_unspecified and not v6only:
+                return (False, True)
+            return None
+        if addr.is_unspecified:
+            return (False, False)
+        return (True, False) if addr == dst else None
+    if not packet.v4:
+        return None  # an AF_INET socket never sees an IPv6 packet
+    if addr.is_unspecified:
+        return (False, False)
+    return (True, False) if addr == dst else None
+
+
+def _candidates(
+    packet: _Packet, same: list[Socket], skipped: set[int], notes: list[str]
+) -> list[_Candidate]:
+    """Every socket the lookup may choose, with the kernel's score."""
+    out: list[_Candidate] = []
+    for s in same:
+        if packet.protocol is Protocol.TCP:
+            if s.state is not SocketState.LISTEN:
                 continue
-        elif state not in (SocketState.UNCONN, SocketState.ESTAB):
+        elif s.state not in (SocketState.UNCONN, SocketState.ESTAB):
             continue
-        m = local_match(s)
-        if m is None or not m[0] or not device_ok(s):
+        match = _local_match(s, packet)
+        if match is None or not _device_ok(s, packet, skipped):
             continue
-        _, exact, dual = m
-        bound_dev = bool(s.interface)
-        if proto == Protocol.TCP:
-            score = (2 if bound_dev else 1) + (1 if v4_packet and s.family == Family.INET else 0)
-        else:
-            # Kernel weights (IPv4): family 2/1, remote address +4, remote port
-            # +4, device +4; IPv6 counts each by 1 but in the same order.
-            score = 2 if (not v4_packet or s.family == Family.INET) else 1
-            ra = s.remote_address
-            if ra is not None and not ra.is_unspecified:
-                if src is None:
-                    notes.append(
-                        f"a UDP socket connected to {_ep_text(_wire(ra), s.remote_port)} "
-                        "receives only from that peer; give a source to consider it"
-                    )
-                    continue
-                if _wire(ra) != src.address:
-                    continue
-                score += 4
-            if s.remote_port:
-                if src is None or s.remote_port != src.port:
-                    continue
-                score += 4
-            if bound_dev:
-                score += 4
-        candidates.append(_Candidate(s, exact, score, dual))
+        score = _score(s, packet, notes)
+        if score is not None:
+            out.append(_Candidate(s, match[0], score, match[1]))
+    return out
 
-    if skipped_devices:
-        names = ", ".join(sorted(_ifname(i) for i in skipped_devices))
-        notes.append(
-            f"sockets bound to device {names} were left out: the arriving device is "
-            "unknown (pass it to consider them)"
-        )
 
-    # 2. The exact-address bucket first; the wildcard bucket only if it is empty.
-    bucket = [c for c in candidates if c.exact] or [c for c in candidates if not c.exact]
-    if not bucket:
-        answer = "TCP answers RST" if proto == Protocol.TCP else "UDP answers ICMP port unreachable"
-        notes.append(answer)
-        return Route(
-            proto,
-            src,
-            dst,
-            RouteRule.NONE,
-            None,
-            (),
-            False,
-            device,
-            f"no socket takes {proto.value} {dst}: {answer}",
-            tuple(dict.fromkeys(notes)),
-        )
+def _score(s: Socket, packet: _Packet, notes: list[str]) -> int | None:
+    """The kernel's score of a matching socket (None: a connected UDP socket of another peer)."""
+    bound_dev = bool(s.interface)
+    if packet.protocol is Protocol.TCP:
+        return (2 if bound_dev else 1) + (1 if packet.v4 and s.family == Family.INET else 0)
+    # Kernel weights (IPv4): family 2/1, remote address +4, remote port +4,
+    # device +4; IPv6 counts each by 1 but in the same order.
+    src = packet.source
+    score = 2 if (not packet.v4 or s.family == Family.INET) else 1
+    ra = s.remote_address
+    if ra is not None and not ra.is_unspecified:
+        if src is None:
+            notes.append(
+                f"a UDP socket connected to {endpoint_text(unmapped(ra), s.remote_port or 0)} "
+                "receives only from that peer; give a source to consider it"
+            )
+            return None
+        if unmapped(ra) != src.address:
+            return None
+        score += 4
+    if s.remote_port:
+        if src is None or s.remote_port != src.port:
+            return None
+        score += 4
+    return score + (4 if bound_dev else 0)
+
+
+def _nothing(packet: _Packet, notes: list[str]) -> Route:
+    answer = (
+        "TCP answers RST"
+        if packet.protocol is Protocol.TCP
+        else "UDP answers ICMP port unreachable"
+    )
+    notes.append(answer)
+    return Route(
+        packet.protocol,
+        packet.source,
+        packet.destination,
+        RouteRule.NONE,
+        None,
+        (),
+        False,
+        packet.device,
+        f"no socket takes {packet.protocol.value} {packet.destination}: {answer}",
+        tuple(dict.fromkeys(notes)),
+    )
+
+
+def _decide(packet: _Packet, bucket: list[_Candidate], notes: list[str]) -> Route:
+    """Rules 3 and 4: the best score wins; a group of equals is a reuseport group."""
     best = max(c.score for c in bucket)
     top = [c for c in bucket if c.score == best]
-    winner = top[0]
     if len(top) > 1:
         groups = _groups(top)
         if len(groups) > 1:
@@ -350,55 +386,64 @@ def route_packet(
                 "hash chain, normally the most recently bound"
             )
         top = groups[0]
-        winner = top[0]
+    winner = top[0]
     members = tuple(c.sock for c in top)
-    dual = winner.dual_stack and v4_packet and winner.sock.family == Family.INET6
+    dual = winner.dual_stack and packet.v4 and winner.sock.family == Family.INET6
+    rule, reason = _why(packet, winner, members, dual)
+    return Route(
+        packet.protocol,
+        packet.source,
+        packet.destination,
+        rule,
+        winner.sock,
+        members,
+        dual,
+        packet.device,
+        reason,
+        tuple(dict.fromkeys(notes)),
+    )
+
+
+def _why(
+    packet: _Packet, winner: _Candidate, members: tuple[Socket, ...], dual: bool
+) -> tuple[RouteRule, str]:
+    """The rule that chose ``winner`` and the sentence that says why."""
     where = "bound to that exact address" if winner.exact else "bound to the wildcard address"
     if dual:
         where = "IPv6 on :: and also accepting IPv4 (IPV6_V6ONLY off)"
         if winner.exact:
             where = "IPv6, bound to the IPv4-mapped address"
-    shared = _ep_text(winner.sock.local_address, dst.port)
+    tcp = packet.protocol is Protocol.TCP
     if len(members) > 1:
-        rule = RouteRule.REUSEPORT_GROUP
-        if proto == Protocol.TCP:
-            reason = (
-                f"{len(members)} listeners share {shared} "
-                f"({where}) through SO_REUSEPORT; the kernel picks one of the {len(members)} by a "
-                "hash of the source and destination"
+        shared, n = endpoint_text(winner.sock.local_address, packet.destination.port), len(members)
+        if tcp:
+            return RouteRule.REUSEPORT_GROUP, (
+                f"{n} listeners share {shared} ({where}) through SO_REUSEPORT; the kernel "
+                f"picks one of the {n} by a hash of the source and destination"
             )
-        else:
-            reason = (
-                f"{len(members)} sockets share {shared} "
-                f"({where}): with SO_REUSEPORT one of the {len(members)} is chosen by a hash of "
-                "the source; with SO_REUSEADDR alone the most recently bound receives"
-            )
-    else:
-        ra = winner.sock.remote_address
-        if proto == Protocol.UDP and ra is not None and not ra.is_unspecified:
-            rule = RouteRule.ESTABLISHED
-            reason = f"a UDP socket connected to {src} matches all four values"
-        else:
-            rule = RouteRule.EXACT_LISTENER if winner.exact else RouteRule.WILDCARD_LISTENER
-            kind = "listener" if proto == Protocol.TCP else "socket"
-            reason = f"a {kind} {where} takes {dst}"
-            if dual:
-                reason = f"a {kind} ({where}) takes {dst}"
-        if winner.sock.interface:
-            dev_name = _ifname(winner.sock.interface)
-            reason += f" (bound to device {dev_name}, which outranks unbound sockets)"
-    return Route(
-        proto,
-        src,
-        dst,
-        rule,
-        winner.sock,
-        members,
-        dual,
-        device,
-        reason,
-        tuple(dict.fromkeys(notes)),
+        return RouteRule.REUSEPORT_GROUP, (
+            f"{n} sockets share {shared} ({where}): with SO_REUSEPORT one of the {n} is "
+            "chosen by a hash of the source; with SO_REUSEADDR alone the most recently bound "
+            "receives"
+        )
+    ra = winner.sock.remote_address
+    if not tcp and ra is not None and not ra.is_unspecified:
+        return (
+            RouteRule.ESTABLISHED,
+            f"a UDP socket connected to {packet.source} matches all four values",
+        )
+    rule = RouteRule.EXACT_LISTENER if winner.exact else RouteRule.WILDCARD_LISTENER
+    kind = "listener" if tcp else "socket"
+    reason = (
+        f"a {kind} ({where}) takes {packet.destination}"
+        if dual
+        else (f"a {kind} {where} takes {packet.destination}")
     )
+    if winner.sock.interface:
+        reason += (
+            f" (bound to device {_ifname(winner.sock.interface)}, which outranks unbound sockets)"
+        )
+    return rule, reason
 
 
 def _groups(cands: Sequence[_Candidate]) -> list[list[_Candidate]]:
@@ -411,22 +456,11 @@ def _groups(cands: Sequence[_Candidate]) -> list[list[_Candidate]]:
     return list(groups.values())
 
 
-def _ep_text(address: IPAddress, port: int | None) -> str:
-    return str(Endpoint(address, port or 0))
-
-
 def _ifname(index: int) -> str:
     try:
         return _socket.if_indextoname(index)
     except OSError:
         return f"#{index}"
-
-
-def _loopback_index() -> int | None:
-    try:
-        return _socket.if_nametoindex("lo")
-    except OSError:
-        return None
 
 
 def _parse_endpoint(text: str) -> Endpoint:
@@ -486,11 +520,11 @@ def route(
     else:
         dev = device
     if dev is None and (
-        _wire(dst.address).is_loopback or (src is not None and _wire(src.address).is_loopback)
+        unmapped(dst.address).is_loopback or (src is not None and unmapped(src.address).is_loopback)
     ):
         # Loopback destinations arrive on lo; so does any packet this machine
         # sends to one of its own addresses (the kernel routes it via lo).
-        dev = _loopback_index()
+        dev = loopback_index()
     socks = sockets_on_port(dst.port, proto, owners=True, backend=backend)
     decided = route_packet(proto, dst, socks, source=src, device=dev)
     if not sys.platform.startswith("linux"):

@@ -149,89 +149,77 @@ def _read_dump(
     fam: int,
     out: list[RawSocket],
 ) -> None:
-    view = memoryview(buf)
-    unpack = (_MESSAGE4 if fam == 4 else _MESSAGE).unpack_from
-    v4 = fam == 4
-    unpack_attr = _ATTR.unpack_from
-    append = out.append
-    make = make_raw_socket
+    """Read the replies to dump request ``seq`` into ``out`` until the kernel says done."""
     while True:
         size = sock.recv_into(buf, _RECV_BUFFER)
-        offset = 0
-        while offset + _NLMSG_HDRLEN <= size:
-            (
-                length,
-                msg_type,
-                _flags,
-                msg_seq,
-                _pid,
-                _family,
-                state,
-                sport_hi,
-                sport_lo,
-                dport_hi,
-                dport_lo,
-                src,
-                dst,
-                ifindex,
-                rqueue,
-                wqueue,
-                uid,
-                inode,
-            ) = unpack(buf, offset)
-            if length < _NLMSG_HDRLEN:
-                raise SocketTableError("malformed netlink message from the kernel")
-            if msg_seq != seq:
-                offset += (length + 3) & ~3
-                continue
-            if msg_type == NLMSG_DONE:
-                return
-            if msg_type == NLMSG_ERROR:
-                code = -struct.unpack_from("=i", buf, offset + _NLMSG_HDRLEN)[0]
-                if code == errno.ENOENT:
-                    # The protocol's diag module is absent (e.g. udp_diag not
-                    # loaded and not loadable): no sockets of that kind to show.
-                    return
-                name = errno.errorcode.get(code, str(code))
-                raise SocketTableError(f"the kernel refused the socket-table request: {name}")
-            v6only: bool | None = None
-            if not v4:
-                # Walk the attributes for INET_DIAG_SKV6ONLY (a u8); the
-                # kernel sends it for every full AF_INET6 socket, not for
-                # TIME-WAIT or request minisockets.
-                pos = offset + _NLMSG_HDRLEN + _DIAG_MSG_LEN
-                end = offset + length
-                while pos + 4 <= end:
-                    alen, atype = unpack_attr(buf, pos)
-                    if alen < 4:
-                        break
-                    if atype == INET_DIAG_SKV6ONLY:
-                        v6only = bool(view[pos + 4])
-                        break
-                    pos += (alen + 3) & ~3
-            append(
-                make(
-                    (
-                        protocol,
-                        fam,
-                        state,
-                        src,
-                        (sport_hi << 8) | sport_lo,
-                        dst,
-                        (dport_hi << 8) | dport_lo,
-                        inode,
-                        uid,
-                        rqueue,
-                        wqueue,
-                        v6only,
-                        ifindex,
-                        None,
-                    )
-                )
-            )
-            offset += (length + 3) & ~3
+        if _parse_batch(buf, size, seq=seq, protocol=protocol, fam=fam, out=out):
+            return
         if size == 0:
             raise SocketTableError("netlink dump ended without NLMSG_DONE")
+
+
+def _parse_batch(
+    buf: bytearray, size: int, *, seq: int, protocol: str, fam: int, out: list[RawSocket]
+) -> bool:
+    """Turn one batch of messages into rows; True when it held the end of the dump."""
+    unpack = (_MESSAGE4 if fam == 4 else _MESSAGE).unpack_from
+    v4 = fam == 4
+    append, make = out.append, make_raw_socket
+    offset = 0
+    while offset + _NLMSG_HDRLEN <= size:
+        # fmt: off
+        (length, msg_type, _flags, msg_seq, _pid, _family, state, sport_hi, sport_lo, dport_hi,
+         dport_lo, src, dst, ifindex, rqueue, wqueue, uid, inode) = unpack(buf, offset)
+        # fmt: on
+        if length < _NLMSG_HDRLEN:
+            raise SocketTableError("malformed netlink message from the kernel")
+        if msg_seq != seq:
+            offset += (length + 3) & ~3
+            continue
+        if msg_type == NLMSG_DONE:
+            return True
+        if msg_type == NLMSG_ERROR:
+            _refused(buf, offset)
+            return True
+        v6only = (
+            None if v4 else _v6only(buf, offset + _NLMSG_HDRLEN + _DIAG_MSG_LEN, offset + length)
+        )
+        # fmt: off
+        append(make((
+            protocol, fam, state, src, (sport_hi << 8) | sport_lo, dst, (dport_hi << 8) | dport_lo,
+            inode, uid, rqueue, wqueue, v6only, ifindex, None,
+        )))
+        # fmt: on
+        offset += (length + 3) & ~3
+    return False
+
+
+def _refused(buf: bytearray, offset: int) -> None:
+    """An NLMSG_ERROR reply: no table of that kind (return) or a refusal (raise)."""
+    code = -struct.unpack_from("=i", buf, offset + _NLMSG_HDRLEN)[0]
+    if code == errno.ENOENT:
+        # The protocol's diag module is absent (e.g. udp_diag not loaded and
+        # not loadable): no sockets of that kind to show.
+        return
+    name = errno.errorcode.get(code, str(code))
+    raise SocketTableError(f"the kernel refused the socket-table request: {name}")
+
+
+def _v6only(buf: bytearray, pos: int, end: int) -> bool | None:
+    """INET_DIAG_SKV6ONLY among the attributes in ``buf[pos:end]``, if the kernel sent it.
+
+    It sends it for every full AF_INET6 socket, not for TIME-WAIT or request
+    minisockets.
+    """
+    unpack_attr = _ATTR.unpack_from
+    while pos + 4 <= end:
+        alen, atype = unpack_attr(buf, pos)
+        if alen < 4:
+            return None
+        if atype == INET_DIAG_SKV6ONLY:
+            return bool(buf[pos + 4])
+        pos += (alen + 3) & ~3
+    return None
 
 
 public(NetlinkBackend)
