@@ -182,45 +182,8 @@ def parse_port_spec(text: str) -> PortSpec:
     if any(ord(c) < 32 or ord(c) == 127 for c in stripped) or " " in stripped:
         raise InvalidPortSpecError(text, "contains spaces or control characters")
 
-    protocol: Protocol | None = None
-    body = stripped
-    if "/" in stripped and not stripped.startswith("["):
-        head, _, tail = stripped.partition("/")
-        if head.lower() in _PROTOCOL_NAMES:
-            protocol, body = Protocol(head.lower()), tail
-        elif tail.lower() in _PROTOCOL_NAMES:
-            protocol, body = Protocol(tail.lower()), head
-        elif _looks_numeric(head) or _looks_numeric(tail):
-            bad = tail if _looks_numeric(head) else head
-            known = ", ".join(p.value for p in Protocol)
-            raise InvalidPortSpecError(text, f"unknown protocol {bad!r} (known: {known})")
-        # otherwise a service name containing "/" (the registry has "914c/g")
-        if not body:
-            raise InvalidPortSpecError(text, "missing port after the protocol")
-
-    host: ipaddress.IPv4Address | ipaddress.IPv6Address | str | None = None
-    if body.startswith("["):
-        end = body.find("]")
-        if end < 0 or not body[end + 1 :].startswith(":"):
-            raise InvalidPortSpecError(text, "expected [IPv6-address]:port")
-        import ipaddress  # only for a spec with an address: it costs a millisecond to import
-
-        try:
-            host = ipaddress.IPv6Address(body[1:end])
-        except ValueError:
-            raise InvalidPortSpecError(text, "not an IPv6 address inside [...]") from None
-        body = body[end + 2 :]
-        if not body:
-            raise InvalidPortSpecError(text, "missing port after the address")
-    elif body.count(":") > 1:
-        raise InvalidPortSpecError(text, "write an IPv6 address in brackets: [::1]:8080")
-    elif ":" in body:
-        host_text, _, body = body.rpartition(":")
-        if not body:
-            raise InvalidPortSpecError(text, "missing port after ':'")
-        if host_text:
-            host = _parse_host(host_text, text)
-
+    protocol, body = _split_protocol(stripped, text)
+    host, body = _split_host(body, text)
     if _looks_numeric(body):
         return PortSpec(text=text, protocol=protocol, ports=_parse_range_in(body, text), host=host)
     if host is not None:
@@ -233,6 +196,53 @@ def parse_port_spec(text: str) -> PortSpec:
 
 
 _PROTOCOL_NAMES = frozenset(p.value for p in Protocol)
+
+
+def _split_protocol(stripped: str, text: str) -> tuple[Protocol | None, str]:
+    """``tcp/443`` or ``443/tcp`` -> (tcp, ``443``); no protocol -> (None, as given)."""
+    if "/" not in stripped or stripped.startswith("["):
+        return None, stripped
+    head, _, tail = stripped.partition("/")
+    if head.lower() in _PROTOCOL_NAMES:
+        protocol, body = Protocol(head.lower()), tail
+    elif tail.lower() in _PROTOCOL_NAMES:
+        protocol, body = Protocol(tail.lower()), head
+    elif _looks_numeric(head) or _looks_numeric(tail):
+        bad = tail if _looks_numeric(head) else head
+        known = ", ".join(p.value for p in Protocol)
+        raise InvalidPortSpecError(text, f"unknown protocol {bad!r} (known: {known})")
+    else:
+        return None, stripped  # a service name containing "/" (the registry has "914c/g")
+    if not body:
+        raise InvalidPortSpecError(text, "missing port after the protocol")
+    return protocol, body
+
+
+def _split_host(
+    body: str, text: str
+) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address | str | None, str]:
+    """``[::1]:8080``, ``127.0.0.1:80``, ``:80``, ``localhost:80`` -> (host, port text)."""
+    if body.startswith("["):
+        end = body.find("]")
+        if end < 0 or not body[end + 1 :].startswith(":"):
+            raise InvalidPortSpecError(text, "expected [IPv6-address]:port")
+        import ipaddress  # only for a spec with an address: it costs a millisecond to import
+
+        try:
+            host = ipaddress.IPv6Address(body[1:end])
+        except ValueError:
+            raise InvalidPortSpecError(text, "not an IPv6 address inside [...]") from None
+        if not body[end + 2 :]:
+            raise InvalidPortSpecError(text, "missing port after the address")
+        return host, body[end + 2 :]
+    if body.count(":") > 1:
+        raise InvalidPortSpecError(text, "write an IPv6 address in brackets: [::1]:8080")
+    if ":" not in body:
+        return None, body
+    host_text, _, port_text = body.rpartition(":")
+    if not port_text:
+        raise InvalidPortSpecError(text, "missing port after ':'")
+    return (_parse_host(host_text, text) if host_text else None), port_text
 
 
 def _looks_numeric(body: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import os
 import random
 import re
@@ -277,3 +278,141 @@ def test_holders_agree_with_ss(servers: list[Server]) -> None:
     ).stdout
     pids = {int(m) for m in re.findall(r"pid=(\d+)", out)}
     assert pids == {h.pid for h in port_holders(server.port)} == {server.pid}
+
+
+AS_USER_SERVER = """
+import os, socket, sys, time
+uid, host = int(sys.argv[1]), sys.argv[2]
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((host, int(sys.argv[3])))
+os.setgroups([]); os.setgid(uid); os.setuid(uid)
+s.listen()
+print(s.getsockname()[1], flush=True)
+time.sleep(60)
+"""
+
+
+def _as_user(uid: int, host: str, port: int = 0) -> tuple[subprocess.Popen[str], int]:
+    """A listener started as root that drops to ``uid`` before listening (the test's own)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", AS_USER_SERVER, str(uid), host, str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    return proc, int(proc.stdout.readline())
+
+
+KILL_AS_USER = (
+    "import io, os, sys\n"
+    "from portbook._cli import main\n"
+    "from portbook._cli._output import Output\n"
+    "main(['kill', '--dry-run', sys.argv[2]], Output(io.StringIO(), io.StringIO()))\n"
+    "uid = int(sys.argv[1]); os.setgroups([]); os.setgid(uid); os.setuid(uid)\n"
+    "sys.exit(main(['kill', '--yes', '--json', sys.argv[2]]))"
+)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run processes as other users")
+def test_a_holder_of_another_user_on_another_address_means_nothing_is_signalled() -> None:
+    # uid A listens on 127.0.0.1:P, uid B on 127.0.0.2:P; B's kill must not
+    # signal its own process and call the port released.
+    a, port = _as_user(65534, "127.0.0.1")
+    b, _ = _as_user(65533, "127.0.0.2", port)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", KILL_AS_USER, "65533", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, done
+        assert "cannot see" in done.stderr and "nothing was signalled" in done.stderr
+        assert a.poll() is None and b.poll() is None
+    finally:
+        for proc in (a, b):
+            proc.kill()
+            proc.wait()
+            assert proc.stdout is not None
+            proc.stdout.close()
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "1e308", "-1", "3601", "\u0669"])
+def test_timeouts_that_could_never_end_are_refused(timeout: str) -> None:
+    result = run_cli("kill", "--yes", "--timeout", timeout, "9")
+    assert result.status == 2 and result.stderr.count("\n") == 1, result
+    with pytest.raises(UsageError):
+        kill_port(9, timeout=float(timeout) if timeout != "\u0669" else math.nan)
+
+
+@pytest.mark.parametrize("sig", ["\u0669", "\u00b2", "99999999999999999999"])
+def test_signals_are_ascii_names_or_numbers(sig: str) -> None:
+    result = run_cli("kill", "--dry-run", "--signal", sig, "9")
+    assert result.status == 2 and result.stderr.count("\n") == 1, result
+
+
+def test_waiting_for_a_stubborn_holder_does_not_spin(servers: list[Server]) -> None:
+    import resource
+
+    server = start(servers, mode="stubborn")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = run_portbook("kill", "--yes", "--timeout", "2", str(server.port))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert done.returncode == 1 and "still held" in done.stderr
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert cpu < 1.0, f"{cpu:.2f} s of CPU to wait 2 s"  # start-up plus a few table reads
+
+
+PREFORK = """
+import os, signal, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+other = socket.socket()
+other.bind(("127.0.0.1", 0))
+other.listen()
+workers = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        time.sleep(60)
+        os._exit(0)
+    workers.append(pid)
+
+def stop(signum, frame):
+    for w in workers:
+        os.kill(w, signal.SIGTERM)
+    for w in workers:
+        os.waitpid(w, 0)
+    os._exit(0)
+
+signal.signal(signal.SIGTERM, stop)
+print(s.getsockname()[1], other.getsockname()[1], " ".join(map(str, workers)), flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_prefork_server_is_a_tree_signalled_from_its_root() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", PREFORK], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        port, other, *workers = (int(x) for x in proc.stdout.readline().split())
+        holders = port_holders(port)
+        assert [h.pid for h in holders] == [proc.pid, *sorted(workers)]
+        assert holders[0].parent is None and all(h.parent == proc.pid for h in holders[1:])
+        assert [s.local_port for s in holders[0].also_holds] == [other]
+        shown = run_cli("kill", "--dry-run", str(port))
+        assert f"also holds tcp LISTEN 127.0.0.1:{other}" in shown.stdout
+        result = kill_port(port, timeout=5)
+        assert result.released and result.signalled[0] == proc.pid
+        assert proc.wait(5) == 0  # the root stopped its workers itself
+        assert result.to_json()["holders"][1]["parent"] == proc.pid
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        proc.stdout.close()

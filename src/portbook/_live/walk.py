@@ -35,7 +35,9 @@ def all_pids(proc: str = "/proc") -> list[int]:
     return sorted((int(n) for n in os.listdir(proc) if n.isdigit()), reverse=True)
 
 
-def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:
+def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:  # noqa: PLR0912
+    # (One loop over every descriptor of the machine: a call per descriptor
+    # for a helper would cost more than the branches it would hide.)
     """``(single, shared, refused)`` for the processes ``pids`` (default: all).
 
     ``single`` maps the inode of each socket held by exactly one process to

@@ -1,57 +1,87 @@
 """Free a port: signal exactly the processes that hold it, then watch it being released.
 
-Safety rules, checked before anything is sent: pid 1, portbook's own process
-and its ancestors (the shell that ran it, a terminal, an init) are never
-signalled; and when any holder cannot be signalled for lack of permission,
-nothing at all is signalled, so a port is never left half-freed.
+Safety rules, checked before anything is sent:
+
+* pid 1, portbook's own process and its ancestors (the shell that ran it, a
+  terminal, an init) are never signalled;
+* every holder of every socket on the port must be seen and signallable:
+  when one cannot be seen (another user's, without root) or signalled (no
+  permission), nothing at all is signalled, so a port is never left
+  half-freed and "released" is never said of a port someone still holds.
 
 Between listing the holders and signalling them a process may exit and its
 pid be reused by an unrelated program. On Linux each holder is first pinned
 with a pidfd and checked again to still hold the port; the signal then goes
 through the pidfd, which can only ever reach the process that was checked.
+
+Holders are signalled as a service manager stops a service: the root of
+each process tree first (an nginx master, a gunicorn arbiter), which stops
+its own workers; workers still there after a short grace are signalled too.
+The port is *released* when the kernel's table shows no socket on it but
+TIME-WAIT entries, which belong to the kernel.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+from portbook._addresses import address_text
 from portbook._exceptions import ProcessSignalError, UsageError
 from portbook._ports import Protocol, parse_protocol
-from portbook._proc import ancestors
-from portbook._record import public, record
+from portbook._proc import ancestors, parent_pid
+from portbook._record import public, record, replace
 
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from portbook._live.records import Socket, SocketProcess
 
-__all__ = [
-    "KillResult",
-    "PortHolder",
-    "kill_port",
-    "parse_signal",
-    "port_holders",
-]
+__all__ = ["KillResult", "PortHolder", "kill_port", "parse_signal", "port_holders"]
 
-# How often the table is read while waiting for the port to be released.
-_POLL = 0.01
+# Longest --timeout: a kill waits for a port, not for a day.
+MAX_TIMEOUT = 3600.0
 # After SIGKILL the kernel closes the sockets as the process dies; this long
 # is plenty unless the process is stuck in uninterruptible sleep.
 _AFTER_KILL = 2.0
+# How long the roots of the holders' trees get to stop their children
+# before those are signalled too.
+_TREE_GRACE = 1.0
+# Reading the table while waiting: first after this long, then 1.5x longer
+# each time, at most _POLL_MAX (each read walks every process's descriptors).
+_POLL_FIRST = 0.02
+_POLL_MAX = 0.25
+
+
+def _socket_json(s: Socket) -> dict[str, Any]:
+    return {
+        "protocol": s.protocol.value,
+        "state": s.state.value,
+        "local_address": address_text(s.local_address),
+        "local_port": s.local_port,
+    }
 
 
 @record
 class PortHolder:
     """A process that holds the port, with the sockets it holds there.
 
-    ``protected`` says why portbook will never signal it (``None`` when it may).
+    ``protected`` says why portbook will never signal it (``None`` when it
+    may). ``parent`` is the pid of its parent when that is a holder too (the
+    process tree: an nginx worker's master); ``also_holds`` its sockets on
+    other ports, which stop with it.
     """
 
     process: SocketProcess
     sockets: tuple[Socket, ...]
     protected: str | None = None
+    parent: int | None = None
+    also_holds: tuple[Socket, ...] = ()
 
     @property
     def pid(self) -> int:
@@ -61,15 +91,9 @@ class PortHolder:
         return {
             **self.process.to_json(),
             "protected": self.protected,
-            "sockets": [
-                {
-                    "protocol": s.protocol.value,
-                    "state": s.state.value,
-                    "local_address": str(s.local_address),
-                    "local_port": s.local_port,
-                }
-                for s in self.sockets
-            ],
+            "sockets": [_socket_json(s) for s in self.sockets],
+            "parent": self.parent,
+            "also_holds": [_socket_json(s) for s in self.also_holds],
         }
 
 
@@ -78,8 +102,9 @@ class KillResult:
     """What :func:`kill_port` did.
 
     ``signalled`` got ``signal``; ``killed`` got SIGKILL afterwards (``force``);
-    ``released`` is true when no process holds the port any more (connections
-    left in TIME-WAIT belong to the kernel and do not count).
+    ``released`` is true when the kernel's table shows no socket on the port
+    (connections left in TIME-WAIT belong to the kernel and do not count);
+    ``still_held_by`` lists the processes holding it at the end.
     """
 
     port: int
@@ -107,8 +132,8 @@ class KillResult:
 
 
 def parse_signal(text: str | int) -> int:
-    """``TERM``, ``SIGTERM``, ``sigterm`` or ``15`` -> 15."""
-    if isinstance(text, int) or text.strip().isdigit():
+    """``TERM``, ``SIGTERM``, ``sigterm`` or ``15`` -> 15 (ASCII digits only)."""
+    if isinstance(text, int) or (text.strip().isascii() and text.strip().isdigit()):
         number = int(text)
         try:
             return int(signal.Signals(number))
@@ -123,6 +148,15 @@ def parse_signal(text: str | int) -> int:
         raise UsageError(f"unknown signal {text!r}") from None
 
 
+def check_timeout(timeout: float) -> float:
+    """``timeout`` if it is a number of seconds from 0 to :data:`MAX_TIMEOUT`, else UsageError."""
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout)):
+        raise UsageError(f"timeout must be a number of seconds, not {timeout!r}")
+    if not 0 <= timeout <= MAX_TIMEOUT:
+        raise UsageError(f"timeout must be 0 to {MAX_TIMEOUT:g} seconds, not {timeout:g}")
+    return float(timeout)
+
+
 def _protection(pid: int, mine: set[int]) -> str | None:
     if pid == 1:
         return "pid 1 (init) is never signalled"
@@ -133,46 +167,62 @@ def _protection(pid: int, mine: set[int]) -> str | None:
     return None
 
 
-def port_holders(port: int, protocol: Protocol | str | None = None) -> list[PortHolder]:
-    """The processes holding exactly local ``port`` (3000 never matches 30001)."""
+def _sockets(port: int, protocol: Protocol | None, *, owners: bool = True) -> list[Socket]:
+    """Every socket on exactly local ``port`` (3000 never matches 30001), any address."""
     from portbook._joined import sockets_on_port
+
+    return [s for s in sockets_on_port(port, protocol, owners=owners) if s.local_port == port]
+
+
+def port_holders(port: int, protocol: Protocol | str | None = None) -> list[PortHolder]:
+    """The processes holding exactly local ``port``, as process trees (roots first)."""
+    from portbook._joined import list_sockets
 
     proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
-    socks = [s for s in sockets_on_port(port, proto, owners=True) if s.local_port == port]
+    everything = list_sockets()  # one read: the port's holders and what else they hold
+    on_port = [s for s in everything if s.local_port == port and proto in (None, s.protocol)]
+    return _holders(on_port, everything)
+
+
+def _holders(on_port: list[Socket], everything: list[Socket]) -> list[PortHolder]:
     mine = ancestors(os.getpid())
     by_pid: dict[int, tuple[SocketProcess, list[Socket]]] = {}
-    for s in socks:
+    for s in on_port:
         for proc in s.processes:
             by_pid.setdefault(proc.pid, (proc, []))[1].append(s)
-    return [
-        PortHolder(proc, tuple(held), _protection(pid, mine))
-        for pid, (proc, held) in sorted(by_pid.items())
+    held = {id(s) for s in on_port}
+    elsewhere: dict[int, list[Socket]] = {}
+    for s in everything:
+        if id(s) not in held and s.listening:
+            for proc in s.processes:
+                if proc.pid in by_pid:
+                    elsewhere.setdefault(proc.pid, []).append(s)
+    parents = {pid: parent_pid(pid) for pid in by_pid}
+    holders = [
+        PortHolder(
+            proc,
+            tuple(socks),
+            _protection(pid, mine),
+            parents[pid] if parents[pid] in by_pid else None,
+            tuple(elsewhere.get(pid, ())),
+        )
+        for pid, (proc, socks) in sorted(by_pid.items())
     ]
+    return _tree_order(holders)
 
 
-def _unseen_owners(port: int, protocol: Protocol | None) -> list[Socket]:
-    """Sockets on the port whose owner this user cannot see (not TIME-WAIT ones)."""
-    from portbook._joined import sockets_on_port
-    from portbook._live.records import NOTE_NOT_VISIBLE
-
-    return [
-        s
-        for s in sockets_on_port(port, protocol, owners=True)
-        if s.local_port == port and not s.processes and s.owner_note == NOTE_NOT_VISIBLE
-    ]
-
-
-def _held_by(port: int, protocol: Protocol | None, pids: set[int] | None = None) -> set[int]:
-    """Processes holding the port now (only those in ``pids`` when given)."""
-    from portbook._joined import sockets_on_port
-
-    return {
-        p.pid
-        for s in sockets_on_port(port, protocol, owners=True)
-        if s.local_port == port
-        for p in s.processes
-        if pids is None or p.pid in pids
-    }
+def _tree_order(holders: list[PortHolder]) -> list[PortHolder]:
+    """Each root of the holders' process trees, followed by its descendants (by pid)."""
+    children: dict[int | None, list[PortHolder]] = {}
+    for h in holders:
+        children.setdefault(h.parent, []).append(h)
+    ordered: list[PortHolder] = []
+    stack = sorted(children.get(None, []), key=lambda h: h.pid, reverse=True)
+    while stack:
+        h = stack.pop()
+        ordered.append(h)
+        stack.extend(sorted(children.get(h.pid, []), key=lambda c: c.pid, reverse=True))
+    return ordered
 
 
 class _Pinned:
@@ -223,18 +273,81 @@ class _Pinned:
             self.fd = None
 
 
-def _wait_released(port: int, protocol: Protocol | None, timeout: float) -> set[int]:
-    """Wait until no process holds the port; the pids still holding it at the deadline.
+def _wait_exits(pinned: list[_Pinned], timeout: float) -> None:
+    """Sleep until every pinned process has exited or ``timeout`` passed, without polling.
 
-    Any process counts, not only those signalled: a child that inherited the
-    listening socket keeps the port just as well.
+    A pidfd becomes readable when its process exits; without pidfds, sleep.
+    """
+    import select
+
+    fds = [p.fd for p in pinned if p.fd is not None]
+    if not fds:
+        time.sleep(min(timeout, _POLL_MAX))
+        return
+    deadline = time.monotonic() + timeout
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    while fds:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        for fd, _ in poller.poll(left * 1000):
+            poller.unregister(fd)
+            fds.remove(fd)
+
+
+def _holding(port: int, protocol: Protocol | None) -> tuple[set[int], bool]:
+    """(processes holding the port now, whether any socket but TIME-WAIT is there)."""
+    from portbook._live.records import SocketState
+
+    live = [s for s in _sockets(port, protocol) if s.state is not SocketState.TIME_WAIT]
+    return {p.pid for s in live for p in s.processes}, bool(live)
+
+
+def _wait_released(
+    port: int, protocol: Protocol | None, pinned: list[_Pinned], timeout: float
+) -> tuple[set[int], bool]:
+    """Wait until the port is free; (pids still holding it, still held) at the end.
+
+    First for the signalled processes to exit (pidfds: no polling), then, as
+    a child that inherited the socket holds the port just as well, the table
+    is read with a growing pause until it shows the port free.
     """
     deadline = time.monotonic() + timeout
+    _wait_exits(pinned, timeout)
+    pause = _POLL_FIRST
     while True:
-        left = _held_by(port, protocol)
-        if not left or time.monotonic() >= deadline:
-            return left
-        time.sleep(_POLL)
+        pids, held = _holding(port, protocol)
+        left = deadline - time.monotonic()
+        if not held or left <= 0:
+            return pids, held
+        time.sleep(min(pause, left))
+        pause = min(pause * 1.5, _POLL_MAX)
+
+
+def _refuse_unsafe(found: list[PortHolder], port: int, protocol: Protocol | None) -> None:
+    """Raise when any holder must not be signalled, or one cannot even be seen."""
+    from portbook._live.records import SocketState
+
+    for h in found:
+        if h.protected:
+            raise ProcessSignalError(
+                f"refusing to signal pid {h.pid} ({h.process.name or '?'}): {h.protected}; "
+                "nothing was signalled",
+                pid=h.pid,
+            )
+    unseen = [
+        s
+        for s in _sockets(port, protocol)
+        if not s.processes and s.state is not SocketState.TIME_WAIT and s.inode
+    ]
+    if unseen:
+        where = address_text(unseen[0].local_address)
+        raise ProcessSignalError(
+            f"port {port} is also held on {where} by a process this user cannot see "
+            f"({unseen[0].owner_note}); nothing was signalled"
+        )
 
 
 def kill_port(
@@ -247,61 +360,34 @@ def kill_port(
     dry_run: bool = False,
     holders: list[PortHolder] | None = None,
 ) -> KillResult:
-    """Signal the processes holding ``port`` and wait until they let it go.
+    """Signal the processes holding ``port`` and wait until the kernel shows it free.
 
     Refuses (:class:`~portbook.ProcessSignalError`, nothing signalled) when a
-    holder is pid 1, this process or one of its ancestors, or cannot be
-    signalled for lack of permission, or when the port is held by processes
-    this user cannot see. With ``force``, holders still there after
-    ``timeout`` seconds get SIGKILL. ``holders`` (from :func:`port_holders`)
-    is what the caller showed the user; it is checked again before signalling.
+    holder is pid 1, this process or one of its ancestors, cannot be
+    signalled for lack of permission, or cannot be seen at all. Roots of the
+    holders' process trees are signalled first. With ``force``, holders still
+    there after ``timeout`` seconds get SIGKILL. ``holders`` (from
+    :func:`port_holders`) is what the caller showed the user; protection and
+    the holding itself are checked again before anything is signalled.
     """
     proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
     signum = parse_signal(sig) if isinstance(sig, str) else int(sig)
-    if timeout < 0:
-        raise UsageError("timeout must not be negative")
+    wait = check_timeout(timeout)
     found = port_holders(port, proto) if holders is None else holders
-    result = KillResult(port, proto, signum, tuple(found), dry_run=dry_run)
-    # Protection is decided here again, whatever list the caller passed in.
     mine = ancestors(os.getpid())
-    found = [
-        h if h.protected else PortHolder(h.process, h.sockets, _protection(h.pid, mine))
-        for h in found
-    ]
-    protected = [h for h in found if h.protected]
-    if protected:
-        h = protected[0]
-        raise ProcessSignalError(
-            f"refusing to signal pid {h.pid} ({h.process.name or '?'}): {h.protected}; "
-            "nothing was signalled",
-            pid=h.pid,
-        )
-    unseen = _unseen_owners(port, proto)
-    if unseen and not found:
-        raise ProcessSignalError(
-            f"port {port} is held by a process this user cannot see (run as root); "
-            "nothing was signalled"
-        )
+    found = [h if h.protected else replace(h, protected=_protection(h.pid, mine)) for h in found]
+    _refuse_unsafe(found, port, proto)
     if not found or dry_run:
-        return result
-    pinned = [_Pinned(h.pid) for h in found]
+        return KillResult(port, proto, signum, tuple(found), dry_run=dry_run)
+    pinned = {h.pid: _Pinned(h.pid) for h in found}
     try:
-        for p in pinned:
+        for p in pinned.values():
             p.check()
-        # Pinned now: a pid that stopped holding the port meanwhile (and may
-        # have been reused) is dropped, never signalled.
-        still = _held_by(port, proto, {p.pid for p in pinned})
-        targets = [p for p in pinned if p.pid in still]
-        signalled = tuple(p.pid for p in targets if p.send(signum))
-        left = _wait_released(port, proto, timeout)
-        killed: tuple[int, ...] = ()
-        if left and force and signum != signal.SIGKILL:
-            # Only processes that were shown, checked and signalled get SIGKILL;
-            # a holder that appeared meanwhile is reported, not killed unseen.
-            killed = tuple(p.pid for p in targets if p.pid in left and p.send(signal.SIGKILL))
-            left = _wait_released(port, proto, _AFTER_KILL)
+        signalled, killed, left, held = _signal_and_wait(
+            port, proto, found, pinned, signum=signum, timeout=wait, force=force
+        )
     finally:
-        for p in pinned:
+        for p in pinned.values():
             p.close()
     return KillResult(
         port,
@@ -310,9 +396,43 @@ def kill_port(
         tuple(found),
         signalled=signalled,
         killed=killed,
-        released=not left,
+        released=not held,
         still_held_by=tuple(sorted(left)),
     )
+
+
+def _signal_and_wait(
+    port: int,
+    proto: Protocol | None,
+    found: list[PortHolder],
+    pinned: dict[int, _Pinned],
+    *,
+    signum: int,
+    timeout: float,
+    force: bool,
+) -> tuple[tuple[int, ...], tuple[int, ...], set[int], bool]:
+    """(signalled, killed, still holding, still held): the signals and the waits."""
+    # Pinned now: a pid that stopped holding the port meanwhile (and may have
+    # been reused) is dropped, never signalled.
+    still, _ = _holding(port, proto)
+    roots = [pinned[h.pid] for h in found if h.pid in still and h.parent is None]
+    rest = [pinned[h.pid] for h in found if h.pid in still and h.parent is not None]
+    signalled = [p.pid for p in roots if p.send(signum)]
+    if rest:
+        # The roots stop their own children; those still holding after a
+        # short grace are signalled too.
+        _wait_exits(rest, min(_TREE_GRACE, timeout))
+        still, _ = _holding(port, proto)
+        signalled += [p.pid for p in rest if p.pid in still and p.send(signum)]
+    targets = roots + rest
+    left, held = _wait_released(port, proto, targets, timeout)
+    killed: list[int] = []
+    if held and force and signum != signal.SIGKILL:
+        # Only processes that were shown, checked and signalled get SIGKILL;
+        # a holder that appeared meanwhile is reported, not killed unseen.
+        killed = [p.pid for p in targets if p.pid in left and p.send(signal.SIGKILL)]
+        left, held = _wait_released(port, proto, targets, _AFTER_KILL)
+    return tuple(signalled), tuple(killed), left, held
 
 
 public(KillResult, PortHolder)

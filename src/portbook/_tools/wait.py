@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from portbook._exceptions import InvalidPortSpecError, UsageError, WaitTimeoutError
+from portbook._machine import loopback_index
 from portbook._ports import Protocol, parse_port_spec
 from portbook._record import public, record
 
@@ -213,7 +214,7 @@ class _Checker:
             if addr.is_unspecified:
                 return True  # "0.0.0.0:80" means "this machine, port 80"
             dst = Endpoint(addr, self.target.port)
-            device = _loopback()  # from this machine, packets arrive on lo
+            device = loopback_index()  # from this machine, packets arrive on lo
             if route_packet(self.target.protocol, dst, found, device=device).rule != RouteRule.NONE:
                 return True
         return False
@@ -288,13 +289,6 @@ class _Checker:
 
 def _no_service(port: int, protocol: Protocol) -> str | None:
     return None
-
-
-def _loopback() -> int | None:
-    try:
-        return socket.if_nametoindex("lo")
-    except OSError:
-        return None
 
 
 def _wait(

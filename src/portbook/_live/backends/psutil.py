@@ -80,62 +80,59 @@ class PsutilBackend:
             entries = psutil.net_connections(kind="inet")
         except (psutil.AccessDenied, OSError) as exc:
             raise SocketTableError(f"psutil cannot read the socket table: {exc}") from exc
-        first, last = query.ports if query.ports is not None else (0, 65535)
-        merged: dict[tuple[Any, ...], list[int]] = {}
-        order: list[tuple[Any, ...]] = []
-        for entry in entries:
-            if entry.type == socket.SOCK_STREAM:
-                protocol = "tcp"
-            elif entry.type == socket.SOCK_DGRAM:
-                protocol = "udp"
-            else:
-                continue
-            family = 6 if entry.family == socket.AF_INET6 else 4
-            if protocol not in query.protocols or family not in query.families:
-                continue
-            if not entry.laddr:
-                continue  # an unbound socket has no port to show
-            lhost, lport = entry.laddr[0], entry.laddr[1]
-            rhost, rport = (entry.raddr[0], entry.raddr[1]) if entry.raddr else ("", 0)
-            if protocol == "udp":
-                state = TCP_ESTABLISHED if entry.raddr else TCP_CLOSE
-            else:
-                state = _STATES.get(entry.status, TCP_CLOSE)
-            if not query.state_mask & (1 << state) or not first <= lport <= last:
-                continue
-            key = (protocol, family, state, lhost, lport, rhost, rport)
-            pids = merged.get(key)
-            if pids is None:
-                pids = merged[key] = []
-                order.append(key)
-            if entry.pid is not None and entry.pid not in pids:
-                pids.append(entry.pid)
-        af = {4: socket.AF_INET, 6: socket.AF_INET6}
-        zero = {4: bytes(4), 6: bytes(16)}
-        result: list[RawSocket] = []
-        for key in order:
-            protocol, family, state, lhost, lport, rhost, rport = key
-            result.append(
-                make_raw_socket(
-                    (
-                        protocol,
-                        family,
-                        state,
-                        _pack(af[family], lhost, zero[family]),
-                        lport,
-                        _pack(af[family], rhost, zero[family]),
-                        rport,
-                        0,
-                        -1,
-                        0,
-                        0,
-                        None,
-                        0,
-                        tuple(sorted(merged[key])),
-                    )
-                )
-            )
-        return result
+        return _rows(_merged(entries, query))
+
+
+def _key(entry: Any, query: TableQuery) -> tuple[Any, ...] | None:
+    """``(protocol, family, state, lhost, lport, rhost, rport)`` of an entry ``query`` wants."""
+    if entry.type == socket.SOCK_STREAM:
+        protocol = "tcp"
+    elif entry.type == socket.SOCK_DGRAM:
+        protocol = "udp"
+    else:
+        return None
+    family = 6 if entry.family == socket.AF_INET6 else 4
+    if protocol not in query.protocols or family not in query.families or not entry.laddr:
+        return None  # (an unbound socket has no port to show)
+    lhost, lport = entry.laddr[0], entry.laddr[1]
+    rhost, rport = (entry.raddr[0], entry.raddr[1]) if entry.raddr else ("", 0)
+    if protocol == "udp":
+        state = TCP_ESTABLISHED if entry.raddr else TCP_CLOSE
+    else:
+        state = _STATES.get(entry.status, TCP_CLOSE)
+    first, last = query.ports if query.ports is not None else (0, 65535)
+    if not query.state_mask & (1 << state) or not first <= lport <= last:
+        return None
+    return (protocol, family, state, lhost, lport, rhost, rport)
+
+
+def _merged(entries: Iterable[Any], query: TableQuery) -> dict[tuple[Any, ...], list[int]]:
+    """The wanted entries, one per socket, with every pid psutil named for it (in order)."""
+    merged: dict[tuple[Any, ...], list[int]] = {}
+    for entry in entries:
+        key = _key(entry, query)
+        if key is None:
+            continue
+        pids = merged.setdefault(key, [])
+        if entry.pid is not None and entry.pid not in pids:
+            pids.append(entry.pid)
+    return merged
+
+
+def _rows(merged: dict[tuple[Any, ...], list[int]]) -> list[RawSocket]:
+    af = {4: socket.AF_INET, 6: socket.AF_INET6}
+    zero = {4: bytes(4), 6: bytes(16)}
+    result: list[RawSocket] = []
+    for (protocol, family, state, lhost, lport, rhost, rport), pids in merged.items():
+        local = _pack(af[family], lhost, zero[family])
+        remote = _pack(af[family], rhost, zero[family])
+        # fmt: off
+        result.append(make_raw_socket((
+            protocol, family, state, local, lport, remote, rport, 0, -1, 0, 0, None, 0,
+            tuple(sorted(pids)),
+        )))
+        # fmt: on
+    return result
 
 
 def _pack(af: int, host: str, zero: bytes) -> bytes:

@@ -1,0 +1,51 @@
+"""Argument types for every command: numbers read the same strict way everywhere.
+
+argparse's ``type=float`` takes ``nan``, ``inf`` and ``1e308``, and ``int``
+takes Unicode digits (``٩`` is 9) and numbers of any length; a bad value
+then surfaces later as a hang, an overflow or a signal nobody meant. These
+types refuse all of that at parse time, with argparse's one-line usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+__all__ = ["seconds", "whole"]
+
+
+def seconds(low: float, high: float, *, zero: bool = True) -> Callable[[str], float]:
+    """A number of seconds in ``low``..``high`` (``zero=False``: above 0)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text) if text.strip().isascii() and len(text) <= 32 else math.nan
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+        if value < low or value > high or (not zero and value == 0):
+            bound = "above 0" if not zero and low == 0 else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound} and at most {high:g}, not {text}")
+        return value
+
+    parse.__name__ = "seconds"  # what argparse names in "invalid seconds value"
+    return parse
+
+
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """A whole number in ``low``..``high``, written in ASCII digits."""
+
+    def parse(text: str) -> int:
+        digits = text.strip()
+        body = digits[1:] if digits[:1] in "+-" else digits
+        if not (body.isascii() and body.isdigit() and len(body) <= 18):
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+        value = int(digits)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low} to {high}, not {value}")
+        return value
+
+    parse.__name__ = "number"
+    return parse

@@ -1,0 +1,86 @@
+"""``portbook ephemeral``: the ephemeral range and how close each destination is to running out."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from portbook._cli._output import Output
+
+
+def register(subparsers: Any) -> None:
+    _register_ephemeral(subparsers)
+
+
+def _register_ephemeral(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "ephemeral",
+        help="ephemeral port range and how close each destination is to running out",
+        description=(
+            "Show this machine's ephemeral range and reserved ports, the local ports in use "
+            "(TIME-WAIT included) toward each remote address and port, and warn when one is "
+            "close to running out."
+        ),
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=80.0,
+        metavar="PERCENT",
+        help="warn at or above this share of the range (default 80)",
+    )
+    p.add_argument("--top", type=int, default=20, help="destinations to list (default 20)")
+    p.add_argument("--json", action="store_true", help="print JSON for programs")
+    p.set_defaults(handler=run_ephemeral)
+
+
+def run_ephemeral(args: argparse.Namespace, out: Output) -> int:
+    from portbook import UsageError, ephemeral_usage
+
+    if not 0 < args.threshold <= 100:
+        raise UsageError("threshold is a percentage above 0 and at most 100")
+    if args.top < 0:
+        raise UsageError("--top must not be negative")
+    usage = ephemeral_usage(threshold=args.threshold / 100)
+    if args.json:
+        out.json(usage.to_json())
+        return 0
+    r = usage.ranges
+    out.line(f"ephemeral range  {r.ephemeral}  ({len(r.ephemeral)} ports, {r.source})")
+    out.line(f"reserved ports   {', '.join(str(x) for x in r.reserved) or 'none'}")
+    out.line(f"usable           {usage.capacity} ports per destination")
+    if usage.bound:
+        out.line(f"held by bind()   {usage.bound} ports of the range (lost to every destination)")
+    if usage.tw_reuse is not None:
+        meaning = {0: "off", 1: "on", 2: "loopback only"}.get(usage.tw_reuse, str(usage.tw_reuse))
+        out.line(f"tcp_tw_reuse     {usage.tw_reuse} ({meaning})")
+    out.line(f"udp              {usage.udp_in_use} local ports in use ({usage.udp_ratio:.1%})")
+    out.line()
+    if not usage.destinations:
+        out.line("no outgoing TCP connection uses an ephemeral port")
+    else:
+        shown = usage.destinations[: args.top]
+        out.table(
+            ["DESTINATION", "IN USE", "TIME-WAIT", "OF", "USED"],
+            [
+                [
+                    f"tcp {_endpoint(d.remote_address, d.remote_port)}",
+                    str(d.in_use),
+                    str(d.time_wait),
+                    str(d.capacity),
+                    f"{d.ratio:.1%}",
+                ]
+                for d in shown
+            ],
+        )
+        if len(usage.destinations) > len(shown):
+            out.line(f"... and {len(usage.destinations) - len(shown)} more destinations")
+    for warning in usage.warnings:
+        out.warn(f"close to running out of ephemeral ports: {warning}")
+    return 0
+
+
+def _endpoint(address: Any, port: int) -> str:
+    from portbook import Endpoint
+
+    return str(Endpoint(address, port))

@@ -1,0 +1,137 @@
+"""``portbook kill``: stop the processes holding a port, after showing them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from portbook._cli._args import seconds
+from portbook._cli._output import Output
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from portbook import KillResult, PortHolder, Protocol
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "kill",
+        help="stop the processes holding a port",
+        description=(
+            "Find every process holding exactly PORT, show them as process trees, ask, send "
+            "a signal (SIGTERM), to each tree's root first, and wait until the kernel shows "
+            "the port free. Never signals pid 1, portbook or its parents; signals nothing "
+            "when one holder cannot be seen or signalled."
+        ),
+    )
+    p.add_argument("port", metavar="PORT", help="a port number, or tcp/PORT, udp/PORT")
+    p.add_argument("--signal", default="TERM", help="signal to send first (default TERM)")
+    p.add_argument(
+        "--timeout",
+        type=seconds(0, 3600),
+        default=5.0,
+        help="seconds to wait for release (default 5, at most 3600)",
+    )
+    p.add_argument("--force", action="store_true", help="send SIGKILL if still held after timeout")
+    p.add_argument(
+        "--dry-run", action="store_true", help="show what would be signalled, do nothing"
+    )
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask")
+    p.add_argument("--json", action="store_true", help="print JSON for programs")
+    p.set_defaults(handler=run_kill)
+
+
+def _target(text: str) -> tuple[int, Protocol | None]:
+    from portbook import InvalidPortSpecError, parse_port_spec
+
+    spec = parse_port_spec(text)
+    if spec.ports is None or not spec.ports.single or spec.host is not None:
+        raise InvalidPortSpecError(text, "expected one port number (or tcp/PORT, udp/PORT)")
+    return spec.ports.first, spec.protocol
+
+
+def run_kill(args: argparse.Namespace, out: Output) -> int:
+    import signal as signals
+
+    from portbook import kill_port, parse_signal, port_holders
+
+    port, proto = _target(args.port)
+    signum = parse_signal(args.signal)
+    label = f"{proto.value}/{port}" if proto else f"port {port}"
+    holders = port_holders(port, proto)
+    name = signals.Signals(signum).name
+    if not holders or args.dry_run:
+        result = kill_port(port, protocol=proto, sig=signum, dry_run=True, holders=holders)
+        if args.json:
+            out.json(result.to_json())
+        elif not holders:
+            out.line(f"no process holds {label}")
+        else:
+            _show(holders, out)
+            out.line(f"dry run: would send {name} to {', '.join(str(h.pid) for h in holders)}")
+        return 0 if holders else 1
+    if not args.json:
+        _show(holders, out)
+    if not args.yes and not _confirm(
+        out, f"Send {name} to {len(holders)} process(es) holding {label}?"
+    ):
+        out.line("nothing signalled")
+        return 1
+    result = kill_port(
+        port, protocol=proto, sig=signum, timeout=args.timeout, force=args.force, holders=holders
+    )
+    return _report(result, args, out, label, name)
+
+
+def _confirm(out: Output, question: str) -> bool:
+    from portbook import UsageError
+
+    if not sys.stdin.isatty():
+        raise UsageError("not asking without a terminal: pass --yes to signal these processes")
+    out.stream.write(f"{question} [y/N] ")
+    out.stream.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _show(holders: Sequence[PortHolder], out: Output) -> None:
+    """The holders as process trees, with what else each holds."""
+    depth: dict[int, int] = {}
+    rows = []
+    for h in holders:
+        depth[h.pid] = depth.get(h.parent, -1) + 1 if h.parent is not None else 0
+        socks = ", ".join(_socket_text(s) for s in h.sockets)
+        cmd = " ".join(h.process.cmdline) if h.process.cmdline else (h.process.name or "?")
+        rows.append(["  " * depth[h.pid] + str(h.pid), h.process.user or "?", socks, cmd])
+    out.table(["PID", "USER", "SOCKETS", "COMMAND"], rows)
+    for h in holders:
+        if h.also_holds:
+            also = ", ".join(_socket_text(s) for s in h.also_holds)
+            out.line(f"pid {h.pid} also holds {also}: stopping it frees those too")
+
+
+def _socket_text(s: Any) -> str:
+    from portbook import Endpoint
+
+    return f"{s.protocol.value} {s.state.value} {Endpoint(s.local_address, s.local_port)}"
+
+
+def _report(
+    result: KillResult, args: argparse.Namespace, out: Output, label: str, name: str
+) -> int:
+    if args.json:
+        out.json(result.to_json())
+    else:
+        if result.signalled:
+            out.line(f"sent {name} to {', '.join(map(str, result.signalled))}")
+        if result.killed:
+            out.line(f"sent SIGKILL to {', '.join(map(str, result.killed))}")
+        if result.released:
+            out.line(f"{label} released")
+    if result.released:
+        return 0
+    hint = "" if args.force else " (--force sends SIGKILL after the timeout)"
+    holders = ", ".join(map(str, result.still_held_by)) or "a socket no process owns"
+    out.error(f"{label} still held by {holders} after {args.timeout:g}s{hint}")
+    return 1

@@ -1,0 +1,108 @@
+"""``portbook route``: which socket (and program) receives a packet, and by which rule."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from portbook._cli._output import Output
+
+
+class _ArrowWords(argparse.ArgumentParser):
+    """Lets ``->`` stand as its own word: argparse would read it as an option.
+
+    Words beginning with ``->`` are handed on with the arrow written as ``→``
+    (which route also accepts as typed).
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        words = list(sys.argv[1:] if args is None else args)
+        words = ["\u2192" + w[2:] if w.startswith("->") else w for w in words]
+        return super().parse_known_args(words, namespace)
+
+
+def register(subparsers: Any) -> None:
+    _register_route(subparsers)
+
+
+def _register_route(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "route",
+        help="which socket (and program) receives a packet, and by which rule",
+        description=(
+            "Show the socket this machine's kernel delivers a TCP connection or UDP datagram "
+            "to, its owning program, and the rule that chose it: established, exact-listener, "
+            "wildcard-listener (incl. IPv6 dual-stack), reuseport-group or none. "
+            "Quote the arrow in a shell, where > redirects: "
+            "portbook route udp '10.0.0.7:40000 -> 192.168.1.5:53'."
+        ),
+    )
+    p.__class__ = type("RouteParser", (_ArrowWords, type(p)), {})
+    p.add_argument("protocol", metavar="PROTO", help="tcp or udp")
+    p.add_argument(
+        "endpoints",
+        nargs="+",
+        metavar="[SRC_ADDR:SRC_PORT ->] DST_ADDR:DST_PORT",
+        help="destination, optionally preceded by a source and '->'",
+    )
+    p.add_argument(
+        "--device",
+        metavar="IFACE",
+        help="the interface the packet arrives on (default: lo for loopback)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for programs")
+    p.set_defaults(handler=run_route)
+
+
+def run_route(args: argparse.Namespace, out: Output) -> int:
+    from portbook import RouteRule, parse_route_args, route
+
+    source, destination = parse_route_args(args.endpoints)
+    result = route(args.protocol, destination, source=source, device=args.device)
+    if args.json:
+        out.json(result.to_json())
+        return 0 if result.rule is not RouteRule.NONE else 1
+    head = f"{result.protocol.value} "
+    head += f"{result.source} -> {result.destination}" if result.source else str(result.destination)
+    out.line(head)
+    out.line(f"rule    {result.rule.value}")
+    out.line(f"why     {result.reason}")
+    if result.candidates:
+        if result.group_size > 1:
+            out.line(f"group   {result.group_size} sockets, one chosen by hash:")
+        rows = []
+        for s in result.candidates:
+            owners = ", ".join(f"{p.name or '?'}[{p.pid}]" for p in s.processes) or (
+                s.owner_note or "?"
+            )
+            remote = (
+                _endpoint(s.remote_address, s.remote_port or 0)
+                if s.remote_address is not None
+                else ""
+            )
+            rows.append(
+                [
+                    s.state.value,
+                    _endpoint(s.local_address, s.local_port),
+                    remote,
+                    "v6only"
+                    if s.v6only
+                    else ("dual-stack" if s.family == 6 and s.v6only is False else ""),
+                    owners,
+                ]
+            )
+        out.table(["STATE", "LOCAL", "PEER", "", "PROGRAM"], rows)
+    for note in result.notes:
+        if note not in result.reason:
+            out.line(f"note    {note}")
+    return 0 if result.rule is not RouteRule.NONE else 1
+
+
+def _endpoint(address: Any, port: int) -> str:
+    from portbook import Endpoint
+
+    return str(Endpoint(address, port))
