@@ -28,6 +28,7 @@ from portbook import (
     PickPolicy,
     PortClass,
     PortHolder,
+    PortQuery,
     PortRange,
     PortSpec,
     Protocol,
@@ -112,6 +113,7 @@ RECORDS: list[object] = [
     ENDPOINT,
     Route(Protocol.TCP, None, ENDPOINT, RouteRule.NONE, None, (), False, None, "none"),
     WaitTarget("8080", 8080),
+    PortQuery("8080", (PortRange(8080, 8080),), None, None, "number"),
     DESTINATION,
     EphemeralUsage(RANGES, 28231, 0, 0, 0.8, 2, (DESTINATION,)),
 ]

@@ -1,12 +1,22 @@
 """portbook: the port-number naming system of one computer, made visible and usable.
 
 A port has three names, and portbook joins them: what the number means (the
-IANA registry, /etc/services, this machine's ranges), which program holds it
-right now (the kernel's socket table), and your own names for your services.
+book), which program holds it right now (the live table), and your own names
+for your services. The public API is exactly the names in ``__all__``; each
+is imported on first use, so that ``import portbook`` (and so the CLI)
+starts fast. The package is laid out as the three names are:
 
-The public API is exactly the names in ``__all__``; everything lives in
-private modules and is imported on first use, so that ``import portbook`` (and
-so the CLI) starts fast.
+* ``_book/``: the book (IANA registry, /etc/services, unofficial defaults);
+* ``_live/``: the live table (backends, holders, the ``Socket`` records);
+* ``_names/``: your names (the store, leases, the picker, run);
+* ``_joined.py``: where the three meet (the live table with the book's and
+  your names for its ports);
+* ``_tools/``: the tools around ports (wait, kill, route, ephemeral);
+* ``_cli/``: the command line, a client of this public API;
+* shared by all: ``_ports`` (the port model and what users type),
+  ``_exceptions`` (the one error tree), ``_record`` (the one record
+  mechanism), ``_machine`` (this machine's ranges and network facts),
+  ``_proc`` (/proc readers), ``_addresses`` (address text), ``_paths``.
 """
 
 from __future__ import annotations
@@ -70,6 +80,9 @@ _EXPORTS: dict[str, str] = {
     "list_leases": "_names.leases",
     "list_names": "_names.names",
     "name_status": "_joined",
+    "PortQuery": "_joined",
+    "resolve_ports": "_joined",
+    "find_sockets": "_joined",
     "pick_port": "_names.picker",
     "run_on_name": "_names.run",
     "name_environment": "_names.names",
@@ -153,6 +166,7 @@ __all__ = [
     "PickPolicy",
     "PortClass",
     "PortHolder",
+    "PortQuery",
     "PortRange",
     "PortSpec",
     "PortUnavailableError",
@@ -194,6 +208,7 @@ __all__ = [
     "bind_free_port",
     "ephemeral_usage",
     "export_names",
+    "find_sockets",
     "get",
     "holder_for",
     "import_names",
@@ -221,6 +236,7 @@ __all__ = [
     "registry_info",
     "release",
     "release_lease",
+    "resolve_ports",
     "route",
     "route_packet",
     "run_on_name",
@@ -299,7 +315,7 @@ if TYPE_CHECKING:  # the live table
     from ._live.watch import SocketChanges
 
 if TYPE_CHECKING:  # your names
-    from ._joined import NameStatus, name_status
+    from ._joined import NameStatus, PortQuery, find_sockets, name_status, resolve_ports
     from ._names.assignments import Assignment
     from ._names.holder import Holder
     from ._names.leases import Lease, list_leases, release_lease, transfer_lease

@@ -17,6 +17,7 @@ from portbook._record import public, record
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
+    from ipaddress import IPv4Address, IPv6Address
     from typing import Any
 
     from portbook._live.backends.base import SocketBackend
@@ -30,9 +31,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NameStatus",
+    "PortQuery",
+    "find_sockets",
     "list_sockets",
     "name_status",
     "port_in_use",
+    "resolve_ports",
     "sockets_on_port",
     "watch_sockets",
 ]
@@ -213,4 +217,92 @@ def _holders_of(sockets: list[Socket]) -> tuple[bool, tuple[SocketProcess, ...]]
     return bool(sockets), tuple(sorted(procs.values(), key=lambda p: p.pid))
 
 
-public(NameStatus)
+@record
+class PortQuery:
+    """What a user named a port by, resolved: the ports, protocol and address it means.
+
+    ``source`` says how: ``"number"`` (a port or range), ``"name"`` (one of
+    your names, from the store) or ``"service"`` (a service name of the
+    book: every port it names, as ``http-alt`` is 591, 8008 and 8080).
+    ``host`` is an IP address, ``"localhost"``, or ``None`` for any address.
+    """
+
+    text: str
+    ports: tuple[PortRange, ...]
+    protocol: Protocol | None
+    host: IPv4Address | IPv6Address | str | None
+    source: str
+
+    def __str__(self) -> str:
+        return ", ".join(str(r) for r in self.ports)
+
+
+def resolve_ports(text: str, *, store: Store | None = None) -> PortQuery:
+    """Resolve ``who``'s argument: ``5432``, ``tcp/5432``, ``[::1]:8080``, ``8000-8100``,
+    one of your names (``api``: the store first) or a service name (``postgresql``).
+
+    Raises :class:`InvalidPortSpecError` for text that is none of these and
+    :class:`NotFoundError` for a name neither you nor the book know.
+    """
+    from portbook._exceptions import NotFoundError, UsageError
+    from portbook._ports import Protocol, parse_port_spec
+
+    spec = parse_port_spec(text)
+    if spec.protocol is not None and spec.protocol not in (Protocol.TCP, Protocol.UDP):
+        raise UsageError(f"the live table shows tcp and udp sockets, not {spec.protocol.value}")
+    if spec.host is not None and isinstance(spec.host, str) and spec.host != "localhost":
+        raise UsageError("give an IP address (or localhost), not a host name, before the port")
+    if spec.ports is not None:
+        return PortQuery(text, (spec.ports,), spec.protocol, spec.host, "number")
+    assert spec.name is not None
+    mine = _your_name(spec.name, store)
+    if mine is not None and spec.protocol in (None, mine.protocol):
+        from portbook._ports import PortRange
+
+        return PortQuery(text, (PortRange(mine.port, mine.port),), mine.protocol, None, "name")
+    ports = _service_ports(spec.name, spec.protocol)
+    if not ports:
+        raise NotFoundError(f"no port is known by the name {spec.name!r}")
+    return PortQuery(text, ports, spec.protocol, None, "service")
+
+
+def _your_name(name: str, store: Store | None) -> Assignment | None:
+    from portbook._exceptions import PortbookError, UsageError
+    from portbook._names.names import get
+
+    try:
+        return get(name, store=store)
+    except UsageError:
+        return None  # not a valid name of yours ("914c/g"): only the book's
+    except PortbookError:
+        return None  # not one of yours, or no store to read: the book answers
+
+
+def _service_ports(name: str, protocol: Protocol | None) -> tuple[PortRange, ...]:
+    """Every port or range the book gives ``name`` (an alias too), in port order."""
+    from portbook._book.book import lookup
+
+    found = {s.ports for s in lookup(name, protocol) if s.ports is not None}
+    return tuple(sorted(p for p in found if p is not None))
+
+
+def find_sockets(query: PortQuery, *, backend: SocketBackend | None = None) -> list[Socket]:
+    """Every socket (any state) on the ports ``query`` names, on its address if it has one."""
+    from ipaddress import ip_address
+
+    from portbook._addresses import unmapped
+    from portbook._live.records import Exposure
+
+    protocols = None if query.protocol is None else [query.protocol]
+    found: list[Socket] = []
+    for ports in query.ports:
+        found.extend(list_sockets(protocols=protocols, port=ports, backend=backend))
+    if query.host == "localhost":
+        return [s for s in found if s.exposure is Exposure.LOOPBACK]
+    if query.host is not None:
+        host = ip_address(query.host)
+        return [s for s in found if unmapped(s.local_address) == unmapped(host)]
+    return found
+
+
+public(NameStatus, PortQuery)

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from portbook import PortRange, Protocol, Socket
+    from portbook import Protocol, Socket
 
 _ROOT_NOTE = (
     "Without root, the owning process of another user's socket cannot be seen: such "
@@ -148,48 +148,22 @@ def run_who(args: argparse.Namespace, out: Output) -> int:
 
 
 def _who(args: argparse.Namespace, out: Output) -> int:
-    from ipaddress import ip_address
+    from portbook import find_sockets, resolve_ports
 
-    from portbook import UsageError, list_sockets, parse_port_spec
-
-    spec = parse_port_spec(args.port)
-    if spec.protocol is not None and spec.protocol.value not in ("tcp", "udp"):
-        raise UsageError(f"the live table shows tcp and udp sockets, not {spec.protocol.value}")
-    ports = spec.ports if spec.ports is not None else _resolve_name(spec.name or "", spec.protocol)
-    sockets = list_sockets(protocols=None if spec.protocol is None else [spec.protocol], port=ports)
-    if spec.host == "localhost":
-        sockets = [s for s in sockets if s.exposure.value == "loopback"]
-    elif isinstance(spec.host, str):
-        raise UsageError("give an IP address (or localhost), not a host name, before the port")
-    elif spec.host is not None:
-        host = ip_address(spec.host)
-        sockets = [s for s in sockets if s.local_address == host or _mapped(s) == host]
+    query = resolve_ports(args.port)
+    sockets = find_sockets(query)
     if args.json:
         _json(sockets, out)
         return 0 if sockets else 1
     if not sockets:
-        out.line(f"nothing is using {ports} right now")
+        out.line(f"nothing is using {query} right now")
     else:
         _render(sockets, out, json_out=False, show_peer=True)
-    _book_lines(out, str(ports), spec.protocol)
+    if query.source == "name":
+        out.line()
+        out.line(f"{args.port} is your name for {query.protocol}/{query}")
+    _book_lines(out, str(query) if query.source != "service" else args.port, query.protocol)
     return 0 if sockets else 1
-
-
-def _mapped(sock: Socket) -> object:
-    address = sock.local_address
-    return getattr(address, "ipv4_mapped", None)
-
-
-def _resolve_name(name: str, protocol: Protocol | None) -> PortRange:
-    """The port the book gives ``name`` (``who postgresql``)."""
-    from portbook import NotFoundError, lookup
-
-    # The entry named exactly so first, then an alias's.
-    found = [s for s in lookup(name, protocol) if s.ports is not None]
-    for service in sorted(found, key=lambda s: s.name != name):
-        assert service.ports is not None
-        return service.ports
-    raise NotFoundError(f"no port is known by the name {name!r}")
 
 
 def _book_lines(out: Output, query: str, protocol: Protocol | None) -> None:
