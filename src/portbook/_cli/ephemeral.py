@@ -9,10 +9,6 @@ from portbook._cli._output import Output
 
 
 def register(subparsers: Any) -> None:
-    _register_ephemeral(subparsers)
-
-
-def _register_ephemeral(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "ephemeral",
         help="ephemeral port range and how close each destination is to running out",

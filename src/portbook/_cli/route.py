@@ -26,10 +26,6 @@ class _ArrowWords(argparse.ArgumentParser):
 
 
 def register(subparsers: Any) -> None:
-    _register_route(subparsers)
-
-
-def _register_route(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "route",
         help="which socket (and program) receives a packet, and by which rule",

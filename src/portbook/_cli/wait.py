@@ -32,10 +32,6 @@ class _CommandAfterDashes(argparse.ArgumentParser):
 
 
 def register(subparsers: Any) -> None:
-    _register_wait(subparsers)
-
-
-def _register_wait(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "wait",
         add_help=False,
