@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from portbook._book.registry import PACKAGED_REGISTRY, file_uri
+from portbook._book.registry import PACKAGED_REGISTRY
 from portbook._cli._output import terminal_columns
+from portbook._paths import file_uri
 
 HEAVY = (
     "dataclasses",

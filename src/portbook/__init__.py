@@ -140,6 +140,8 @@ _EXPORTS: dict[str, str] = {
     "write_sockets_json": "_live.jsontext",
     "holder_for": "_names.holder",
     "ipv6_available": "_machine",
+    "address_text": "_addresses",
+    "endpoint_text": "_addresses",
     "parse_wait_target": "_tools.wait",
     "parse_signal": "_tools.kill",
     "parse_route_args": "_tools.route",
@@ -203,9 +205,11 @@ __all__ = [
     "WaitTarget",
     "WaitTimeoutError",
     "__version__",
+    "address_text",
     "assign",
     "bind_activation_socket",
     "bind_free_port",
+    "endpoint_text",
     "ephemeral_usage",
     "export_names",
     "find_sockets",
@@ -333,6 +337,7 @@ if TYPE_CHECKING:  # wait, kill, route, ephemeral
     from ._tools.wait import WaitTarget, wait_for_free, wait_for_port
 
 if TYPE_CHECKING:  # helpers the command line uses
+    from ._addresses import address_text, endpoint_text
     from ._live.jsontext import write_sockets_json
     from ._machine import ipv6_available
     from ._names.holder import holder_for

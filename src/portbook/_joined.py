@@ -16,11 +16,12 @@ from portbook._record import public, record
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Iterable, Iterator
     from ipaddress import IPv4Address, IPv6Address
     from typing import Any
 
     from portbook._live.backends.base import SocketBackend
+    from portbook._live.build import Namer
     from portbook._live.records import Socket, SocketProcess, SocketState
     from portbook._live.watch import SocketChanges
     from portbook._names.assignments import Assignment
@@ -42,11 +43,40 @@ __all__ = [
 ]
 
 
-def _book_names(pairs: set[tuple[int, str]]) -> Mapping[tuple[int, str], str | None]:
-    """What the book calls each (port, protocol): one bulk question for a whole table."""
+def _port_names(pairs: set[tuple[int, str]]) -> Namer:
+    """What each (port, protocol) of a table is called: your name, and the book's with its source.
+
+    One question to the book for the whole table (:meth:`Book.display_names`)
+    and one read of your names; a store that cannot be read names nothing
+    (a listing never fails for it).
+    """
     from portbook._book.book import default_book
 
-    return default_book().service_names(pairs)
+    book = default_book().display_names(pairs)
+    yours = _your_names()
+    nobody = (None, None)
+
+    def name(port: int, protocol: Protocol) -> tuple[str | None, str | None, str | None]:
+        found = book.get((port, protocol)) or nobody
+        return found[0], found[1], yours.get((port, protocol.value))
+
+    return name
+
+
+def _your_names() -> dict[tuple[int, str], str]:
+    import os
+    import sqlite3
+
+    from portbook._names.assignments import names_on_file
+    from portbook._paths import default_store_name
+
+    path = default_store_name()
+    if not os.path.exists(path):
+        return {}  # no store yet: nothing to open (and nothing is created)
+    try:
+        return {(a.port, a.protocol.value): a.name for a in names_on_file(path)}
+    except (OSError, sqlite3.Error):
+        return {}  # a listing never fails for the store: it only names less
 
 
 def list_sockets(
@@ -85,7 +115,7 @@ def list_sockets(
         program=program,
         owners=owners,
     )
-    return read_sockets(chosen, backend=backend, names=_book_names)
+    return read_sockets(chosen, backend=backend, names=_port_names)
 
 
 def sockets_on_port(

@@ -17,7 +17,30 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["user_data_dir", "user_data_dir_name"]
+__all__ = [
+    "STORE_ENV",
+    "STORE_FILENAME",
+    "default_store_name",
+    "file_uri",
+    "user_data_dir",
+    "user_data_dir_name",
+]
+
+
+STORE_ENV = "PORTBOOK_STORE"
+STORE_FILENAME = "names.sqlite3"
+
+
+def default_store_name() -> str:
+    """The names store used when none is given: ``$PORTBOOK_STORE``, else in the data directory.
+
+    As a string (see :func:`user_data_dir_name`): the live table asks whether
+    it exists on every listing.
+    """
+    env = os.environ.get(STORE_ENV)
+    if env:
+        return os.path.expanduser(env)
+    return os.path.join(user_data_dir_name(), STORE_FILENAME)
 
 
 def user_data_dir() -> Path:
@@ -46,3 +69,22 @@ def user_data_dir_name() -> str:
     xdg = os.environ.get("XDG_DATA_HOME")
     base_dir = xdg if xdg and os.path.isabs(xdg) else os.path.join(home, ".local", "share")
     return os.path.join(base_dir, "portbook")
+
+
+# Bytes that stand for themselves in a file: URI path (RFC 3986 unreserved and "/").
+_URI_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/")
+
+
+def file_uri(path: str) -> str:
+    """``file:`` URI of ``path`` (made absolute, symbolic links resolved) for SQLite.
+
+    What ``Path.resolve().as_uri()`` gives, without importing pathlib and
+    urllib: every byte of the file system encoding outside the unreserved set
+    is percent-encoded, so that "?", "#" and "%" in a directory name cannot be
+    taken for URI syntax.
+    """
+    full = os.path.realpath(path)
+    if os.sep == "\\":  # Windows: file:///C:/dir/file
+        full = "/" + full.replace("\\", "/")
+    quoted = "".join(chr(b) if b in _URI_SAFE else f"%{b:02X}" for b in os.fsencode(full))
+    return f"file://{quoted}"

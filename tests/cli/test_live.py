@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -167,6 +166,16 @@ def test_watch_prints_opened_and_closed_events_when_piped() -> None:
     held.bind(("127.0.0.1", 0))
     base = port_of(held)
     span = f"{max(base - 50, 1024)}-{min(base + 50, 65535)}"
+    # Already listening when the watch starts: its "=" line says the first
+    # refresh is done, so what listens after it is an opened socket.
+    marker = socket.socket()
+    for candidate in range(max(base - 50, 1024), min(base + 50, 65535) + 1):
+        try:
+            marker.bind(("127.0.0.1", candidate))
+            break
+        except OSError:
+            continue
+    marker.listen(1)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -198,7 +207,7 @@ def test_watch_prints_opened_and_closed_events_when_piped() -> None:
         raise AssertionError(f"the watch ended without {prefix!r}")
 
     try:
-        time.sleep(0.3)
+        wait_for(f"= tcp 127.0.0.1:{port_of(marker)} LISTEN")
         with held:
             held.listen(1)
             # Held until the watch has seen it, however slow the machine.
@@ -208,6 +217,7 @@ def test_watch_prints_opened_and_closed_events_when_piped() -> None:
         _out, err = proc.communicate(timeout=30)
     finally:
         held.close()
+        marker.close()
         if proc.poll() is None:
             proc.kill()
             proc.communicate()

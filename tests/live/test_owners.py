@@ -209,7 +209,7 @@ def test_the_normaliser_from_raw_facts() -> None:
         scan=scan,
         processes=details,
         ranges=ranges,
-        service=lambda port, proto: names.get((port, proto.value)),
+        names=lambda port, proto: (names.get((port, proto.value)), "iana", None),
     )
     listen, estab, tw, udp6, udp4 = socks
     assert listen.state is SocketState.LISTEN and listen.exposure is Exposure.ALL
@@ -237,7 +237,6 @@ def test_the_normaliser_from_raw_facts() -> None:
         scan=OwnerScan({}, {}, refused=(os.getpid(),)),
         processes={},
         ranges=ranges,
-        service=lambda port, proto: None,
         viewer_uid=me,
     )
     assert refused[0].owner_note == (
@@ -249,7 +248,6 @@ def test_the_normaliser_from_raw_facts() -> None:
         scan=OwnerScan({}, {}),
         processes={},
         ranges=ranges,
-        service=lambda port, proto: None,
         viewer_uid=1000,
     )
     assert as_user[0].owner_note == NOTE_NOT_VISIBLE
@@ -258,13 +256,10 @@ def test_the_normaliser_from_raw_facts() -> None:
         scan=OwnerScan({}, {}),
         processes={},
         ranges=ranges,
-        service=lambda port, proto: None,
         viewer_uid=1000,
     )
     assert own[0].uid == 1000 and own[0].owner_note == NOTE_NOT_FOUND
-    no_walk = build_sockets(
-        raws[:1], scan=None, processes={}, ranges=ranges, service=lambda p, q: None
-    )
+    no_walk = build_sockets(raws[:1], scan=None, processes={}, ranges=ranges)
     assert no_walk[0].processes == () and no_walk[0].owner_note is None
     assert (
         PortClass.DYNAMIC
@@ -273,7 +268,6 @@ def test_the_normaliser_from_raw_facts() -> None:
             scan=None,
             processes={},
             ranges=ranges,
-            service=lambda p, q: None,
         )[0].port_class
     )
 

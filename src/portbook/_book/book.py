@@ -266,21 +266,7 @@ class Book:
         whole name table (about 15 ms) for the few thousand distinct ports
         even a large table has; answers are remembered as ``service_name``'s.
         """
-        wanted: set[tuple[int, str]] = set()
-        add = wanted.add
-        for pair in pairs:
-            port, protocol = pair
-            # The common case (an int port, a protocol value) is the pair itself.
-            if (
-                type(port) is int
-                and 0 <= port <= MAX_PORT
-                and type(protocol) is str
-                and protocol in _PROTOCOL_SET
-            ):
-                add(pair)
-            else:
-                _check_port(port)
-                add((port, _proto_key(protocol)))
+        wanted = _pairs(pairs)
         if self._names is None and len(wanted) > _BULK_UNTIL:
             self._name_table()  # nearly every port asked: the whole table is cheaper
         names = self._names
@@ -319,6 +305,34 @@ class Book:
             found.update({key: overlays.first_name(*key) for key in unnamed})
         cache.update({key: (key in rows, name) for key, name in found.items()})
         answer.update(found)
+        return answer
+
+    def display_names(
+        self, pairs: Iterable[tuple[int, Protocol | str]]
+    ) -> dict[tuple[int, str], tuple[str, str] | None]:
+        """What a live view calls each (port, protocol), and the source that says so.
+
+        The order differs from :meth:`service_name`'s, which answers "what is
+        this port assigned to": a socket table answers "what is probably
+        running there". So ``/etc/services`` comes first (this system's own
+        curated names, what ``getservbyport`` and ``ss`` show), then the
+        unofficial list (what widely used software listens on), and IANA's
+        registry last: its names for ports that software reuses mislead
+        (8000 is ``irdmi`` to IANA, a development server on most machines).
+        Each answer is ``(name, source)`` with source ``"etc-services"``,
+        ``"unofficial"`` or ``"iana"``, or ``None`` when nothing names it.
+        """
+        wanted = _pairs(pairs)
+        overlay = self._overlays().first_entries({port for port, _ in wanted})
+        answer: dict[tuple[int, str], tuple[str, str] | None] = {
+            key: overlay.get(key) for key in wanted
+        }
+        missing = [key for key, found in answer.items() if found is None]
+        if missing:
+            registry = self.service_names(missing)
+            for key in missing:
+                name = registry.get(key)
+                answer[key] = (name, "iana") if name is not None else None
         return answer
 
     # -- lookup and search ---------------------------------------------------------
@@ -524,6 +538,26 @@ def _proto_key(protocol: Protocol | str) -> str:
     if not isinstance(protocol, str):
         raise InvalidPortSpecError(repr(protocol), "protocol must be a string")
     return parse_protocol(protocol).value
+
+
+def _pairs(pairs: Iterable[tuple[int, Protocol | str]]) -> set[tuple[int, str]]:
+    """Distinct (port, protocol value) pairs, checked."""
+    wanted: set[tuple[int, str]] = set()
+    add = wanted.add
+    for pair in pairs:
+        port, protocol = pair
+        # The common case (an int port, a protocol value) is the pair itself.
+        if (
+            type(port) is int
+            and 0 <= port <= MAX_PORT
+            and type(protocol) is str
+            and protocol in _PROTOCOL_SET
+        ):
+            add(pair)
+        else:
+            _check_port(port)
+            add((port, _proto_key(protocol)))
+    return wanted
 
 
 def _check_port(port: int) -> None:

@@ -119,24 +119,31 @@ class OverlayIndex:
         return self.first_names([port]).get((port, protocol))
 
     def first_names(self, ports: Iterable[int] | None = None) -> dict[tuple[int, str], str]:
-        """(port, protocol) -> the name of its first entry: /etc/services before unofficial.
+        """(port, protocol) -> the name of its first entry: /etc/services before unofficial."""
+        return {key: name for key, (name, _) in self.first_entries(ports).items()}
+
+    def first_entries(
+        self, ports: Iterable[int] | None = None
+    ) -> dict[tuple[int, str], tuple[str, str]]:
+        """(port, protocol) -> (name, source) of its first entry: /etc/services before unofficial.
 
         For ``ports`` (default: every port either overlay names). The one rule
-        for "the overlays' name of a port", whatever asks.
+        for "the overlays' name of a port", whatever asks; ``source`` is
+        ``"etc-services"`` or ``"unofficial"``.
         """
         wanted = None if ports is None else set(ports)
-        names: dict[tuple[int, str], str] = {}
+        names: dict[tuple[int, str], tuple[str, str]] = {}
         setdefault = names.setdefault
         n_etc = len(self._etc)
         for i in self._positions(wanted):
             if i < n_etc:
                 e = self._etc[i]
-                setdefault((e.port, e.protocol), e.name)
+                setdefault((e.port, e.protocol), (e.name, "etc-services"))
                 continue
             first, last, protocol, name, _, _ = self._unofficial[i - n_etc]
             span = range(first, last + 1)
             for port in span if wanted is None else wanted.intersection(span):
-                setdefault((port, protocol), name)
+                setdefault((port, protocol), (name, "unofficial"))
         return names
 
     def _positions(self, ports: set[int] | None) -> list[int]:

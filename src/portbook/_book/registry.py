@@ -18,6 +18,7 @@ import os
 import sqlite3
 
 from portbook._exceptions import RegistryError
+from portbook._paths import file_uri
 
 __all__ = [
     "PACKAGED_REGISTRY",
@@ -163,25 +164,6 @@ class RegistryDB:
 
     def all_rows(self) -> list[Row]:
         return self._query(f"SELECT {ROW_COLUMNS} FROM service ORDER BY id")
-
-
-# Bytes that stand for themselves in a file: URI path (RFC 3986 unreserved and "/").
-_URI_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/")
-
-
-def file_uri(path: str) -> str:
-    """``file:`` URI of ``path`` (made absolute, symbolic links resolved) for SQLite.
-
-    What ``Path.resolve().as_uri()`` gives, without importing pathlib and
-    urllib: every byte of the file system encoding outside the unreserved set
-    is percent-encoded, so that "?", "#" and "%" in a directory name cannot be
-    taken for URI syntax.
-    """
-    full = os.path.realpath(path)
-    if os.sep == "\\":  # Windows: file:///C:/dir/file
-        full = "/" + full.replace("\\", "/")
-    quoted = "".join(chr(b) if b in _URI_SAFE else f"%{b:02X}" for b in os.fsencode(full))
-    return f"file://{quoted}"
 
 
 def open_registry(

@@ -64,6 +64,14 @@ class CliUsageError(Exception):
     """argparse found the command line unusable (exit status 2)."""
 
 
+class _ParserExit(Exception):
+    """argparse is done (``--help``, ``--version``): exit with ``status``."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(status)
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """argparse's formatter, told the terminal width instead of asking shutil for it.
 
@@ -87,12 +95,28 @@ class _HelpFormatter(argparse.HelpFormatter):
 
 
 class _Parser(argparse.ArgumentParser):
+    # The help to point at when this (top-level) parser finds an error that
+    # belongs to the command being run: argparse reports unknown options there.
+    hint: str | None = None
+    # Where --help and --version write: the command's own output, so that a
+    # closed or full stdout is reported like any other write error.
+    stream: Any = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise CliUsageError(f"{message} (see '{self.prog} --help')")
+        raise CliUsageError(f"{message} (see '{self.hint or self.prog} --help')")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        if message:
+            raise CliUsageError(message.strip())
+        raise _ParserExit(status)
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:
+            (file or _Parser.stream or sys.stdout).write(message)
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -110,6 +134,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     if command in _COMMANDS:
         groups: tuple[str, ...] = (_COMMANDS[command],)
+        parser.hint = f"portbook {command}"
     elif command == "--version":
         groups = ()
     else:
@@ -132,10 +157,26 @@ def main(argv: Sequence[str] | None = None, out: Output | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     output = out if out is not None else Output.for_stdout()
+    try:
+        status = _run(args_list or list(_DEFAULT_ARGV), output)
+        output.stream.flush()  # a full disk or a closed stdout shows here, not at exit
+    except BrokenPipeError:
+        # The reader went away (`portbook ls | head`): not an error worth a line.
+        _silence_stdout()
+        return EXIT_FAILURE
+    except OSError as exc:
+        output.error(f"cannot write the output: {exc.strerror or exc}")
+        _silence_stdout()
+        return EXIT_FAILURE
+    return status
+
+
+def _run(args_list: list[str], output: Output) -> int:
+    """Parse and run one command; errors become one line and an exit status."""
     from portbook import CommandError, PortbookError, UsageError
 
+    _Parser.stream = output.stream
     try:
-        args_list = args_list or list(_DEFAULT_ARGV)
         parser = build_parser(args_list[0])
         args = parser.parse_args(args_list)
         handler = getattr(args, "handler", None)
@@ -144,10 +185,9 @@ def main(argv: Sequence[str] | None = None, out: Output | None = None) -> int:
             return EXIT_USAGE
         status: int = handler(args, output)
         return status
-    except CliUsageError as exc:
-        output.error(str(exc))
-        return EXIT_USAGE
-    except UsageError as exc:
+    except _ParserExit as done:
+        return done.status
+    except (CliUsageError, UsageError) as exc:
         output.error(str(exc))
         return EXIT_USAGE
     except CommandError as exc:
@@ -159,9 +199,15 @@ def main(argv: Sequence[str] | None = None, out: Output | None = None) -> int:
     except KeyboardInterrupt:
         output.error("interrupted")
         return 130
-    except BrokenPipeError:
-        # The reader went away (`portbook ls | head`): not an error worth a line.
-        # Point stdout at devnull so the interpreter's final flush stays quiet.
+    finally:
+        _Parser.stream = None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush at exit stays quiet."""
+    try:
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILURE
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from portbook._cli._args import seconds, whole
 from portbook._cli._output import Output
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
@@ -15,9 +16,14 @@ if TYPE_CHECKING:
 
 _ROOT_NOTE = (
     "Without root, the owning process of another user's socket cannot be seen: such "
-    "sockets are listed with their uid and an empty process list. Run as root to see all owners."
+    "sockets are listed with their user and an empty process list. Run as root to see all "
+    "owners."
 )
 _NOT_VISIBLE = "not visible without root"
+# A source's mark after a service name: /etc/services names (what ss shows) go unmarked.
+_SOURCE_MARK = {"unofficial": " (common)", "iana": " (iana)"}
+_SORTS = ("port", "program", "pid", "state", "user")
+_FOLD = 2  # holders shown by name before "+N" folds the rest
 
 
 def register(subparsers: Any) -> None:
@@ -36,8 +42,10 @@ def _add_ls(subparsers: Any) -> None:
         "ls",
         help="listening sockets and the programs that hold them (the default command)",
         description=(
-            "List this machine's sockets with their owning processes and what the book calls "
-            "each port. By default: listening TCP and bound UDP sockets. " + _ROOT_NOTE
+            "List this machine's sockets with their owning processes and what each port is "
+            "called: your name for it, else this system's /etc/services name, else a common "
+            "default's (marked 'common'), else IANA's (marked 'iana'). By default: listening "
+            "TCP and bound UDP sockets, sorted by port. " + _ROOT_NOTE
         ),
     )
     ls.add_argument("-a", "--all", action="store_true", help="every socket, in every state")
@@ -52,10 +60,13 @@ def _add_ls(subparsers: Any) -> None:
         help="only this state (ss's names: LISTEN, ESTAB, TIME-WAIT, UNCONN, ...); repeatable",
     )
     ls.add_argument("--port", metavar="P|RANGE", help="only this local port or range (8000-8100)")
-    ls.add_argument("--pid", type=int, metavar="N", help="only sockets held by this process")
+    ls.add_argument(
+        "--pid", type=whole(1, 2**22), metavar="N", help="only sockets held by this process"
+    )
     ls.add_argument("--user", metavar="U", help="only sockets of this user (name or uid)")
     ls.add_argument("--program", metavar="NAME", help="only sockets held by this program")
     ls.add_argument("--no-owners", action="store_true", help="skip finding owning processes")
+    _add_table_options(ls)
     ls.add_argument(
         "--json",
         action="store_true",
@@ -65,10 +76,25 @@ def _add_ls(subparsers: Any) -> None:
         "--watch", action="store_true", help="refresh and show sockets opened and closed"
     )
     ls.add_argument(
-        "--interval", type=float, default=2.0, metavar="S", help="seconds between refreshes"
+        "--interval",
+        type=seconds(0, 86400, zero=False),
+        default=2.0,
+        metavar="S",
+        help="seconds between refreshes (default 2)",
     )
-    ls.add_argument("--count", type=int, metavar="N", help="with --watch: stop after N refreshes")
+    ls.add_argument(
+        "--count", type=whole(1, 10**9), metavar="N", help="with --watch: stop after N refreshes"
+    )
     ls.set_defaults(handler=run_ls)
+
+
+def _add_table_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sort", choices=_SORTS, default="port", help="order of the rows (default: port)"
+    )
+    parser.add_argument(
+        "-w", "--wide", action="store_true", help="show each holder's whole command line"
+    )
 
 
 def _add_who(subparsers: Any) -> None:
@@ -77,20 +103,20 @@ def _add_who(subparsers: Any) -> None:
         help="every socket on one port, who holds it, and what the port is",
         description=(
             "Show every socket whose local port is PORT (any state), its owners, and what the "
-            "book calls the port. PORT may be 5432, tcp/5432, :8080, 127.0.0.1:8080 or a "
-            "range. " + _ROOT_NOTE
+            "book calls the port. PORT may be 5432, tcp/5432, :8080, 127.0.0.1:8080, a range, "
+            "one of your names (api) or a service name (postgresql: every port it has). "
+            + _ROOT_NOTE
         ),
     )
     who.add_argument("port", metavar="PORT")
+    _add_table_options(who)
     who.add_argument("--json", action="store_true", help="print a JSON array for programs")
     who.set_defaults(handler=run_who)
 
 
 def _ls_filters(args: argparse.Namespace) -> dict[str, Any]:
-    from portbook import UsageError, parse_port_range
+    from portbook import parse_port_range
 
-    if args.interval <= 0 or (args.count is not None and args.count < 1):
-        raise UsageError("--interval must be above 0 and --count at least 1")
     protocols = [p for p, on in (("tcp", args.tcp), ("udp", args.udp)) if on] or None
     families = [f for f, on in ((4, args.ipv4), (6, args.ipv6)) if on] or None
     states = args.state
@@ -101,10 +127,25 @@ def _ls_filters(args: argparse.Namespace) -> dict[str, Any]:
         "listening": not args.all and not states,
         "port": parse_port_range(args.port) if args.port is not None else None,
         "pid": args.pid,
-        "user": args.user,
+        "user": _known_user(args.user),
         "program": args.program,
         "owners": not args.no_owners,
     }
+
+
+def _known_user(user: str | None) -> str | None:
+    """``--user``: a uid, or a name this system knows (a typo is bad input, not "no sockets")."""
+    from portbook import UsageError
+
+    if user is None or (user.isascii() and user.isdigit()):
+        return user
+    import pwd
+
+    try:
+        pwd.getpwnam(user)
+    except (KeyError, ValueError):
+        raise UsageError(f"no such user: {user!r}") from None
+    return user
 
 
 def run_ls(args: argparse.Namespace, out: Output) -> int:
@@ -118,7 +159,10 @@ def _list_once(filters: dict[str, Any], args: argparse.Namespace, out: Output) -
     from portbook import list_sockets
 
     sockets = list_sockets(**filters)
-    _render(sockets, out, json_out=args.json, show_peer=args.all or bool(args.state))
+    if args.json:
+        _json(sockets, out)
+    else:
+        _render(sockets, out, args, show_peer=args.all or bool(args.state))
     return 0
 
 
@@ -158,7 +202,7 @@ def _who(args: argparse.Namespace, out: Output) -> int:
     if not sockets:
         out.line(f"nothing is using {query} right now")
     else:
-        _render(sockets, out, json_out=False, show_peer=True)
+        _render(sockets, out, args, show_peer=True)
     if query.source == "name":
         out.line()
         out.line(f"{args.port} is your name for {query.protocol}/{query}")
@@ -184,89 +228,114 @@ def _json(sockets: Sequence[Socket], out: Output) -> None:
     # In pieces: a large table's JSON is megabytes (see write_sockets_json).
     from portbook import write_sockets_json
 
-    write_sockets_json(sockets, out.stream, indent=2 if out.tty else None)
+    if out.json_ascii:
+        out.json([s.to_json() for s in sockets])
+        return
+    write_sockets_json(sockets, out.stream)
     out.stream.write("\n")
 
 
-def _endpoint(address: object, port: int | None) -> str:
-    if port is None:
-        return "*"
-    text = str(address)
-    return f"[{text}]:{port}" if ":" in text else f"{text}:{port}"
+def _holders_text(sock: Socket, wide: bool) -> str:
+    """``nginx[100] nginx[101](www-data) +3``: holders by name, with a user unlike the socket's."""
+    procs = sock.processes
+    if not procs:
+        return "?" if sock.owner_note == _NOT_VISIBLE else "-"
+    shown = procs if wide else procs[:_FOLD]
+    parts = []
+    for p in shown:
+        who = f"{p.name or '?'}[{p.pid}]"
+        if p.user and p.user != sock.user:
+            who += f"({p.user})"
+        if wide and p.cmdline:
+            who += " " + " ".join(p.cmdline)
+        parts.append(who)
+    extra = len(procs) - len(shown)
+    return ("; " if wide else " ").join(parts) + (f" +{extra}" if extra else "")
 
 
-def _owners_text(sock: Socket) -> str:
-    if sock.processes:
-        return ",".join(f"{p.name or '?'}[{p.pid}]" for p in sock.processes)
-    return "?" if sock.owner_note == _NOT_VISIBLE else "-"
+def _service_text(sock: Socket) -> str:
+    if sock.name is not None:
+        return f"{sock.name} (yours)"
+    if sock.service is None:
+        return "-"
+    return sock.service + _SOURCE_MARK.get(sock.service_source or "", "")
 
 
-def _render(sockets: Sequence[Socket], out: Output, *, json_out: bool, show_peer: bool) -> None:
-    if json_out:
-        _json(sockets, out)
-        return
-    headers = ["PROTO", "STATE", "LOCAL", "PEER", "PROCESS", "USER", "SERVICE"]
-    # Addresses and owner lists are shared between sockets: format each once.
+def _sort_key(sort: str) -> Callable[[Socket], tuple[Any, ...]]:
+    def where(s: Socket) -> tuple[Any, ...]:
+        return (s.local_port, s.family, s.local_address.packed, s.state.value)
+
+    first: dict[str, Callable[[Socket], Any]] = {
+        "port": lambda s: (),
+        "program": lambda s: (s.processes[0].name or "") if s.processes else "\uffff",
+        "pid": lambda s: s.processes[0].pid if s.processes else 1 << 30,
+        "state": lambda s: s.state.value,
+        "user": lambda s: s.user or "",
+    }
+    head = first[sort]
+    return lambda s: (head(s), *where(s))
+
+
+def _render(
+    sockets: Sequence[Socket], out: Output, args: argparse.Namespace, *, show_peer: bool
+) -> None:
+    headers = ["PROTO", "STATE", "LOCAL", "PEER", "USER", "SERVICE", "PROCESS"]
+    ordered = sorted(sockets, key=_sort_key(getattr(args, "sort", "port")))
+    wide = getattr(args, "wide", False)
+    # Addresses and holder lists are shared between sockets: format each once.
     hosts: dict[int, str] = {}
-    owners: dict[int, tuple[str, str]] = {}
+    owners: dict[tuple[int, str | None], str] = {}
     keep: list[object] = []  # keeps the id() keys above unique
 
-    def host(address: object) -> str:
+    from portbook import address_text
+
+    def endpoint(address: Any, port: int) -> str:
         text = hosts.get(id(address))
         if text is None:
             keep.append(address)
-            text = str(address)
-            text = hosts[id(address)] = f"[{text}]" if ":" in text else text
-        return text
+            shown = address_text(address)
+            text = hosts[id(address)] = f"[{shown}]" if address.version == 6 else shown
+        return f"{text}:{port}"
 
     rows: list[list[str]] = []
-    for s in sockets:
-        procs = s.processes
-        who = owners.get(id(procs))
+    for s in ordered:
+        key = (id(s.processes), s.user)
+        who = owners.get(key)
         if who is None:
-            keep.append(procs)
-            who = owners[id(procs)] = (_owners_text(s), (procs[0].user or "?") if procs else "")
+            keep.append(s.processes)
+            who = owners[key] = _holders_text(s, wide)
+        peer = "*" if s.remote_port is None else endpoint(s.remote_address, s.remote_port)
         row = [
             f"{s.protocol}{s.family:d}",
             s.state.value,
-            f"{host(s.local_address)}:{s.local_port}",
-            "*" if s.remote_port is None else f"{host(s.remote_address)}:{s.remote_port}",
-            who[0],
-            who[1] if procs else _uid_name(s.uid),
-            s.service or "-",
+            endpoint(s.local_address, s.local_port),
+            peer,
+            s.user or "?",
+            _service_text(s),
+            who,
         ]
         if not show_peer:
             del row[3]
         rows.append(row)
     if not show_peer:
         del headers[3]
-    out.table(headers, rows)
+    # On a narrow terminal the least useful columns go first: who the socket
+    # belongs to, then what the book calls it, then the peer.
+    drop = [headers.index(h) for h in ("USER", "SERVICE", "PEER") if h in headers]
+    out.table(headers, rows, drop=drop)
     if any(s.owner_note == _NOT_VISIBLE for s in sockets):
-        out.err.write("portbook: note: some owners are not visible without root\n")
-
-
-_uid_names: dict[int, str] = {}
-
-
-def _uid_name(uid: int) -> str:
-    name = _uid_names.get(uid)
-    if name is None:
-        import pwd
-
-        try:
-            name = pwd.getpwuid(uid).pw_name if uid >= 0 else "?"
-        except KeyError:
-            name = str(uid)
-        _uid_names[uid] = name
-    return name
+        out.note("some owners are not visible without root")
 
 
 def _event_line(sign: str, s: Socket) -> str:
-    owners = _owners_text(s)
-    peer = "" if s.remote_port is None else " " + _endpoint(s.remote_address, s.remote_port)
+    from portbook import endpoint_text
+
+    peer = ""
+    if s.remote_address is not None and s.remote_port is not None:
+        peer = " " + endpoint_text(s.remote_address, s.remote_port)
     return (
-        f"{sign} {s.protocol.value} {_endpoint(s.local_address, s.local_port)}{peer} "
-        f"{s.state.value} {owners}"
+        f"{sign} {s.protocol.value} {endpoint_text(s.local_address, s.local_port)}{peer} "
+        f"{s.state.value} {_holders_text(s, False)}"
     )
 
 
@@ -276,32 +345,50 @@ def _watch(filters: dict[str, Any], args: argparse.Namespace, out: Output) -> in
     try:
         for change in watch_sockets(interval=args.interval, count=args.count, **filters):
             if args.json:
-                # One JSON object per line and event, for programs following along.
-                import json
-
-                for event, sockets in (("closed", change.closed), ("opened", change.opened)):
-                    for s in sockets:
-                        out.line(json.dumps({"event": event, "socket": s.to_json()}))
+                _watch_json(change, out)
             elif out.tty:
-                out.stream.write("\x1b[H\x1b[2J")
-                out.heading(
-                    f"portbook ls --watch: {len(change.sockets)} sockets, "
-                    f"{len(change.opened)} opened, {len(change.closed)} closed "
-                    f"(every {args.interval:g}s, Ctrl-C to stop)"
-                )
-                for s in change.closed:
-                    out.line(_event_line("-", s))
-                if not change.first:
-                    for s in change.opened:
-                        out.line(_event_line("+", s))
-                out.line()
-                _render(list(change.sockets), out, json_out=False, show_peer=args.all)
+                _watch_screen(change, args, out)
             else:
+                # "=" marks what was already there when the watch began.
                 for s in change.closed:
                     out.line(_event_line("-", s))
                 for s in change.opened:
-                    out.line(_event_line("+", s))
+                    out.line(_event_line("=" if change.first else "+", s))
             out.stream.flush()
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _watch_json(change: Any, out: Output) -> None:
+    # One JSON object per line and event, for programs following along; the
+    # sockets of the first refresh were already there ("initial": true).
+    import json
+
+    for event, sockets in (("closed", change.closed), ("opened", change.opened)):
+        for s in sockets:
+            record = {"event": event, "socket": s.to_json(), "initial": change.first}
+            out.stream.write(json.dumps(record, ensure_ascii=out.json_ascii) + "\n")
+
+
+def _watch_screen(change: Any, args: argparse.Namespace, out: Output) -> None:
+    out.stream.write("\x1b[H\x1b[2J")
+    if change.first:
+        news = f"{_count(len(change.sockets), 'socket')} already there"
+    else:
+        news = (
+            f"{_count(len(change.sockets), 'socket')}, {len(change.opened)} opened, "
+            f"{len(change.closed)} closed"
+        )
+    out.heading(f"portbook ls --watch: {news} (every {args.interval:g}s, Ctrl-C to stop)")
+    for s in change.closed:
+        out.line(_event_line("-", s))
+    if not change.first:
+        for s in change.opened:
+            out.line(_event_line("+", s))
+    out.line()
+    _render(list(change.sockets), out, args, show_peer=args.all)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -103,8 +103,7 @@ def run_wait(args: argparse.Namespace, out: Output) -> int:
 
     def ready(target: WaitTarget, seconds: float) -> None:
         if not args.quiet:
-            out.err.write(f"portbook: {target} is {what} after {seconds:.3f}s\n")
-            out.err.flush()
+            out.info(f"{target} is {what} after {seconds:.3f}s")
 
     timeout = None if args.timeout == 0 else args.timeout
     waiter = wait_for_free if args.closed else wait_for_port
@@ -129,7 +128,8 @@ def _run_command(command: list[str], out: Output) -> int:
     import os
 
     out.stream.flush()
-    out.err.flush()
+    if out.err is not None:
+        out.err.flush()
     try:
         if out.stream is sys.stdout and out.err is sys.stderr:
             # As the real command, become CMD (as wait-for-it does with exec):

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     IPAddress = IPv4Address | IPv6Address
 
-__all__ = ["build_sockets", "exposure", "state_mask"]
+__all__ = ["Namer", "build_sockets", "exposure", "state_mask", "unnamed"]
 
 # Kernel state number -> state, for TCP; UDP differs only for TCP_CLOSE.
 _TCP_STATE_BY_CODE: dict[int, SocketState] = dict(
@@ -104,16 +104,19 @@ class _Addresses(dict[bytes, tuple["IPAddress", Exposure]]):
         return made
 
 
-class _PortFacts(dict[int, tuple[str | None, PortClass, bool]]):
-    """Local port -> (service name, port class, ephemeral?) for one protocol."""
+_Facts = tuple["str | None", PortClass, bool, "str | None", "str | None"]
 
-    def __init__(self, protocol: Protocol, ranges: LocalRanges, service: _Namer) -> None:
+
+class _PortFacts(dict[int, _Facts]):
+    """Local port -> (service, port class, ephemeral?, your name, service source), one protocol."""
+
+    def __init__(self, protocol: Protocol, ranges: LocalRanges, names: Namer) -> None:
         super().__init__()
         self._protocol = protocol
         self._ranges = ranges
-        self._service = service
+        self._names = names
 
-    def make(self, port: int) -> tuple[str | None, PortClass, bool]:
+    def make(self, port: int) -> _Facts:
         cls = (
             PortClass.SYSTEM
             if port <= PortClass.SYSTEM.last
@@ -121,11 +124,8 @@ class _PortFacts(dict[int, tuple[str | None, PortClass, bool]]):
             if port <= PortClass.USER.last
             else PortClass.DYNAMIC
         )
-        made = self[port] = (
-            self._service(port, self._protocol),
-            cls,
-            self._ranges.is_ephemeral(port),
-        )
+        service, source, yours = self._names(port, self._protocol)
+        made = self[port] = (service, cls, self._ranges.is_ephemeral(port), yours, source)
         return made
 
 
@@ -200,7 +200,13 @@ class _Holders:
 
 
 if TYPE_CHECKING:
-    _Namer = Callable[[int, Protocol], str | None]
+    #: What a port is called: (port, protocol) -> (the book's name, its source, your name).
+    Namer = Callable[[int, Protocol], tuple[str | None, str | None, str | None]]
+
+
+def unnamed(port: int, protocol: Protocol) -> tuple[None, None, None]:
+    """A :data:`Namer` that names nothing."""
+    return (None, None, None)
 
 
 def build_sockets(
@@ -209,13 +215,13 @@ def build_sockets(
     scan: OwnerScan | None,
     processes: Mapping[int, ProcessInfo],
     ranges: LocalRanges,
-    service: Callable[[int, Protocol], str | None],
+    names: Namer = unnamed,
     viewer_uid: int = 0,
 ) -> list[Socket]:
     """The one place public :class:`Socket` records are made.
 
     ``scan`` is the owner walk (``None`` when owners were not asked for);
-    ``processes`` the details of every holding pid; ``service`` names a port;
+    ``processes`` the details of every holding pid; ``names`` names a port;
     ``viewer_uid`` is the effective uid of the reader (0: root, who sees
     every holder).
     """
@@ -225,7 +231,7 @@ def build_sockets(
     single_get, by_pid, other = holders.single.get, holders.by_pid, holders.other
     addresses = _Addresses()
     address_get, address_make = addresses.get, addresses.make
-    facts = {p: _PortFacts(p, ranges, service) for p in (Protocol.TCP, Protocol.UDP)}
+    facts = {p: _PortFacts(p, ranges, names) for p in (Protocol.TCP, Protocol.UDP)}
     users: dict[int, str | None] = {}
     out: list[Socket] = []
     unspecified, closed, append, make = _UNSPECIFIED, SocketState.CLOSE, out.append, _make_socket
@@ -237,7 +243,7 @@ def build_sockets(
         protocol, family, states = _KINDS[proto, fam]
         local = address_get(laddr) or address_make(laddr, fam)
         ports = facts[protocol]
-        named, port_cls, ephemeral = ports.get(lport) or ports.make(lport)
+        named, port_cls, ephemeral, yours, source = ports.get(lport) or ports.make(lport)
         if rport == 0 and raddr in unspecified:
             remote: IPAddress | None = None
             remote_port: int | None = None
@@ -253,7 +259,7 @@ def build_sockets(
         append(make((
             protocol, family, states.get(code, closed), local[0], lport, remote, remote_port,
             inode, uid, rq, sq, v6only, ifindex or None, procs, note, named, port_cls, ephemeral,
-            local[1], user,
+            local[1], user, yours, source,
         )))
         # fmt: on
     return out

@@ -130,6 +130,8 @@ def _json_chunks(sockets: Iterable[Socket]) -> Iterator[str]:
         ephemeral,
         exposure,
         user,
+        yours,
+        source,
     ) in values_of(sockets):
         append(
             f'{{"protocol": "{protocols[proto]}", "family": {families[fam]}, '
@@ -138,7 +140,8 @@ def _json_chunks(sockets: Iterable[Socket]) -> Iterator[str]:
             f'"remote_port": {"null" if rport is None else rport}, '
             f'"inode": {inode}, "uid": {uid}, "user": {value(user)}, '
             f'"processes": {holders(procs)}, "owner_note": {value(note)}, '
-            f'"service": {value(service)}, "exposure": "{exposures[exposure]}", '
+            f'"service": {value(service)}, "service_source": {value(source)}, '
+            f'"name": {value(yours)}, "exposure": "{exposures[exposure]}", '
             f'"port_class": "{classes[port_class]}", '
             f'"ephemeral": {"true" if ephemeral else "false"}, '
             f'"recv_queue": {rq}, "send_queue": {sq}, '

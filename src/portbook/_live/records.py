@@ -88,7 +88,10 @@ class Socket:
     says why. ``v6only`` is known only for IPv6 sockets read over netlink.
     ``interface`` is the index of the device the socket is bound to, if any.
     ``uid`` is the socket's own owner (what ``ss -e`` shows) and ``user`` its
-    name; each holder in ``processes`` has its own ``user``.
+    name; each holder in ``processes`` has its own ``user``. ``name`` is your
+    name for the port (from the store); ``service`` the book's, and
+    ``service_source`` which source gave it (``etc-services``, ``unofficial``
+    or ``iana``: see :meth:`portbook.Book.display_names`).
     """
 
     protocol: Protocol
@@ -111,6 +114,8 @@ class Socket:
     ephemeral: bool
     exposure: Exposure
     user: str | None = None
+    name: str | None = None
+    service_source: str | None = None
 
     @property
     def listening(self) -> bool:
@@ -135,6 +140,8 @@ class Socket:
             "processes": [p.to_json() for p in self.processes],
             "owner_note": self.owner_note,
             "service": self.service,
+            "service_source": self.service_source,
+            "name": self.name,
             "exposure": self.exposure.value,
             "port_class": self.port_class.common_name,
             "ephemeral": self.ephemeral,

@@ -5,7 +5,7 @@
 every holder of every socket (:mod:`portbook._live.owners`), has the records
 built in one place (:func:`portbook._live.build.build_sockets`) and keeps the
 sockets the owner filters select. What a port is called comes from outside,
-through ``names``: the live table knows nothing of the book.
+through ``names``: the live table knows nothing of the book or your names.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 
 from portbook._exceptions import SocketTableError, UsageError
 from portbook._live.backends.base import ALL_STATES_MASK, RawSocket, TableQuery
-from portbook._live.build import build_sockets, state_mask
+from portbook._live.build import build_sockets, state_mask, unnamed
 from portbook._live.records import Socket, SocketState
 from portbook._ports import Family, PortRange, Protocol, parse_protocol
 from portbook._record import record
@@ -22,14 +22,16 @@ from portbook._record import record
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     from portbook._live.backends.base import SocketBackend
+    from portbook._live.build import Namer
     from portbook._live.owners import OwnerScan
 
-    #: What the live table is handed to name ports: (port, protocol) pairs -> name.
-    ServiceNames = Callable[[set[tuple[int, str]]], Mapping[tuple[int, str], str | None]]
+    #: What the live table is handed to name its ports: the set of (port, protocol
+    #: value) pairs of the table in, a namer of each pair out.
+    PortNamer = Callable[[set[tuple[int, str]]], Namer]
 
 __all__ = ["SocketFilter", "read_sockets", "socket_backend", "socket_filter"]
 
@@ -93,7 +95,7 @@ def read_sockets(
     chosen: SocketFilter,
     *,
     backend: SocketBackend | None = None,
-    names: ServiceNames | None = None,
+    names: PortNamer | None = None,
 ) -> list[Socket]:
     """The sockets ``chosen`` selects, with every holder, each port named by ``names``.
 
@@ -123,14 +125,14 @@ def _read(
     source: SocketBackend,
     *,
     fallback: bool,
-    names: ServiceNames | None,
+    names: PortNamer | None,
 ) -> list[Socket]:
     """Rows, names and holders, the walk side by side with the rest (see ``walk_during``)."""
 
-    def rows_and_names() -> tuple[list[RawSocket], Mapping[tuple[int, str], str | None]]:
+    def rows_and_names() -> tuple[list[RawSocket], Namer]:
         rows = _rows(chosen, source, fallback=fallback)
         pairs = {(r.local_port, r.protocol) for r in rows}
-        return rows, (names(pairs) if names is not None and pairs else {})
+        return rows, (names(pairs) if names is not None and pairs else unnamed)
 
     scan: OwnerScan | None = None
     if chosen.owners and not source.provides_owners:
@@ -142,13 +144,12 @@ def _read(
     from portbook._live.processes import process_details
     from portbook._machine import local_ranges
 
-    get = named.get
     return build_sockets(
         rows,
         scan=scan,
         processes=process_details(_owning_pids(rows, scan)) if chosen.owners else {},
         ranges=local_ranges(),
-        service=lambda port, protocol: get((port, protocol)),
+        names=named,
         viewer_uid=os.geteuid() if hasattr(os, "geteuid") else 0,
     )
 

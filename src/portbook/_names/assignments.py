@@ -19,7 +19,15 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
-__all__ = ["Assignment", "all_names", "delete_name", "find_name", "insert_name", "name_on_port"]
+__all__ = [
+    "Assignment",
+    "all_names",
+    "delete_name",
+    "find_name",
+    "insert_name",
+    "name_on_port",
+    "names_on_file",
+]
 
 
 @record
@@ -65,6 +73,30 @@ def all_names(conn: sqlite3.Connection) -> list[Assignment]:
     """Every assignment, sorted by name."""
     rows = conn.execute("SELECT name, port, protocol FROM names ORDER BY name").fetchall()
     return [_assignment(r) for r in rows]
+
+
+def names_on_file(path: str) -> list[Assignment]:
+    """Every assignment of the store at ``path``, read without opening it as a :class:`Store`.
+
+    For the live table, which shows your names on every listing: a
+    read-only connection and one query, without the store's write machinery
+    (and its imports) on the path of ``portbook ls``. A file this user does
+    not own, or a link, is not read (the store refuses such files too).
+    Raises ``OSError`` or ``sqlite3.Error`` when the file cannot be read.
+    """
+    import os
+    import sqlite3
+
+    from portbook._paths import file_uri
+
+    info = os.lstat(path)
+    if not os.path.isfile(path) or os.path.islink(path) or info.st_uid != os.geteuid():
+        return []
+    conn = sqlite3.connect(f"{file_uri(path)}?mode=ro", uri=True)
+    try:
+        return all_names(conn)
+    finally:
+        conn.close()
 
 
 def insert_name(conn: sqlite3.Connection, assignment: Assignment) -> None:

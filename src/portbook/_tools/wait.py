@@ -207,9 +207,7 @@ class _Checker:
         # Records straight from the raw facts in hand: no second query, no owner
         # walk and no book lookup (loading the registry would cost more than
         # the whole wait is allowed to take).
-        found = build_sockets(
-            raws, scan=None, processes={}, ranges=local_ranges(), service=_no_service
-        )
+        found = build_sockets(raws, scan=None, processes={}, ranges=local_ranges())
         for addr in self.local:
             if addr.is_unspecified:
                 return True  # "0.0.0.0:80" means "this machine, port 80"
@@ -285,10 +283,6 @@ class _Checker:
         stop.wait(max(0.0, min(self.interval, deadline - time.monotonic())))
         if self.local is None:
             self.interval = min(self.interval * REMOTE_GROWTH, REMOTE_MAX)
-
-
-def _no_service(port: int, protocol: Protocol) -> str | None:
-    return None
 
 
 def _wait(
