@@ -28,7 +28,9 @@ HTTPD = ("busybox", "httpd", "-f", "-p", "80", "-h", "/www")
 # Rootful Podman must lower these limits itself where root lacks CAP_SYS_RESOURCE (runc
 # otherwise fails to set RLIMIT_NOFILE above the current hard limit).
 PODMAN_LIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
-DOCKER_LOCK = "/run/lock/portbook-test-dockerd.lock"
+DOCKER_LOCK = os.path.join(
+    "/run/lock" if os.path.isdir("/run/lock") else "/tmp", "portbook-test-dockerd.lock"
+)
 DOCKERD_LOG = "/var/log/portbook-dockerd.log"
 
 

@@ -69,6 +69,12 @@ def test_a_server_in_a_named_namespace_is_found_named_and_read() -> None:
         scan = scan_all()
         assert {scan.single.get(i) for i in inodes} == {child.pid}
         assert _ports(read_namespace(ns, LISTENING).rows) == _ports(inner.rows)
+        # One query per protocol, as the live table asks: the namespace is entered once.
+        per_protocol = [
+            TableQuery(frozenset({"tcp"}), state_mask=1 << 10),
+            TableQuery(frozenset({"udp"}), state_mask=1 << 7),
+        ]
+        assert _ports(read_namespace(ns, per_protocol).rows) == _ports(inner.rows)
         _same_as_ss(name, inner.rows)
 
 

@@ -44,7 +44,7 @@ from portbook._record import record
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
 
     from portbook._live.backends.base import SocketBackend
     from portbook._live.containers import Container, ContainerIndex
@@ -288,7 +288,7 @@ def _by_file(path: str, found: list[Netns], spec: str, *, pid: int | None = None
 
 def read_namespace_tables(
     namespaces: Iterable[Netns],
-    query: TableQuery,
+    query: TableQuery | Sequence[TableQuery],
     *,
     proc: str = PROC,
     backend: Callable[[], SocketBackend] | None = None,
@@ -300,7 +300,11 @@ def read_namespace_tables(
     (otherwise; see the module doc). ``backend`` makes the netlink reader
     (tests); a namespace that cannot be read at all has a ``note``. Raises
     :class:`SocketTableError` only when the caller's own table cannot be read.
+    Several queries (one per protocol, as the live table asks: a TCP mask
+    without TCP_CLOSE spares the kernel a walk of the whole connection hash)
+    are answered together, each namespace entered once.
     """
+    queries = (query,) if isinstance(query, TableQuery) else tuple(query)
     wanted = list(namespaces)
     make = backend if backend is not None else _netlink
     own = own_namespace(proc)
@@ -308,17 +312,17 @@ def read_namespace_tables(
     foreign: list[tuple[int, Netns]] = []
     for index, ns in enumerate(wanted):
         if ns.inode == own:
-            results[index] = NetnsTable(ns, tuple(make().sockets(query)), method="netlink")
+            results[index] = NetnsTable(ns, _rows(make(), queries), method="netlink")
         else:
             foreign.append((index, ns))
     if foreign:
-        results.update(_read_foreign(foreign, query, proc, make))
+        results.update(_read_foreign(foreign, queries, proc, make))
     return [results[i] for i in range(len(wanted))]
 
 
 def read_namespace(
     ns: Netns,
-    query: TableQuery,
+    query: TableQuery | Sequence[TableQuery],
     *,
     proc: str = PROC,
     backend: Callable[[], SocketBackend] | None = None,
@@ -330,6 +334,13 @@ def read_namespace(
     return table
 
 
+def _rows(backend: SocketBackend, queries: tuple[TableQuery, ...]) -> tuple[RawSocket, ...]:
+    rows: list[RawSocket] = []
+    for query in queries:
+        rows.extend(backend.sockets(query))
+    return tuple(rows)
+
+
 def _netlink() -> SocketBackend:
     from portbook._live.backends.netlink import NetlinkBackend
 
@@ -338,16 +349,16 @@ def _netlink() -> SocketBackend:
 
 def _read_foreign(
     foreign: list[tuple[int, Netns]],
-    query: TableQuery,
+    queries: tuple[TableQuery, ...],
     proc: str,
     make: Callable[[], SocketBackend],
 ) -> dict[int, NetnsTable]:
-    entered = _read_entering(foreign, query, proc, make) if _may_enter() else {}
+    entered = _read_entering(foreign, queries, proc, make) if _may_enter() else {}
     results: dict[int, NetnsTable] = {}
     for index, ns in foreign:
         table = entered.get(index)
         if table is None or table.note is not None:
-            fallback = _read_procfs(ns, query, proc)
+            fallback = _read_procfs(ns, queries, proc)
             if fallback is not None:
                 table = fallback
             elif table is None:
@@ -377,7 +388,7 @@ def _cannot_enter(ns: Netns) -> str:
 
 def _read_entering(
     foreign: list[tuple[int, Netns]],
-    query: TableQuery,
+    queries: tuple[TableQuery, ...],
     proc: str,
     make: Callable[[], SocketBackend],
 ) -> dict[int, NetnsTable]:
@@ -390,7 +401,7 @@ def _read_entering(
     def work() -> None:
         try:
             for index, ns in foreign:
-                results[index] = _read_one_entered(ns, query, proc, make)
+                results[index] = _read_one_entered(ns, queries, proc, make)
         except BaseException as exc:  # handed to the caller's thread
             failure.append(exc)
 
@@ -403,7 +414,7 @@ def _read_entering(
 
 
 def _read_one_entered(
-    ns: Netns, query: TableQuery, proc: str, make: Callable[[], SocketBackend]
+    ns: Netns, queries: tuple[TableQuery, ...], proc: str, make: Callable[[], SocketBackend]
 ) -> NetnsTable:
     """In the worker thread: enter ``ns`` and read its table there."""
     fd = _open_namespace(ns, proc)
@@ -416,7 +427,7 @@ def _read_one_entered(
     if error is not None:
         return NetnsTable(ns, (), f"cannot enter it: {os.strerror(error)}")
     try:
-        rows = tuple(make().sockets(query))
+        rows = _rows(make(), queries)
     except SocketTableError as exc:
         return NetnsTable(ns, (), str(exc))
     return NetnsTable(ns, rows, method="netlink")
@@ -469,7 +480,7 @@ def _setns(fd: int) -> int | None:
     return error or None
 
 
-def _read_procfs(ns: Netns, query: TableQuery, proc: str) -> NetnsTable | None:
+def _read_procfs(ns: Netns, queries: tuple[TableQuery, ...], proc: str) -> NetnsTable | None:
     """``ns``'s table from ``/proc/PID/net`` of one of its processes, or ``None``."""
     from portbook._live.backends.procfs import ProcfsBackend
 
@@ -484,7 +495,7 @@ def _read_procfs(ns: Netns, query: TableQuery, proc: str) -> NetnsTable | None:
             except OSError:
                 continue
         try:
-            rows = tuple(ProcfsBackend(root).sockets(query))
+            rows = _rows(ProcfsBackend(root), queries)
         except SocketTableError:
             continue
         return NetnsTable(ns, rows, method="procfs")
