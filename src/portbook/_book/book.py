@@ -34,10 +34,12 @@ from portbook._record import public, record
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import Any
+    from collections.abc import Callable, Iterable
+    from typing import Any, TypeVar
 
     from portbook._book.etc_services import EtcServicesEntry
+
+    _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 __all__ = [
     "Book",
@@ -53,6 +55,7 @@ __all__ = [
     "service_name",
     "service_names",
     "update_registry",
+    "verify_registry_file",
 ]
 
 _MAX_SEARCH_LEN = 100
@@ -225,14 +228,41 @@ _DYNAMIC_BLOCK = Service(
 def _date(text: str | None) -> date | None:
     if not text:
         return None
-    if len(text) == 7:  # "2007-06": IANA recorded only the month
-        return date(int(text[:4]), int(text[5:7]), 1)
-    return date.fromisoformat(text)
+    try:
+        if len(text) == 7:  # "2007-06": IANA recorded only the month
+            return date(int(text[:4]), int(text[5:7]), 1)
+        return date.fromisoformat(text)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"date {text!r}: {exc}") from None
+
+
+class _MalformedRecordError(RegistryError):
+    """A registry row that does not make a :class:`Service` (raised without the file's path)."""
 
 
 def _service_from_row(row: tuple[Any, ...]) -> Service:
+    """The record of one registry row; :class:`_MalformedRecordError` if it holds what no
+    registry holds (``update`` never installs such a row, but a file can be edited)."""
+    try:
+        return _checked_service(row)
+    except (ValueError, KeyError, TypeError) as exc:
+        ident = row[0] if row else "?"
+        raise _MalformedRecordError(f"registry record {ident} is malformed ({exc})") from None
+
+
+def _checked_service(row: tuple[Any, ...]) -> Service:
     (_, name, port, port_end, protocol, description, status, assignee, contact) = row[:9]
     (registered, modified, reference, service_code, unauthorized, notes) = row[9:]
+    if port is None:
+        if port_end is not None:
+            raise ValueError("a last port without a first")
+    elif not (type(port) is int and type(port_end) is int and 0 <= port <= port_end <= MAX_PORT):
+        raise ValueError(f"ports {port!r}-{port_end!r}")
+    if type(description) is not str:
+        raise TypeError("description is not text")
+    for text in (name, assignee, contact, reference, service_code, unauthorized, notes):
+        if text is not None and type(text) is not str:
+            raise TypeError(f"{text!r} is not text")
     return Service(
         name,
         port,
@@ -281,6 +311,28 @@ def _unofficial_service(entry: tuple[int, int, str, str, str, str]) -> Service:
     )
 
 
+def _falls_back(method: _Method) -> _Method:
+    """Run a registry-reading method; if the user's copy fails it, again over the packaged data.
+
+    A user copy can be damaged or edited after it was installed, and a lookup
+    must not fail for that: :meth:`Book._recover` drops it (with the
+    warning :class:`RegistryInfo` shows) and the method runs once more.
+    Failures of the packaged data or of an explicit ``registry_path`` are raised.
+    """
+
+    def run(self: Book, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RegistryError as exc:
+            self._recover(exc)
+        return method(self, *args, **kwargs)
+
+    run.__name__ = method.__name__
+    run.__qualname__ = method.__qualname__
+    run.__doc__ = method.__doc__
+    return run  # type: ignore[return-value]
+
+
 class Book:
     """The book over one registry file, one services file and the unofficial list.
 
@@ -308,6 +360,7 @@ class Book:
         self._lock = _thread.RLock()
         self._db: Any = None  # _registry.RegistryDB, imported lazily (sqlite3)
         self._warning: str | None = None
+        self._fell_back = False  # the user's copy failed a query: the packaged data is in use
         self._etc_entries: list[EtcServicesEntry] | None = None
         self._etc: list[Service] | None = None
         self._etc_path: str | None = None
@@ -335,6 +388,29 @@ class Book:
                     self._db, self._warning = open_registry(self._registry_path, self._data_dir)
                 db = self._db
         return db
+
+    def _recover(self, exc: RegistryError) -> None:
+        """After ``exc`` from a query: switch from the user's copy to the packaged data, or raise.
+
+        Returns when the caller should run its query again (now, or already by
+        another thread, over the packaged data); raises ``exc`` (with the
+        file named) when the data that failed is not the user's copy.
+        """
+        with self._lock:
+            db = self._db
+            if self._fell_back:
+                return
+            if db is None or db.origin != "user":
+                if isinstance(exc, _MalformedRecordError) and db is not None:
+                    raise RegistryError(f"registry data {db.path} is unusable: {exc}") from None
+                raise exc
+            from portbook._book.registry import open_packaged
+
+            reason = str(exc) if db.path in str(exc) else f"registry data {db.path}: {exc}"
+            self._reset()
+            self._db = open_packaged()
+            self._warning = f"{reason}; using the packaged registry instead"
+            self._fell_back = True
 
     def _etc_raw(self) -> list[EtcServicesEntry]:
         entries = self._etc_entries
@@ -387,6 +463,7 @@ class Book:
         assert names is not None
         return names
 
+    @_falls_back
     def _build_name_tables(self) -> None:
         # The registry's assignments come pre-expanded per port and protocol
         # (built with the database); the overlays fill the gaps. Afterwards
@@ -425,7 +502,7 @@ class Book:
         key = (port, _proto_key(protocol))
         facts = cache.get(key)
         if facts is None:
-            row = self._registry().port_name(port, key[1])
+            row = self._port_name_row(port, key[1])
             name = row[0] if row is not None else None
             if name is None:
                 name = self._overlays().first_name(port, key[1])
@@ -434,6 +511,11 @@ class Book:
             if len(cache) > _PRELOAD_AFTER:
                 self._name_table()
         return facts
+
+    @_falls_back
+    def _port_name_row(self, port: int, protocol: str) -> tuple[str | None] | None:
+        row: tuple[str | None] | None = self._registry().port_name(port, protocol)
+        return row
 
     def service_name(self, port: int, protocol: Protocol | str) -> str | None:
         """The best single name for ``port``/``protocol``, or ``None``.
@@ -496,16 +578,7 @@ class Book:
             answer, missing = {}, list(wanted)
         if not missing:
             return answer
-        rows: dict[tuple[int, str], str | None] = {}
-        ports = sorted({port for port, _ in missing})
-        db = self._registry()
-        for start in range(0, len(ports), _BULK_CHUNK):
-            chunk = tuple(ports[start : start + _BULK_CHUNK])
-            marks = ",".join("?" * len(chunk))
-            for port, proto, name in db._query(
-                f"SELECT port, protocol, name FROM port_name WHERE port IN ({marks})", chunk
-            ):
-                rows[port, proto] = name
+        rows = self._bulk_port_names(sorted({port for port, _ in missing}))
         rows_get = rows.get
         found: dict[tuple[int, str], str | None] = {
             key: name for key in missing if (name := rows_get(key)) is not None
@@ -522,6 +595,20 @@ class Book:
         cache.update({key: (key in rows, name) for key, name in found.items()})
         answer.update(found)
         return answer
+
+    @_falls_back
+    def _bulk_port_names(self, ports: list[int]) -> dict[tuple[int, str], str | None]:
+        """IANA's (port, protocol) -> name for ``ports``, one query per ``_BULK_CHUNK``."""
+        rows: dict[tuple[int, str], str | None] = {}
+        db = self._registry()
+        for start in range(0, len(ports), _BULK_CHUNK):
+            chunk = tuple(ports[start : start + _BULK_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            for port, proto, name in db._query(
+                f"SELECT port, protocol, name FROM port_name WHERE port IN ({marks})", chunk
+            ):
+                rows[port, proto] = name
+        return rows
 
     def _overlay_names(self, ports: set[int]) -> dict[tuple[int, str], str]:
         """(port, protocol) -> the first overlay name (/etc/services, then unofficial)."""
@@ -609,6 +696,7 @@ class Book:
                 built[row[0]] = _service_from_row(row)
             return [built[i] for (i,) in rows]
 
+    @_falls_back
     def _by_ports(self, first: int, last: int, proto: Protocol | None) -> list[Service]:
         if first == last:
             found = self._at_port(first)
@@ -622,11 +710,13 @@ class Book:
             found.extend(hits)
         return found if proto is None else _filter_protocol(found, proto)
 
+    @_falls_back
     def _by_name(self, name: str, proto: Protocol | None) -> list[Service]:
         found = self._services(self._registry().by_name(name))
         found.extend(self._overlays().by_name(name))
         return _filter_protocol(found, proto)
 
+    @_falls_back
     def search(self, text: str, limit: int = 20) -> list[Service]:
         """Entries whose name or description contains ``text`` (case-insensitive), best first.
 
@@ -658,6 +748,7 @@ class Book:
 
     # -- registry data -------------------------------------------------------------
 
+    @_falls_back
     def registry_info(self) -> RegistryInfo:
         """Which registry data is in use, its source, date and counts, and the overlays."""
         db = self._registry()
@@ -712,6 +803,7 @@ class Book:
         if self._db is not None:
             self._retired.append(self._db)
         self._db = None
+        self._fell_back = False
         self._names = None
         self._assigned = None
         self._facts = {}
@@ -866,6 +958,41 @@ def _proto_key(protocol: Protocol | str) -> str:
 def _check_port(port: int) -> None:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= MAX_PORT:
         raise InvalidPortSpecError(str(port), f"port must be an integer 0-{MAX_PORT}")
+
+
+def verify_registry_file(path: str | os.PathLike[str]) -> RegistryInfo:
+    """Read the registry database at ``path`` as the book reads one; its :class:`RegistryInfo`.
+
+    Every record is built, the name table and ``meta`` are read: what
+    ``update`` runs on a new database before renaming it into place, so
+    that nothing this reader would fail on is ever installed. Raises
+    :class:`portbook.RegistryError` naming what failed.
+    """
+    book = Book(registry_path=path, services_path=False, unofficial=False)
+    try:
+        info = book.registry_info()
+        db = book._registry()
+        rows = db.all_rows()
+        for row in rows:
+            _service_from_row(row)
+        for port, protocol, name in db.port_names():
+            if (
+                type(port) is not int
+                or protocol not in _PROTOCOL_SET
+                or type(name)
+                not in (
+                    str,
+                    type(None),
+                )
+            ):
+                raise RegistryError(f"name table row {(port, protocol, name)!r} is malformed")
+        if len(rows) != info.records:
+            raise RegistryError(f"{len(rows)} records where meta says {info.records}")
+        return info
+    except _MalformedRecordError as exc:
+        raise RegistryError(str(exc)) from None
+    finally:
+        book.close()
 
 
 # -- the default book and module-level functions ------------------------------------
