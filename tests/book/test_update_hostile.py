@@ -614,3 +614,32 @@ def test_the_cli_prints_nothing_extra_when_the_data_is_fine(data_dir: Path) -> N
     result = run_portbook("info", env={"PORTBOOK_DATA_DIR": str(data_dir)})
     assert result.returncode == 0 and result.stderr == ""
     assert sys.executable  # the same interpreter runs every child
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "followed"),
+    [
+        ("https://a.example/r.xml", "http://a.example/r.xml", False),
+        ("https://a.example/r.xml", "https://b.example/r.xml", True),
+        ("http://a.example/r.xml", "https://a.example/r.xml", True),
+        ("http://a.example/r.xml", "ftp://a.example/r.xml", False),
+        ("http://a.example/r.xml", "data:,hello", False),
+    ],
+)
+def test_redirects_go_only_to_http_and_never_down_from_https(
+    old: str, new: str, followed: bool
+) -> None:
+    # No TLS server here: the redirect rule is asked directly, as urllib asks it.
+    import http.client
+    import urllib.request
+
+    handler = update._redirect_handler()
+    request = urllib.request.Request(old)
+    headers = http.client.HTTPMessage()
+    fp = io.BytesIO()
+    if followed:
+        assert handler.redirect_request(request, fp, 302, "Found", headers, new) is not None
+    else:
+        with pytest.raises(RegistryUpdateError, match="only http"):
+            handler.redirect_request(request, fp, 302, "Found", headers, new)
+        assert fp.closed

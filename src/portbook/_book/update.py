@@ -178,6 +178,31 @@ def _read_body(response: http.client.HTTPResponse, url: str, limit: int) -> byte
 def _opener(deadline: float) -> urllib.request.OpenerDirector:
     """An opener for http(s) only, whose every socket read ends by ``deadline`` (monotonic).
 
+    Built from its handlers one by one rather than by ``build_opener``,
+    which would add ``file:``, ``ftp:`` and ``data:`` handlers too.
+    """
+    import urllib.request
+
+    http_handler, https_handler = _deadline_handlers(deadline)
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        http_handler,
+        https_handler,
+        urllib.request.HTTPDefaultErrorHandler(),
+        _redirect_handler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+def _deadline_handlers(
+    deadline: float,
+) -> tuple[urllib.request.HTTPHandler, urllib.request.HTTPSHandler]:
+    """http and https handlers whose connections give each socket read the time left.
+
     http.client sets one timeout per socket operation; here each read (and the
     connection, and the TLS handshake, which CPython bounds as a whole by the
     socket's timeout) is given the time left until ``deadline`` instead, so
@@ -187,7 +212,6 @@ def _opener(deadline: float) -> urllib.request.OpenerDirector:
     import http.client
     import socket
     import ssl
-    import urllib.parse
     import urllib.request
 
     def time_left() -> float:
@@ -235,6 +259,14 @@ def _opener(deadline: float) -> urllib.request.OpenerDirector:
         def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
             return self.do_open(HTTPSConnection, req, context=context)
 
+    return HTTPHandler(), HTTPSHandler(context=context)
+
+
+def _redirect_handler() -> urllib.request.HTTPRedirectHandler:
+    """Redirects to http(s) only, never from https to http, at most ``_MAX_REDIRECTS``."""
+    import urllib.parse
+    import urllib.request
+
     class Redirects(urllib.request.HTTPRedirectHandler):
         max_redirections = _MAX_REDIRECTS
 
@@ -257,18 +289,7 @@ def _opener(deadline: float) -> urllib.request.OpenerDirector:
                 )
             return super().redirect_request(req, fp, code, msg, headers, newurl)
 
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.ProxyHandler(),
-        urllib.request.UnknownHandler(),
-        HTTPHandler(),
-        HTTPSHandler(context=context),
-        urllib.request.HTTPDefaultErrorHandler(),
-        Redirects(),
-        urllib.request.HTTPErrorProcessor(),
-    ):
-        opener.add_handler(handler)
-    return opener
+    return Redirects()
 
 
 def install_registry(
