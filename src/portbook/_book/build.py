@@ -510,27 +510,31 @@ def validate(records: Sequence[RawRecord], *, min_records: int = MIN_RECORDS) ->
         )
     if len(records) > MAX_RECORDS:
         raise _too_many_records()
-    expanded = 0
-    for i, rec in enumerate(records, 1):
-        if rec.protocol is not None and rec.protocol not in _PROTOCOLS:
-            raise RegistryUpdateError(f"record {i}: unknown protocol {rec.protocol!r}")
-        if rec.port is None and rec.name is None:
-            raise RegistryUpdateError(f"record {i}: neither a name nor a port")
-        if rec.port is not None:
-            if rec.port_end is None or not 0 <= rec.port <= rec.port_end <= 65535:
-                raise RegistryUpdateError(f"record {i}: port range {rec.port}-{rec.port_end}")
-            expanded += rec.port_end - rec.port + 1
-        for date in (rec.registered, rec.modified):
-            if date is not None:
-                try:
-                    parse_registry_date(date)
-                except ValueError:
-                    raise RegistryUpdateError(f"record {i}: malformed date {date!r}") from None
+    expanded = sum(_checked_ports(i, rec) for i, rec in enumerate(records, 1))
     if expanded > MAX_EXPANDED_PORTS:
         raise RegistryUpdateError(
             f"the records cover {expanded} ports with their ranges expanded, more than "
             f"{MAX_EXPANDED_PORTS}: not the registry (its lookup tables would grow without bound)"
         )
+
+
+def _checked_ports(i: int, rec: RawRecord) -> int:
+    """Check record number ``i``; how many ports it covers (its range expanded)."""
+    if rec.protocol is not None and rec.protocol not in _PROTOCOLS:
+        raise RegistryUpdateError(f"record {i}: unknown protocol {rec.protocol!r}")
+    if rec.port is None and rec.name is None:
+        raise RegistryUpdateError(f"record {i}: neither a name nor a port")
+    for date in (rec.registered, rec.modified):
+        if date is not None:
+            try:
+                parse_registry_date(date)
+            except ValueError:
+                raise RegistryUpdateError(f"record {i}: malformed date {date!r}") from None
+    if rec.port is None:
+        return 0
+    if rec.port_end is None or not 0 <= rec.port <= rec.port_end <= 65535:
+        raise RegistryUpdateError(f"record {i}: port range {rec.port}-{rec.port_end}")
+    return rec.port_end - rec.port + 1
 
 
 # -- writer ------------------------------------------------------------------
