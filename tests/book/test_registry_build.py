@@ -19,6 +19,7 @@ from portbook._book.build import (
     parse_registry,
     parse_xml,
 )
+from portbook._book.registry import parse_registry_date
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "book"
 SMALL_XML = FIXTURES / "registry-small.xml"
@@ -184,3 +185,87 @@ def test_csv_line_ends_and_encoding() -> None:
     assert len(parse_registry(bom, "bom.csv", min_records=1).records) == 30
     with pytest.raises(RegistryUpdateError, match="UTF-8"):
         parse_registry(crlf.replace(b"Finger", b"Fing\xff"), "latin.csv", min_records=1)
+
+
+@pytest.mark.parametrize(
+    "text", ["9999-99-99", "2026-02-30", "2026-13", "2026-00-10", "0000-01-01", "yesterday",
+             "20260217", "2026-W07-1", "2026-1-5", " 2026-01-05", "٢٠٢٦-٠١-٠١", ""],
+)  # fmt: skip
+def test_registry_dates_are_real_calendar_days_in_iana_form(text: str) -> None:
+    with pytest.raises(ValueError, match=r"date|day|month|year"):
+        parse_registry_date(text)
+
+
+def test_registry_dates_iana_writes_parse() -> None:
+    assert parse_registry_date("2024-02-29") == date(2024, 2, 29)
+    assert parse_registry_date("2007-06") == date(2007, 6, 1)
+
+
+@pytest.mark.parametrize("bad", ["9999-99-99", "2026-02-30", "2025-02-29"])
+def test_a_record_date_that_is_no_day_is_refused(bad: str) -> None:
+    text = SMALL_CSV.read_text(encoding="utf-8").replace(",2017-06-05,", f",{bad},", 1)
+    with pytest.raises(RegistryUpdateError, match=f"malformed date '{bad}'"):
+        parse_registry(text.encode(), "bad.csv", min_records=1)
+
+
+def test_the_registry_date_of_the_xml_must_be_a_day() -> None:
+    data = SMALL_XML.read_bytes().replace(b"<updated>2026-08-17<", b"<updated>2026-02-30<")
+    with pytest.raises(RegistryUpdateError, match="<updated> is not a date"):
+        parse_registry(data, "bad.xml", min_records=1)
+
+
+def test_port_numbers_are_ascii_digits_only() -> None:
+    text = SMALL_CSV.read_text(encoding="utf-8").replace(",443,tcp,", ",٤٤٣,tcp,", 1)
+    with pytest.raises(RegistryUpdateError, match="malformed port"):
+        parse_registry(text.encode(), "bad.csv", min_records=1)
+
+
+_ENTITY_DOC = '<?xml version="1.0" encoding="{enc}"?><!DOCTYPE r [<!ENTITY a "x">]><r>&a;</r>'
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "utf-16-le", "utf-16-be"])
+def test_a_dtd_is_refused_by_the_parser_in_any_encoding(encoding: str) -> None:
+    declared = "UTF-16" if encoding.startswith("utf-16") else "UTF-8"
+    data = _ENTITY_DOC.format(enc=declared).encode(encoding)
+    assert b"<!ENTITY" not in data or encoding == "utf-8"
+    with pytest.raises(RegistryUpdateError, match="DOCTYPE"):
+        parse_registry(data, "e.xml", min_records=0)
+
+
+@pytest.mark.parametrize(
+    "doctype",
+    [
+        '<!DOCTYPE r SYSTEM "file:///etc/hostname">',
+        '<!DOCTYPE r PUBLIC "-//x//y" "http://127.0.0.1:9/x.dtd">',
+        '<!DOCTYPE r [<!ENTITY % p SYSTEM "file:///etc/hostname"> %p;]>',
+        "<!DOCTYPE r>",
+    ],
+)
+def test_every_kind_of_dtd_is_refused(doctype: str) -> None:
+    data = f'<?xml version="1.0"?>{doctype}<r/>'.encode()
+    with pytest.raises(RegistryUpdateError, match="DOCTYPE"):
+        parse_xml(data)
+
+
+def test_the_xml_tree_is_the_one_elementtree_builds() -> None:
+    import xml.etree.ElementTree as ET
+
+    from portbook._book.build import _parse_xml_tree
+
+    data = SMALL_XML.read_bytes()
+    assert ET.tostring(_parse_xml_tree(data)) == ET.tostring(ET.fromstring(data))
+
+
+def test_element_and_record_counts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from portbook._book import build
+
+    monkeypatch.setattr(build, "MAX_XML_ELEMENTS", 100)
+    with pytest.raises(RegistryUpdateError, match="more than 100 elements"):
+        parse_xml(SMALL_XML.read_bytes())
+    monkeypatch.setattr(build, "MAX_RECORDS", 20)
+    with pytest.raises(RegistryUpdateError, match="more than 20 records"):
+        parse_csv(SMALL_CSV.read_text(encoding="utf-8"))
+    monkeypatch.setattr(build, "MAX_RECORDS", 200_000)
+    monkeypatch.setattr(build, "MAX_EXPANDED_PORTS", 100)
+    with pytest.raises(RegistryUpdateError, match="ranges expanded, more than 100"):
+        parse_registry(SMALL_CSV.read_bytes(), "small.csv", min_records=1)

@@ -21,6 +21,7 @@ import os
 from portbook._book.overlays import OverlayIndex, overlay_rank
 from portbook._book.records import (
     DYNAMIC_BLOCK,
+    MalformedRecordError,
     RegistryInfo,
     Service,
     ServiceSource,
@@ -43,10 +44,12 @@ from portbook._record import public
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import Any
+    from collections.abc import Callable, Iterable
+    from typing import Any, TypeVar
 
     from portbook._book.etc_services import EtcServicesEntry
+
+    _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 __all__ = [
     "Book",
@@ -62,6 +65,7 @@ __all__ = [
     "service_name",
     "service_names",
     "update_registry",
+    "verify_registry_file",
 ]
 
 _MAX_SEARCH_LEN = 100
@@ -80,6 +84,28 @@ _BULK_UNTIL = 20_000
 INDEX_AFTER = 16
 
 _DYNAMIC_FIRST = PortClass.DYNAMIC.first
+
+
+def _falls_back(method: _Method) -> _Method:
+    """Run a registry-reading method; if the user's copy fails it, again over the packaged data.
+
+    A user copy can be damaged or edited after it was installed, and a lookup
+    must not fail for that: :meth:`Book._recover` drops it (with the
+    warning :class:`RegistryInfo` shows) and the method runs once more.
+    Failures of the packaged data or of an explicit ``registry_path`` are raised.
+    """
+
+    def run(self: Book, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except RegistryError as exc:
+            self._recover(exc)
+        return method(self, *args, **kwargs)
+
+    run.__name__ = method.__name__
+    run.__qualname__ = method.__qualname__
+    run.__doc__ = method.__doc__
+    return run  # type: ignore[return-value]
 
 
 class Book:
@@ -109,6 +135,7 @@ class Book:
         self._lock = _thread.RLock()
         self._db: Any = None  # _registry.RegistryDB, imported lazily (sqlite3)
         self._warning: str | None = None
+        self._fell_back = False  # the user's copy failed a query: the packaged data is in use
         self._etc_entries: list[EtcServicesEntry] | None = None
         self._etc: list[Service] | None = None
         self._etc_path: str | None = None
@@ -136,6 +163,29 @@ class Book:
                     self._db, self._warning = open_registry(self._registry_path, self._data_dir)
                 db = self._db
         return db
+
+    def _recover(self, exc: RegistryError) -> None:
+        """After ``exc`` from a query: switch from the user's copy to the packaged data, or raise.
+
+        Returns when the caller should run its query again (now, or already by
+        another thread, over the packaged data); raises ``exc`` (with the
+        file named) when the data that failed is not the user's copy.
+        """
+        with self._lock:
+            db = self._db
+            if self._fell_back:
+                return
+            if db is None or db.origin != "user":
+                if isinstance(exc, MalformedRecordError) and db is not None:
+                    raise RegistryError(f"registry data {db.path} is unusable: {exc}") from None
+                raise exc
+            from portbook._book.registry import open_packaged
+
+            reason = str(exc) if db.path in str(exc) else f"registry data {db.path}: {exc}"
+            self._reset()
+            self._db = open_packaged()
+            self._warning = f"{reason}; using the packaged registry instead"
+            self._fell_back = True
 
     def _etc_raw(self) -> list[EtcServicesEntry]:
         entries = self._etc_entries
@@ -188,6 +238,7 @@ class Book:
         assert names is not None
         return names
 
+    @_falls_back
     def _build_name_tables(self) -> None:
         # The registry's assignments come pre-expanded per port and protocol
         # (built with the database); the overlays fill the gaps. Afterwards
@@ -223,7 +274,7 @@ class Book:
         key = (port, _proto_key(protocol))
         facts = cache.get(key)
         if facts is None:
-            row = self._registry().port_name(port, key[1])
+            row = self._port_name_row(port, key[1])
             name = row[0] if row is not None else None
             if name is None:
                 name = self._overlays().first_name(port, key[1])
@@ -232,6 +283,11 @@ class Book:
             if len(cache) > _PRELOAD_AFTER:
                 self._name_table()
         return facts
+
+    @_falls_back
+    def _port_name_row(self, port: int, protocol: str) -> tuple[str | None] | None:
+        row: tuple[str | None] | None = self._registry().port_name(port, protocol)
+        return row
 
     def service_name(self, port: int, protocol: Protocol | str) -> str | None:
         """The best single name for ``port``/``protocol``, or ``None``.
@@ -280,16 +336,7 @@ class Book:
             answer, missing = {}, list(wanted)
         if not missing:
             return answer
-        rows: dict[tuple[int, str], str | None] = {}
-        ports = sorted({port for port, _ in missing})
-        db = self._registry()
-        for start in range(0, len(ports), _BULK_CHUNK):
-            chunk = tuple(ports[start : start + _BULK_CHUNK])
-            marks = ",".join("?" * len(chunk))
-            for port, proto, name in db._query(
-                f"SELECT port, protocol, name FROM port_name WHERE port IN ({marks})", chunk
-            ):
-                rows[port, proto] = name
+        rows = self._bulk_port_names(sorted({port for port, _ in missing}))
         rows_get = rows.get
         found: dict[tuple[int, str], str | None] = {
             key: name for key in missing if (name := rows_get(key)) is not None
@@ -334,6 +381,20 @@ class Book:
                 name = registry.get(key)
                 answer[key] = (name, "iana") if name is not None else None
         return answer
+
+    @_falls_back
+    def _bulk_port_names(self, ports: list[int]) -> dict[tuple[int, str], str | None]:
+        """IANA's (port, protocol) -> name for ``ports``, one query per ``_BULK_CHUNK``."""
+        rows: dict[tuple[int, str], str | None] = {}
+        db = self._registry()
+        for start in range(0, len(ports), _BULK_CHUNK):
+            chunk = tuple(ports[start : start + _BULK_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            for port, proto, name in db._query(
+                f"SELECT port, protocol, name FROM port_name WHERE port IN ({marks})", chunk
+            ):
+                rows[port, proto] = name
+        return rows
 
     # -- lookup and search ---------------------------------------------------------
 
@@ -409,6 +470,7 @@ class Book:
                 built[row[0]] = registry_service(row)
             return [built[i] for (i,) in rows]
 
+    @_falls_back
     def _by_ports(self, first: int, last: int, proto: Protocol | None) -> list[Service]:
         if first == last:
             found = self._at_port(first)
@@ -422,11 +484,13 @@ class Book:
             found.extend(hits)
         return found if proto is None else _filter_protocol(found, proto)
 
+    @_falls_back
     def _by_name(self, name: str, proto: Protocol | None) -> list[Service]:
         found = self._services(self._registry().by_name(name))
         found.extend(self._overlays().by_name(name))
         return _filter_protocol(found, proto)
 
+    @_falls_back
     def search(self, text: str, limit: int = 20) -> list[Service]:
         """Entries whose name or description contains ``text`` (case-insensitive), best first.
 
@@ -458,6 +522,7 @@ class Book:
 
     # -- registry data -------------------------------------------------------------
 
+    @_falls_back
     def registry_info(self) -> RegistryInfo:
         """Which registry data is in use, its source, date and counts, and the overlays."""
         db = self._registry()
@@ -512,6 +577,7 @@ class Book:
         if self._db is not None:
             self._retired.append(self._db)
         self._db = None
+        self._fell_back = False
         self._names = None
         self._assigned = None
         self._facts = {}
@@ -563,6 +629,41 @@ def _pairs(pairs: Iterable[tuple[int, Protocol | str]]) -> set[tuple[int, str]]:
 def _check_port(port: int) -> None:
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= MAX_PORT:
         raise InvalidPortSpecError(str(port), f"port must be an integer 0-{MAX_PORT}")
+
+
+def verify_registry_file(path: str | os.PathLike[str]) -> RegistryInfo:
+    """Read the registry database at ``path`` as the book reads one; its :class:`RegistryInfo`.
+
+    Every record is built, the name table and ``meta`` are read: what
+    ``update`` runs on a new database before renaming it into place, so
+    that nothing this reader would fail on is ever installed. Raises
+    :class:`portbook.RegistryError` naming what failed.
+    """
+    book = Book(registry_path=path, services_path=False, unofficial=False)
+    try:
+        info = book.registry_info()
+        db = book._registry()
+        rows = db.all_rows()
+        for row in rows:
+            registry_service(row)
+        for port, protocol, name in db.port_names():
+            if (
+                type(port) is not int
+                or protocol not in _PROTOCOL_SET
+                or type(name)
+                not in (
+                    str,
+                    type(None),
+                )
+            ):
+                raise RegistryError(f"name table row {(port, protocol, name)!r} is malformed")
+        if len(rows) != info.records:
+            raise RegistryError(f"{len(rows)} records where meta says {info.records}")
+        return info
+    except MalformedRecordError as exc:
+        raise RegistryError(str(exc)) from None
+    finally:
+        book.close()
 
 
 # -- the default book and module-level functions ------------------------------------

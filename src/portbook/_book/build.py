@@ -13,6 +13,15 @@ bare interpreter's start-up time. ``sqlite3`` is in the standard library.
 
 Used by ``scripts/build_registry.py`` (the packaged data) and by
 ``portbook update`` (a user's newer copy). Nothing here runs on a plain lookup.
+
+What a registry file may hold is bounded, because ``update`` takes files from
+the network: at most :data:`MAX_RECORDS` records, :data:`MAX_EXPANDED_PORTS`
+ports once every range is expanded (the lookup tables hold one row per port
+of every record: 14,533 records each spanning 0-65535 would be a billion
+rows), :data:`MAX_XML_ELEMENTS` XML elements, and no DTD at all (refused by
+the XML parser itself, whatever the encoding, see :func:`_parse_xml_tree`).
+Every date must be a real calendar day. A database is renamed into place only
+after it was read back through the very reader lookups use.
 """
 
 from __future__ import annotations
@@ -29,13 +38,17 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
-from portbook._book.registry import SCHEMA_VERSION
-from portbook._exceptions import RegistryUpdateError
+from portbook._book.registry import SCHEMA_VERSION, parse_registry_date
+from portbook._exceptions import RegistryError, RegistryUpdateError
 from portbook._record import record
 
 __all__ = [
     "CSV_HEADER",
+    "MAX_EXPANDED_PORTS",
+    "MAX_RECORDS",
+    "MAX_XML_ELEMENTS",
     "MIN_RECORDS",
     "SCHEMA_VERSION",
     "BuiltRegistry",
@@ -53,6 +66,12 @@ __all__ = [
 # A real registry has had more than 10,000 records since the 2000s; anything
 # smaller is a truncated download or the wrong file, and must not replace good data.
 MIN_RECORDS = 10_000
+# Upper bounds, each about ten or more times what the registry of 2026 has
+# (14,533 records, 55,659 ports with ranges expanded, 104,975 XML elements):
+# room for decades of growth, and far below what would exhaust memory or disk.
+MAX_RECORDS = 200_000
+MAX_EXPANDED_PORTS = 600_000
+MAX_XML_ELEMENTS = 2_000_000
 
 CSV_HEADER = (
     "Service Name",
@@ -71,8 +90,7 @@ CSV_HEADER = (
 
 _NS = "{http://www.iana.org/assignments}"
 _PROTOCOLS = frozenset({"tcp", "udp", "sctp", "dccp"})
-_DATE = re.compile(r"\d{4}-\d{2}(-\d{2})?")
-_PORTS = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?")
+_PORTS = re.compile(r"([0-9]{1,5})(?:-([0-9]{1,5}))?")
 
 
 @record
@@ -109,7 +127,7 @@ class BuiltRegistry:
 def detect_format(data: bytes) -> str:
     """``"xml"`` or ``"csv"`` from the content (never the file name); else an error."""
     head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n")
-    if head.startswith(b"<"):
+    if head.startswith(b"<") or _starts_as_wide_xml(data):
         return "xml"
     # A comma-separated first line is taken as the CSV form; its header is
     # then checked column by column, which gives the clearer error.
@@ -119,6 +137,22 @@ def detect_format(data: bytes) -> str:
     raise RegistryUpdateError(
         "not an IANA service-names-port-numbers file (expected its XML or CSV form)"
     )
+
+
+def _starts_as_wide_xml(data: bytes) -> bool:
+    # XML in UTF-16 or UTF-32 (with a byte order mark, or "<" as a wide
+    # character): IANA never writes it, but it is XML, and what XML may hold
+    # is decided by the parser's rules (no DTD), not by how its bytes look.
+    for encoding, bom in (
+        ("utf-32", b"\xff\xfe\x00\x00"),
+        ("utf-32", b"\x00\x00\xfe\xff"),
+        ("utf-16", b"\xff\xfe"),
+        ("utf-16", b"\xfe\xff"),
+    ):
+        if data.startswith(bom):
+            text = data[:4096].decode(encoding, errors="ignore")
+            return text.lstrip("\ufeff \t\r\n").startswith("<")
+    return data[:4] in (b"<\x00\x00\x00", b"\x00\x00\x00<", b"<\x00?\x00", b"\x00<\x00?")
 
 
 def parse_registry(
@@ -156,22 +190,77 @@ def parse_xml(data: bytes) -> tuple[list[RawRecord], str | None]:
     records only carry bare person xrefs, which IANA's own CSV lists as both
     assignee and contact, and so does this parser.
     """
-    # Entity definitions are never part of IANA's file; refusing them keeps a
-    # hostile download from expanding entities (the "billion laughs").
-    if b"<!ENTITY" in data or b"<!DOCTYPE" in data:
-        raise RegistryUpdateError("registry XML must not define entities or a DOCTYPE")
-    try:
-        root = ET.fromstring(data)
-    except ET.ParseError as exc:
-        raise RegistryUpdateError(f"registry XML is not well-formed ({exc})") from exc
+    root = _parse_xml_tree(data)
     if root.tag != f"{_NS}registry":
         raise RegistryUpdateError("not an IANA registry XML (root is not <registry>)")
     people = _people(root)
     footnotes = {fn.get("anchor", ""): _text(fn, people) for fn in root.iter(f"{_NS}footnote")}
     updated_el = root.find(f"{_NS}updated")
     updated = (updated_el.text or "").strip() if updated_el is not None else None
+    if updated:
+        try:
+            parse_registry_date(updated)
+        except ValueError:
+            raise RegistryUpdateError(f"registry <updated> is not a date: {updated!r}") from None
     records = [_xml_record(el, people, footnotes) for el in root.iter(f"{_NS}record")]
     return records, updated or None
+
+
+def _parse_xml_tree(data: bytes) -> ET.Element:
+    """The element tree of ``data``, parsed by expat with every DTD refused.
+
+    IANA's file has no DOCTYPE; a DTD is the only way to declare entities,
+    internal ones (the "billion laughs": an entity expanded into the data)
+    and external ones (a file or URL read while parsing) alike. The refusal is
+    expat's own ``StartDoctypeDeclHandler`` (and the entity declaration
+    handlers, and no parameter entity parsing), so it holds in any encoding
+    expat reads, where a search for the bytes ``<!DOCTYPE`` does not (UTF-16
+    text). Without a DTD an undeclared entity reference is a well-formedness
+    error. ``xml.etree``'s C parser exposes none of these handlers, so the
+    tree is built from expat's events with :class:`ET.TreeBuilder`; the same
+    few handlers are what defusedxml sets, not worth a dependency here.
+    Elements are counted as they start: past :data:`MAX_XML_ELEMENTS` parsing stops.
+    """
+    from xml.parsers import expat
+
+    parser = expat.ParserCreate(namespace_separator="}")
+    builder = ET.TreeBuilder()
+    count = 0
+
+    def qualified(name: str) -> str:
+        # expat gives "uri}local"; ElementTree's form is "{uri}local".
+        return "{" + name if "}" in name else name
+
+    def start(name: str, attrs: dict[str, str]) -> None:
+        nonlocal count
+        count += 1
+        if count > MAX_XML_ELEMENTS:
+            raise RegistryUpdateError(
+                f"registry XML has more than {MAX_XML_ELEMENTS} elements: not the registry"
+            )
+        builder.start(qualified(name), {qualified(k): v for k, v in attrs.items()})
+
+    def refuse(*_: object) -> NoReturn:
+        raise RegistryUpdateError("registry XML must not have a DOCTYPE or define entities")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = lambda name: builder.end(qualified(name))
+    parser.CharacterDataHandler = builder.data
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    parser.UnparsedEntityDeclHandler = refuse
+    parser.NotationDeclHandler = refuse
+    parser.ExternalEntityRefHandler = refuse
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.buffer_text = True
+    try:
+        parser.Parse(data, True)
+        root: ET.Element = builder.close()
+    except expat.ExpatError as exc:
+        raise RegistryUpdateError(f"registry XML is not well-formed ({exc})") from exc
+    except (ValueError, RecursionError) as exc:  # a bad encoding declaration, absurd nesting
+        raise RegistryUpdateError(f"registry XML cannot be read ({exc})") from exc
+    return root
 
 
 def _people(root: ET.Element) -> dict[str, str]:
@@ -317,6 +406,8 @@ def parse_csv(text: str) -> list[RawRecord]:
                 raise RegistryUpdateError(
                     f"CSV line {reader.line_num}: {len(row)} columns, expected {len(CSV_HEADER)}"
                 )
+            if len(records) >= MAX_RECORDS:
+                raise _too_many_records()
             records.append(_csv_record(row, reader.line_num))
     except csv.Error as exc:
         raise RegistryUpdateError(f"CSV line {reader.line_num} is malformed: {exc}") from exc
@@ -400,21 +491,50 @@ def _status(description: str, name: str | None) -> str:
     return "assigned"
 
 
+def _too_many_records() -> RegistryUpdateError:
+    return RegistryUpdateError(f"more than {MAX_RECORDS} records: not the registry")
+
+
 def validate(records: Sequence[RawRecord], *, min_records: int = MIN_RECORDS) -> None:
-    """Refuse data that cannot be a whole registry; raise :class:`RegistryUpdateError`."""
+    """Refuse data that cannot be a whole registry; raise :class:`RegistryUpdateError`.
+
+    At least ``min_records`` and at most :data:`MAX_RECORDS` records, at most
+    :data:`MAX_EXPANDED_PORTS` ports with ranges expanded, known protocols,
+    a name or a port in each, ports 0-65535 in order, and dates that are
+    real calendar days (:func:`portbook._book.registry.parse_registry_date`).
+    """
     if len(records) < min_records:
         raise RegistryUpdateError(
             f"only {len(records)} records (a whole registry has at least {min_records}); "
             "the file looks truncated"
         )
-    for i, rec in enumerate(records, 1):
-        if rec.protocol is not None and rec.protocol not in _PROTOCOLS:
-            raise RegistryUpdateError(f"record {i}: unknown protocol {rec.protocol!r}")
-        if rec.port is None and rec.name is None:
-            raise RegistryUpdateError(f"record {i}: neither a name nor a port")
-        for date in (rec.registered, rec.modified):
-            if date is not None and not _DATE.fullmatch(date):
-                raise RegistryUpdateError(f"record {i}: malformed date {date!r}")
+    if len(records) > MAX_RECORDS:
+        raise _too_many_records()
+    expanded = sum(_checked_ports(i, rec) for i, rec in enumerate(records, 1))
+    if expanded > MAX_EXPANDED_PORTS:
+        raise RegistryUpdateError(
+            f"the records cover {expanded} ports with their ranges expanded, more than "
+            f"{MAX_EXPANDED_PORTS}: not the registry (its lookup tables would grow without bound)"
+        )
+
+
+def _checked_ports(i: int, rec: RawRecord) -> int:
+    """Check record number ``i``; how many ports it covers (its range expanded)."""
+    if rec.protocol is not None and rec.protocol not in _PROTOCOLS:
+        raise RegistryUpdateError(f"record {i}: unknown protocol {rec.protocol!r}")
+    if rec.port is None and rec.name is None:
+        raise RegistryUpdateError(f"record {i}: neither a name nor a port")
+    for date in (rec.registered, rec.modified):
+        if date is not None:
+            try:
+                parse_registry_date(date)
+            except ValueError:
+                raise RegistryUpdateError(f"record {i}: malformed date {date!r}") from None
+    if rec.port is None:
+        return 0
+    if rec.port_end is None or not 0 <= rec.port <= rec.port_end <= 65535:
+        raise RegistryUpdateError(f"record {i}: port range {rec.port}-{rec.port_end}")
+    return rec.port_end - rec.port + 1
 
 
 # -- writer ------------------------------------------------------------------
@@ -586,6 +706,10 @@ def install_database(built: BuiltRegistry, dest: Path) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
+    except RegistryUpdateError:
+        raise
+    except RegistryError as exc:
+        raise RegistryUpdateError(f"the new registry database does not read back: {exc}") from exc
     except sqlite3.Error as exc:
         raise RegistryUpdateError(f"could not write the registry database: {exc}") from exc
     except OSError as exc:
@@ -615,6 +739,9 @@ def _remove_stale_temporaries(dest: Path) -> None:
 
 
 def _check_written(path: Path, expected: int) -> None:
+    """SQLite's integrity check, then every record read back by the book's own reader."""
+    from portbook._book.book import verify_registry_file
+
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         (ok,) = conn.execute("PRAGMA integrity_check").fetchone()
@@ -623,6 +750,7 @@ def _check_written(path: Path, expected: int) -> None:
         conn.close()
     if ok != "ok" or count != expected:
         raise RegistryUpdateError("the written registry database did not read back intact")
+    verify_registry_file(path)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import enum
 from datetime import date  # sqlite3 imports datetime anyway
 
-from portbook._ports import PortClass, PortRange, Protocol
+from portbook._exceptions import RegistryError
+from portbook._ports import MAX_PORT, PortClass, PortRange, Protocol
 from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
@@ -188,14 +189,41 @@ DYNAMIC_BLOCK = Service(
 def parse_date(text: str | None) -> date | None:
     if not text:
         return None
-    if len(text) == 7:  # "2007-06": IANA recorded only the month
-        return date(int(text[:4]), int(text[5:7]), 1)
-    return date.fromisoformat(text)
+    try:
+        if len(text) == 7:  # "2007-06": IANA recorded only the month
+            return date(int(text[:4]), int(text[5:7]), 1)
+        return date.fromisoformat(text)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"date {text!r}: {exc}") from None
+
+
+class MalformedRecordError(RegistryError):
+    """A registry row that does not make a :class:`Service` (raised without the file's path)."""
 
 
 def registry_service(row: tuple[Any, ...]) -> Service:
+    """The record of one registry row; :class:`MalformedRecordError` if it holds what no
+    registry holds (``update`` never installs such a row, but a file can be edited)."""
+    try:
+        return _checked_service(row)
+    except (ValueError, KeyError, TypeError) as exc:
+        ident = row[0] if row else "?"
+        raise MalformedRecordError(f"registry record {ident} is malformed ({exc})") from None
+
+
+def _checked_service(row: tuple[Any, ...]) -> Service:
     (_, name, port, port_end, protocol, description, status, assignee, contact) = row[:9]
     (registered, modified, reference, service_code, unauthorized, notes) = row[9:]
+    if port is None:
+        if port_end is not None:
+            raise ValueError("a last port without a first")
+    elif not (type(port) is int and type(port_end) is int and 0 <= port <= port_end <= MAX_PORT):
+        raise ValueError(f"ports {port!r}-{port_end!r}")
+    if type(description) is not str:
+        raise TypeError("description is not text")
+    for text in (name, assignee, contact, reference, service_code, unauthorized, notes):
+        if text is not None and type(text) is not str:
+            raise TypeError(f"{text!r} is not text")
     return Service(
         name,
         port,

@@ -7,15 +7,25 @@ and a process that still has the old file open keeps reading the old inode
 intact.
 
 Which file is used: the user's updated copy in the data directory when it
-exists and opens cleanly, else the copy packaged with portbook. A broken
-user copy is skipped with a warning rather than failing every lookup.
+exists and opens cleanly, else the copy packaged with portbook. A user copy
+that cannot be used (not a regular file, unreadable, not a database, a wrong
+schema, a ``meta`` table whose counts or dates do not parse) is skipped with a
+warning rather than failing every lookup; one found damaged only later, at a
+query, is dropped the same way by :class:`portbook._book.book.Book`. Only the
+``meta`` table is checked on opening: a scan of every record would cost a
+third of a cold ``portbook lookup``. The records themselves were checked by
+``update`` before the file was installed (by reading them back through this
+reader), and are checked again as each is turned into a record.
 """
 
 from __future__ import annotations
 
 import _thread
 import os
+import re
 import sqlite3
+import stat
+from datetime import date
 
 from portbook._exceptions import RegistryError
 from portbook._paths import file_uri
@@ -25,7 +35,9 @@ __all__ = [
     "SCHEMA_VERSION",
     "USER_REGISTRY_NAME",
     "RegistryDB",
+    "open_packaged",
     "open_registry",
+    "parse_registry_date",
 ]
 
 SCHEMA_VERSION = 1
@@ -36,6 +48,29 @@ PACKAGED_REGISTRY = os.path.join(
     os.path.dirname(os.path.realpath(__file__)), "data", "registry.sqlite3"
 )
 USER_REGISTRY_NAME = "registry.sqlite3"
+
+# IANA writes dates as YYYY-MM-DD, and a few old ones as YYYY-MM (only the month known).
+_DATE_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}(?:-[0-9]{2})?")
+# meta keys that must hold a count, and the ones that must hold a date (or nothing).
+_META_COUNTS = ("records", "assigned", "reserved", "unassigned", "names_only", "max_span")
+_META_DATES = ("updated", "newest_record")
+
+
+def parse_registry_date(text: str) -> date:
+    """The date a registry field holds: ``YYYY-MM-DD``, or ``YYYY-MM`` (then the 1st).
+
+    The one rule for registry dates, used by the builder (which refuses
+    anything else) and by the reader. Raises ``ValueError`` for any other
+    text, and for a day the calendar does not have (``2026-02-30``,
+    ``9999-99-99``). ``date.fromisoformat`` alone would also take forms IANA
+    never writes (``20260217``, ``2026-W07-1``).
+    """
+    if not isinstance(text, str) or _DATE_TEXT.fullmatch(text) is None:
+        raise ValueError(f"not a YYYY-MM-DD date: {text!r}")
+    if len(text) == 7:
+        return date(int(text[:4]), int(text[5:7]), 1)
+    return date(int(text[:4]), int(text[5:7]), int(text[8:10]))
+
 
 # Column order of every row handed to portbook._book.book (it builds the records).
 ROW_COLUMNS = (
@@ -84,6 +119,11 @@ class RegistryDB:
                 f"registry data {path} has schema version {version or '?'}, "
                 f"this portbook reads version {SCHEMA_VERSION}"
             )
+        try:
+            _check_meta(self.meta)
+        except ValueError as exc:
+            self._conn.close()
+            raise RegistryError(f"registry data {path} is unusable: {exc}") from None
         # Longest range in the file: bounds the scan that finds ranges holding a port.
         self.max_span = int(self.meta.get("max_span", "65535"))
 
@@ -166,6 +206,26 @@ class RegistryDB:
         return self._query(f"SELECT {ROW_COLUMNS} FROM service ORDER BY id")
 
 
+def _check_meta(meta: dict[str, str]) -> None:
+    """Raise ``ValueError`` unless every ``meta`` value the book reads parses."""
+    for key in _META_COUNTS:
+        value = meta.get(key, "0")
+        if not (isinstance(value, str) and value.isascii() and value.isdigit()):
+            raise ValueError(f"meta {key} is not a count: {value!r}")
+    if int(meta.get("max_span", "0")) > 65535:
+        raise ValueError(f"meta max_span is out of range: {meta['max_span']!r}")
+    for key in _META_DATES:
+        value = meta.get(key, "")
+        if value != "":
+            try:
+                parse_registry_date(value)
+            except ValueError:
+                raise ValueError(f"meta {key} is not a date: {value!r}") from None
+    for key in ("source_name", "source_sha256", "source_format"):
+        if not isinstance(meta.get(key, ""), str):
+            raise ValueError(f"meta {key} is not text")
+
+
 def open_registry(
     path: str | os.PathLike[str] | None, data_dir: str | os.PathLike[str] | None
 ) -> tuple[RegistryDB, str | None]:
@@ -173,7 +233,9 @@ def open_registry(
 
     ``path`` given: exactly that file (errors propagate). Otherwise the user's
     copy under ``data_dir`` (default: the user data directory) if present and
-    usable, else the packaged copy.
+    usable, else the packaged copy. A user copy that is not a regular file (a
+    directory, a FIFO, which SQLite would block on forever) or cannot be
+    opened or checked is skipped with a warning; only a missing one is silent.
     """
     if path is not None:
         return RegistryDB(path, "file"), None
@@ -183,11 +245,28 @@ def open_registry(
         data_dir = user_data_dir_name()
     user_copy = os.path.join(data_dir, USER_REGISTRY_NAME)
     warning = None
-    if os.path.isfile(user_copy):
+    try:
+        mode = os.stat(user_copy).st_mode
+    except FileNotFoundError:
+        mode = None
+    except (OSError, ValueError) as exc:  # EACCES, ELOOP, ENAMETOOLONG; NUL in the path
+        mode = None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        warning = f"registry data {user_copy} cannot be read ({reason})"
+    if mode is not None and not stat.S_ISREG(mode):
+        warning = f"registry data {user_copy} is not a regular file"
+    elif mode is not None:
         try:
             return RegistryDB(user_copy, "user"), None
         except RegistryError as exc:
-            warning = f"{exc}; using the packaged registry instead"
+            warning = str(exc)
+    if warning is not None:
+        warning += "; using the packaged registry instead"
+    return open_packaged(), warning
+
+
+def open_packaged() -> RegistryDB:
+    """The registry packaged with portbook (``RegistryError`` if it is missing or damaged)."""
     if not os.path.isfile(PACKAGED_REGISTRY):
         raise RegistryError(f"packaged registry data is missing ({PACKAGED_REGISTRY}); reinstall")
-    return RegistryDB(PACKAGED_REGISTRY, "packaged"), warning
+    return RegistryDB(PACKAGED_REGISTRY, "packaged")
