@@ -9,7 +9,13 @@ is built in one C call: this loop runs once per socket of the machine.
 
 from __future__ import annotations
 
-from portbook._live.backends.base import TCP_CLOSE, TCP_ESTABLISHED, TCP_NEW_SYN_RECV, TCP_SYN_RECV
+from portbook._live.backends.base import (
+    TCP_BOUND_INACTIVE,
+    TCP_CLOSE,
+    TCP_ESTABLISHED,
+    TCP_NEW_SYN_RECV,
+    TCP_SYN_RECV,
+)
 from portbook._live.records import (
     NOTE_NO_PROCESS,
     NOTE_NOT_FOUND,
@@ -73,6 +79,10 @@ def state_mask(states: Iterable[SocketState], protocol: Protocol) -> int:
         # Half-open connections are request minisockets, kept by the kernel in
         # state NEW_SYN_RECV but reported as SYN_RECV; ask for both.
         mask |= 1 << TCP_NEW_SYN_RECV
+    if protocol is Protocol.TCP and mask & (1 << TCP_CLOSE):
+        # A TCP socket that is only bound is CLOSE too (Linux 6.9+ dumps it
+        # when asked for TCP_BOUND_INACTIVE).
+        mask |= 1 << TCP_BOUND_INACTIVE
     return mask
 
 

@@ -44,9 +44,15 @@ TCP_LAST_ACK = 9
 TCP_LISTEN = 10
 TCP_CLOSING = 11
 TCP_NEW_SYN_RECV = 12
+# Linux 6.9+: asking for this state (it is never reported as such) makes the
+# dump include TCP sockets that are bound but neither listening nor
+# connected, which are reported as TCP_CLOSE (`ss -B` asks the same). Older
+# kernels ignore the bit: such sockets then stay out of every table, as they
+# always have in /proc/net/tcp.
+TCP_BOUND_INACTIVE = 13
 
 TCP_STATES = range(TCP_ESTABLISHED, TCP_NEW_SYN_RECV + 1)
-ALL_STATES_MASK = sum(1 << s for s in TCP_STATES)
+ALL_STATES_MASK = sum(1 << s for s in TCP_STATES) | 1 << TCP_BOUND_INACTIVE
 
 
 @record(order=True)
