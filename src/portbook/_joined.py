@@ -73,9 +73,11 @@ def _your_names() -> dict[tuple[int, str], str]:
     path = default_store_name()
     if not os.path.exists(path):
         return {}  # no store yet: nothing to open (and nothing is created)
+    from portbook._exceptions import PortbookError
+
     try:
         return {(a.port, a.protocol.value): a.name for a in names_on_file(path)}
-    except (OSError, sqlite3.Error):
+    except (OSError, sqlite3.Error, PortbookError):
         return {}  # a listing never fails for the store: it only names less
 
 

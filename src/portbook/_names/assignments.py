@@ -78,21 +78,19 @@ def all_names(conn: sqlite3.Connection) -> list[Assignment]:
 def names_on_file(path: str) -> list[Assignment]:
     """Every assignment of the store at ``path``, read without opening it as a :class:`Store`.
 
-    For the live table, which shows your names on every listing: a
+    For the live table, which shows your names on every listing: the
+    store's trust rules (:mod:`portbook._names.trust`), nothing created, a
     read-only connection and one query, without the store's write machinery
-    (and its imports) on the path of ``portbook ls``. A file this user does
-    not own, or a link, is not read (the store refuses such files too).
-    Raises ``OSError`` or ``sqlite3.Error`` when the file cannot be read.
+    (and its imports) on the path of ``portbook ls``. Raises ``OSError``,
+    ``sqlite3.Error`` or :class:`StoreError` when the file cannot be read.
     """
-    import os
     import sqlite3
 
+    from portbook._names.trust import trusted_target
     from portbook._paths import file_uri
 
-    info = os.lstat(path)
-    if not os.path.isfile(path) or os.path.islink(path) or info.st_uid != os.geteuid():
-        return []
-    conn = sqlite3.connect(f"{file_uri(path)}?mode=ro", uri=True)
+    target = trusted_target(path, create=False)
+    conn = sqlite3.connect(f"{file_uri(target)}?mode=ro", uri=True)
     try:
         return all_names(conn)
     finally:
