@@ -15,6 +15,7 @@ import pytest
 import portbook
 from portbook import (
     Assignment,
+    BindReason,
     DestinationUsage,
     Endpoint,
     EphemeralUsage,
@@ -26,6 +27,7 @@ from portbook import (
     LocalRanges,
     NameStatus,
     PickPolicy,
+    PortCheck,
     PortClass,
     PortHolder,
     PortQuery,
@@ -114,6 +116,8 @@ RECORDS: list[object] = [
     Route(Protocol.TCP, None, ENDPOINT, RouteRule.NONE, None, (), False, None, "none"),
     WaitTarget("8080", 8080),
     PortQuery("8080", (PortRange(8080, 8080),), None, None, "number"),
+    BindReason("listener", True, "nginx[1] listens on 0.0.0.0:80", SOCKET),
+    PortCheck(80, Protocol.TCP, Family.INET, ip_address("0.0.0.0"), False, "EADDRINUSE", ()),
     DESTINATION,
     EphemeralUsage(RANGES, 28231, 0, 0, 0.8, 2, (DESTINATION,)),
 ]

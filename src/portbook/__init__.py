@@ -133,6 +133,9 @@ _EXPORTS: dict[str, str] = {
     "kill_port": "_tools.kill",
     "port_holders": "_tools.kill",
     "DestinationUsage": "_tools.ephemeral",
+    "BindReason": "_tools.check",
+    "PortCheck": "_tools.check",
+    "check_port": "_tools.check",
     "EphemeralUsage": "_tools.ephemeral",
     "ephemeral_usage": "_tools.ephemeral",
     # helpers the command line uses
@@ -149,6 +152,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "Assignment",
+    "BindReason",
     "Book",
     "CommandError",
     "DestinationUsage",
@@ -166,6 +170,7 @@ __all__ = [
     "NetlinkBackend",
     "NotFoundError",
     "PickPolicy",
+    "PortCheck",
     "PortClass",
     "PortHolder",
     "PortQuery",
@@ -209,6 +214,7 @@ __all__ = [
     "assign",
     "bind_activation_socket",
     "bind_free_port",
+    "check_port",
     "endpoint_text",
     "ephemeral_usage",
     "export_names",
@@ -331,6 +337,7 @@ if TYPE_CHECKING:  # your names
 
 
 if TYPE_CHECKING:  # wait, kill, route, ephemeral
+    from ._tools.check import BindReason, PortCheck, check_port
     from ._tools.ephemeral import DestinationUsage, EphemeralUsage, ephemeral_usage
     from ._tools.kill import KillResult, PortHolder, kill_port, port_holders
     from ._tools.route import Endpoint, Route, RouteRule, route, route_packet

@@ -34,10 +34,12 @@ __all__ = [
     "NameStatus",
     "PortQuery",
     "find_sockets",
+    "kept_by",
     "list_sockets",
     "name_status",
     "port_in_use",
     "resolve_ports",
+    "single_port",
     "sockets_on_port",
     "watch_sockets",
 ]
@@ -218,6 +220,25 @@ def _listeners_now(wanted: set[tuple[int, str]]) -> HolderCheck:
     return lambda port, protocol: _holders_of(found.get((port, protocol.value), []))
 
 
+def kept_by(port: int, *, store: Store | None = None) -> tuple[Assignment | None, Lease | None]:
+    """The name and the live lease that keep ``port`` in the store (``None`` where none does).
+
+    A store that cannot be read keeps nothing.
+    """
+    import time
+
+    from portbook._exceptions import PortbookError
+    from portbook._names.assignments import name_on_port
+    from portbook._names.leases import live_lease_on
+    from portbook._names.store import default_store
+
+    try:
+        with (store or default_store()).read() as conn:
+            return name_on_port(conn, port), live_lease_on(conn, port, time.time())
+    except PortbookError:
+        return None, None
+
+
 def port_in_use(port: int, protocol: Protocol) -> tuple[bool, tuple[SocketProcess, ...]]:
     """Does a program hold ``protocol``/``port`` (any socket but TIME-WAIT), and which.
 
@@ -316,6 +337,20 @@ def _service_ports(name: str, protocol: Protocol | None) -> tuple[PortRange, ...
 
     found = {s.ports for s in lookup(name, protocol) if s.ports is not None}
     return tuple(sorted(p for p in found if p is not None))
+
+
+def single_port(text: str, *, store: Store | None = None) -> tuple[int, Protocol | None]:
+    """One port named by ``text``: a number, one of your names, or a service with one port.
+
+    Raises :class:`InvalidPortSpecError` when ``text`` names a range or a
+    service with several ports (``http-alt`` is 591, 8008 and 8080).
+    """
+    from portbook._exceptions import InvalidPortSpecError
+
+    query = resolve_ports(text, store=store)
+    if len(query.ports) != 1 or not query.ports[0].single:
+        raise InvalidPortSpecError(text, f"expected one port, and {text!r} is {query}")
+    return query.ports[0].first, query.protocol
 
 
 def find_sockets(query: PortQuery, *, backend: SocketBackend | None = None) -> list[Socket]:

@@ -254,7 +254,7 @@ def test_without_permission_nothing_is_signalled(servers: list[Server]) -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["kill", "abc"],
+        ["kill", "a b"],
         ["kill", "3000-3005"],
         ["kill", "127.0.0.1:80"],
         ["kill", "--signal", "NOPE", "80"],

@@ -47,7 +47,8 @@ def test_parse_wait_target() -> None:
     assert parse_wait_target("80", host="example.org") == WaitTarget(
         "example.org:80", 80, "example.org"
     )
-    for bad in ("8000-8100", "http", "70000", "sctp/9"):
+    assert parse_wait_target("http").port == 80  # a service of the book with one port
+    for bad in ("8000-8100", "http-alt", "70000", "sctp/9"):
         with pytest.raises(InvalidPortSpecError):
             parse_wait_target(bad)
     with pytest.raises(UsageError):

@@ -29,7 +29,7 @@ EXIT_USAGE = 2
 
 # Command-group modules; each defines register(subparsers) and imports the
 # library only inside its handlers, so that building the parser stays cheap.
-_GROUPS = ("book", "live", "names", "wait", "kill", "route", "ephemeral")
+_GROUPS = ("book", "live", "names", "check", "wait", "kill", "route", "ephemeral")
 
 # Which group defines each command. Building every subparser costs more than a
 # whole lookup (argparse creates ~20 parsers and runs gettext for each), so
@@ -50,6 +50,7 @@ _COMMANDS: dict[str, str] = {
     "names": "names",
     "run": "names",
     "env": "names",
+    "check": "check",
     "wait": "wait",
     "kill": "kill",
     "route": "route",

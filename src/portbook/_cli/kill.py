@@ -26,7 +26,9 @@ def register(subparsers: Any) -> None:
             "when one holder cannot be seen or signalled."
         ),
     )
-    p.add_argument("port", metavar="PORT", help="a port number, or tcp/PORT, udp/PORT")
+    p.add_argument(
+        "port", metavar="PORT", help="a port number, tcp/PORT, udp/PORT, or one of your names"
+    )
     p.add_argument("--signal", default="TERM", help="signal to send first (default TERM)")
     p.add_argument(
         "--timeout",
@@ -44,12 +46,15 @@ def register(subparsers: Any) -> None:
 
 
 def _target(text: str) -> tuple[int, Protocol | None]:
-    from portbook import InvalidPortSpecError, parse_port_spec
+    from portbook import InvalidPortSpecError, parse_port_spec, resolve_ports
 
     spec = parse_port_spec(text)
-    if spec.ports is None or not spec.ports.single or spec.host is not None:
-        raise InvalidPortSpecError(text, "expected one port number (or tcp/PORT, udp/PORT)")
-    return spec.ports.first, spec.protocol
+    if spec.host is not None:
+        raise InvalidPortSpecError(text, "expected one port (or tcp/PORT, udp/PORT, a name)")
+    query = resolve_ports(text)
+    if len(query.ports) != 1 or not query.ports[0].single:
+        raise InvalidPortSpecError(text, f"expected one port, and {text!r} is {query}")
+    return query.ports[0].first, query.protocol
 
 
 def run_kill(args: argparse.Namespace, out: Output) -> int:

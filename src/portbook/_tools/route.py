@@ -464,7 +464,12 @@ def _ifname(index: int) -> str:
 
 
 def _parse_endpoint(text: str) -> Endpoint:
+    """``ADDR:PORT``, ``localhost:PORT``, or one of your names (on 127.0.0.1)."""
     spec = parse_port_spec(text)
+    if spec.name is not None:
+        from portbook._joined import single_port
+
+        return Endpoint(ipaddress.IPv4Address("127.0.0.1"), single_port(text)[0])
     if spec.ports is None or not spec.ports.single:
         raise InvalidPortSpecError(text, "expected ADDRESS:PORT with one port number")
     if spec.host is None or isinstance(spec.host, str):

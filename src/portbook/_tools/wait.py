@@ -77,12 +77,23 @@ class WaitTarget:
 
 
 def parse_wait_target(text: str | int, *, host: str | None = None) -> WaitTarget:
-    """``8080``, ``:8080``, ``db:5432``, ``[::1]:8080``, ``127.0.0.1:80``, ``udp/53``.
+    """``8080``, ``:8080``, ``db:5432``, ``[::1]:8080``, ``127.0.0.1:80``, ``udp/53``, ``api``.
 
-    ``host`` (wait-for-it's ``-h``) applies when ``text`` names no host.
+    ``host`` (wait-for-it's ``-h``) applies when ``text`` names no host. A
+    name is one of yours (or a service of the book with one port).
     """
     raw = str(text)
     spec = parse_port_spec(raw)
+    if spec.name is not None:
+        from portbook._joined import single_port
+
+        port, protocol = single_port(raw)
+        return WaitTarget(
+            text=raw if host is None else f"{host}:{port}",
+            port=port,
+            host=host,
+            protocol=protocol or Protocol.TCP,
+        )
     if spec.ports is None or not spec.ports.single:
         raise InvalidPortSpecError(raw, "expected [HOST:]PORT with one port number")
     if spec.protocol is not None and spec.protocol not in (Protocol.TCP, Protocol.UDP):
@@ -139,6 +150,17 @@ def _bindable(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return True
 
 
+# What stops a bind, as check names it (portbook._tools.check), in words.
+_KIND_WORDS = {
+    "listener": "listener",
+    "connection": "connection",
+    "bound": "bound socket",
+    "udp": "UDP socket",
+    "time-wait": "TIME-WAIT connection",
+    "dual-stack": "dual-stack socket",
+}
+
+
 class _Checker:
     """Answers "is this target satisfied now?" for one target."""
 
@@ -152,7 +174,7 @@ class _Checker:
         self.local = None if connect else _local_addresses(target.host)
         self._backend: SocketBackend | None = None
         self._mask = 0  # kernel state mask of a listener (TCP LISTEN, UDP unconnected)
-        self._held: list[int] = []  # state codes of what holds the port (-1: a listener)
+        self._held: list[str] = []  # the kinds of what stops a bind of the port
         self._failure = ""  # why the last connect failed
         if self.local is None and target.protocol is Protocol.UDP:
             raise UsageError(
@@ -218,41 +240,49 @@ class _Checker:
         return False
 
     def _local_free(self) -> bool:
-        from portbook._live.backends.base import ALL_STATES_MASK, TCP_TIME_WAIT
+        from portbook._live.backends.base import ALL_STATES_MASK
 
-        # The cheap LISTEN query first: while a listener is up there is no need
-        # to walk every connection of the machine.
-        if self._query(self._listen_mask()):
-            self._held = [-1]
-            return False
-        mask = ALL_STATES_MASK
-        if self.reuseaddr:
-            mask &= ~(1 << TCP_TIME_WAIT)
-        self._held = [raw.state for raw in self._query(mask)]
+        # The cheap LISTEN query first: while a listener is in the way there is
+        # no need to walk every connection of the machine.
+        self._held = self._blocking(self._query(self._listen_mask()))
+        if not self._held:
+            self._held = self._blocking(self._query(ALL_STATES_MASK))
         return not self._held
+
+    def _blocking(self, raws: list[RawSocket]) -> list[str]:
+        """The kinds of what stops a bind() of the target's port (check's rule), if anything."""
+        if not raws:
+            return []
+        from ipaddress import ip_address
+
+        from portbook._live.build import build_sockets
+        from portbook._machine import local_ranges
+        from portbook._ports import Family
+        from portbook._tools.check import blockers
+
+        found = build_sockets(raws, scan=None, processes={}, ranges=local_ranges())
+        addresses = self.local or [ip_address("0.0.0.0"), ip_address("::")]
+        kinds: dict[int, str] = {}  # one reason per socket in the way, the first found
+        for address in addresses:
+            family = Family(address.version)
+            for reason in blockers(
+                found, self.target.protocol, family, address, reuseaddr=self.reuseaddr
+            ):
+                kinds.setdefault(id(reason.socket), reason.kind)
+        return list(kinds.values())
 
     @property
     def blocker(self) -> str:
         """What kept the target from being satisfied at the last check, in words."""
         if self._failure:
             return self._failure
-        if not self._held:
-            return ""
-        if self._held == [-1]:
-            return "a listener"
-        from portbook._live.build import state_mask
-        from portbook._live.records import SocketState
-
-        names = {}
-        for state in SocketState:
-            for code in range(16):
-                if state_mask([state], self.target.protocol) & (1 << code) and code not in names:
-                    names[code] = state.value
         counts: dict[str, int] = {}
-        for code in self._held:
-            name = names.get(code, str(code))
-            counts[name] = counts.get(name, 0) + 1
-        return ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+        for kind in self._held:
+            counts[kind] = counts.get(kind, 0) + 1
+        return ", ".join(
+            f"{n} {_KIND_WORDS.get(kind, kind)}{'' if n == 1 else 's'}"
+            for kind, n in sorted(counts.items())
+        )
 
     # -- other hosts -------------------------------------------------------------
 
