@@ -245,8 +245,8 @@ def _reason(s: Socket, family: Family, new_dual: bool) -> BindReason:
         return BindReason("dual-stack", True, message, s)
     if state is SocketState.TIME_WAIT:
         message = (
-            f"a connection on {where} is in TIME-WAIT: bind() without SO_REUSEADDR fails "
-            f"until it ends (at most {TIME_WAIT_SECONDS} s)"
+            f"a connection on {where} is in TIME-WAIT: bind() fails until it ends (at most "
+            f"{TIME_WAIT_SECONDS} s), unless the new socket and the old one both set SO_REUSEADDR"
         )
         return BindReason("time-wait", True, message, s)
     if s.protocol is Protocol.UDP:
