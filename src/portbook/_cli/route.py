@@ -32,9 +32,11 @@ def register(subparsers: Any) -> None:
         description=(
             "Show the socket this machine's kernel delivers a TCP connection or UDP datagram "
             "to, its owning program, and the rule that chose it: established, exact-listener, "
-            "wildcard-listener (incl. IPv6 dual-stack), reuseport-group or none. "
+            "wildcard-listener (incl. IPv6 dual-stack), reuseport-group or none; for an address "
+            "that is not this machine's, not-local and where the routing table sends it. "
             "Quote the arrow in a shell, where > redirects: "
-            "portbook route udp '10.0.0.7:40000 -> 192.168.1.5:53'."
+            "portbook route udp '192.0.2.7:40000 -> 127.0.0.1:53'. "
+            "Exit status: 0 a socket takes it, 1 none does, 2 bad input."
         ),
     )
     p.__class__ = type("RouteParser", (_ArrowWords, type(p)), {})
@@ -42,8 +44,11 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "endpoints",
         nargs="+",
-        metavar="[SRC_ADDR:SRC_PORT ->] DST_ADDR:DST_PORT",
-        help="destination, optionally preceded by a source and '->'",
+        metavar="[SRC_ADDR:SRC_PORT ->] DST",
+        help=(
+            "the destination (ADDR:PORT, [IPv6]:PORT, localhost:PORT or one of your names), "
+            "optionally preceded by a source and '->'"
+        ),
     )
     p.add_argument(
         "--device",
@@ -61,7 +66,7 @@ def run_route(args: argparse.Namespace, out: Output) -> int:
     result = route(args.protocol, destination, source=source, device=args.device)
     if args.json:
         out.json(result.to_json())
-        return 0 if result.rule is not RouteRule.NONE else 1
+        return 0 if result.rule not in (RouteRule.NONE, RouteRule.NOT_LOCAL) else 1
     head = f"{result.protocol.value} "
     head += f"{result.source} -> {result.destination}" if result.source else str(result.destination)
     out.line(head)
@@ -95,7 +100,7 @@ def run_route(args: argparse.Namespace, out: Output) -> int:
     for note in result.notes:
         if note not in result.reason:
             out.line(f"note    {note}")
-    return 0 if result.rule is not RouteRule.NONE else 1
+    return 0 if result.rule not in (RouteRule.NONE, RouteRule.NOT_LOCAL) else 1
 
 
 def _endpoint(address: Any, port: int) -> str:

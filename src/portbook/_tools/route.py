@@ -84,6 +84,7 @@ class RouteRule(enum.StrEnum):
     WILDCARD_LISTENER = "wildcard-listener"
     REUSEPORT_GROUP = "reuseport-group"
     NONE = "none"
+    NOT_LOCAL = "not-local"  # the destination is not this machine's: the packet leaves
 
 
 @record
@@ -103,10 +104,12 @@ class Route:
 
     ``socket`` is the receiving socket, or for a ``reuseport-group`` one member
     (the group is ``candidates``, of which the kernel hashes to one);
-    ``None`` for ``none``. ``dual_stack`` is true when an IPv6 socket takes an
-    IPv4 packet. ``reason`` is one sentence saying why; ``notes`` lists what a
-    reader should know (ties, device-bound sockets not considered, what an
-    answer of ``none`` sends back).
+    ``None`` for ``none`` and ``not-local``. ``dual_stack`` is true when an
+    IPv6 socket takes an IPv4 packet. ``reason`` is one sentence saying why;
+    ``notes`` lists what a reader should know (ties, device-bound sockets not
+    considered, what an answer of ``none`` sends back). ``via`` is where this
+    machine's routing table sends a packet that is not for it
+    (``unicast dev eth0 via 10.0.0.1``).
     """
 
     protocol: Protocol
@@ -119,6 +122,7 @@ class Route:
     device: int | None
     reason: str
     notes: tuple[str, ...] = ()
+    via: str | None = None
 
     @property
     def group_size(self) -> int:
@@ -137,6 +141,7 @@ class Route:
             "socket": self.socket.to_json() if self.socket is not None else None,
             "candidates": [s.to_json() for s in self.candidates],
             "notes": list(self.notes),
+            "via": self.via,
         }
 
 
@@ -463,6 +468,38 @@ def _ifname(index: int) -> str:
         return f"#{index}"
 
 
+def _not_for_this_machine(
+    proto: Protocol, dst: Endpoint, src: Endpoint | None, device: int | None
+) -> Route | None:
+    """A route answer for a destination this machine does not own; ``None`` when it does.
+
+    The routing table decides (``ip route get``): a local address is
+    delivered to a socket by the rules above; a broadcast address reaches
+    every socket bound to the port, which these rules do not choose; any
+    other address leaves the machine, and no socket here takes it.
+    """
+    from portbook._tools.routing import lookup_route
+
+    answer = lookup_route(unmapped(dst.address))
+    if answer is None or answer.kind == "local":
+        return None
+    if answer.kind in ("broadcast", "multicast"):
+        raise UsageError(
+            f"{address_text(dst.address)} is a {answer.kind} address ({answer}): every socket "
+            "on the port receives such a datagram; route shows unicast delivery"
+        )
+    where = (
+        f"the routing table sends it out: {answer}"
+        if answer.error is None
+        else (f"the routing table has no route for it: {answer.error}")
+    )
+    reason = f"{address_text(dst.address)} is not an address of this machine; {where}"
+    note = "no socket of this machine takes the packet (a NAT rule may still forward it)"
+    return Route(
+        proto, src, dst, RouteRule.NOT_LOCAL, None, (), False, device, reason, (note,), str(answer)
+    )
+
+
 def _parse_endpoint(text: str) -> Endpoint:
     """``ADDR:PORT``, ``localhost:PORT``, or one of your names (on 127.0.0.1)."""
     spec = parse_port_spec(text)
@@ -530,6 +567,9 @@ def route(
         # Loopback destinations arrive on lo; so does any packet this machine
         # sends to one of its own addresses (the kernel routes it via lo).
         dev = loopback_index()
+    elsewhere = _not_for_this_machine(proto, dst, src, dev)
+    if elsewhere is not None:
+        return elsewhere
     socks = sockets_on_port(dst.port, proto, owners=True, backend=backend)
     decided = route_packet(proto, dst, socks, source=src, device=dev)
     if not sys.platform.startswith("linux"):
