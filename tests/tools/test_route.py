@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -21,7 +22,7 @@ from portbook._exceptions import InvalidPortSpecError, UsageError
 from portbook._ports import Protocol
 from portbook._tools.route import Endpoint, Route, RouteRule, parse_route_args, route, route_packet
 from tests._sockrec import OwnSockets, Sockets, inode, which_accepts, which_receives
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_portbook
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux lookup rules")
 
@@ -492,3 +493,32 @@ def test_tcp_listener_bound_to_another_device_never_matches(socks: Sockets) -> N
     assert r.rule is RouteRule.NONE
     with pytest.raises(ConnectionRefusedError):
         socks.connect("127.0.0.1", port)
+
+
+def test_an_address_of_no_interface_here_is_not_local() -> None:
+    # 192.0.2.0/24 is TEST-NET-1: documentation only, on no interface of a test machine.
+    shown = run_cli("route", "tcp", "192.0.2.123:8081", "--json")
+    assert shown.status == 1, shown
+    answer = json.loads(shown.stdout)
+    assert answer["rule"] == "not-local" and answer["socket"] is None
+    assert "not an address of this machine" in answer["reason"] and answer["via"]
+
+
+def test_a_broadcast_address_is_not_unicast_delivery() -> None:
+    shown = run_cli("route", "udp", "127.255.255.255:53")
+    assert shown.status == 2 and "broadcast" in shown.stderr and shown.stderr.count("\n") == 1
+
+
+def test_route_takes_one_of_your_names(tmp_path: Path) -> None:
+    from portbook import Store, assign
+
+    with Store(tmp_path / "s.sqlite3") as store:
+        port = assign("api", store=store).port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        shown = run_portbook(
+            "route", "tcp", "api", env={"PORTBOOK_STORE": str(tmp_path / "s.sqlite3")}
+        )
+    assert shown.returncode == 0, shown.stderr
+    assert f"127.0.0.1:{port}" in shown.stdout and "exact-listener" in shown.stdout
