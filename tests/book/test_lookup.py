@@ -22,6 +22,7 @@ from portbook import (
     UsageError,
 )
 from portbook._book.registry import PACKAGED_REGISTRY
+from tests.conftest import run_cli
 
 SERVICES = Path(__file__).parent.parent / "fixtures" / "book" / "services"
 
@@ -249,3 +250,29 @@ def test_overlay_scan_and_index_give_the_same_answers() -> None:
     for name in sorted(names | {"no-such-name"}):
         assert OverlayIndex(etc, UNOFFICIAL_PORTS).by_name(name) == indexed.by_name(name)
     assert indexed.by_ports(6000, 7000) == OverlayIndex(etc, UNOFFICIAL_PORTS).by_ports(6000, 7000)
+
+
+def test_search_finds_software_names_and_near_misses() -> None:
+    from portbook import search
+
+    assert {(s.name, s.port) for s in search("memcached")} >= {
+        ("memcached", 11211),
+        ("memcache", 11211),
+    }
+    near = search("postgress")  # one letter too many
+    assert any(s.name == "postgresql" and s.port == 5432 for s in near)
+    assert search("postgresql")[0].name == "postgresql"  # exact matches come first
+
+
+@pytest.mark.parametrize("text", ["\udcff\udcfe", "a\x1bb"])
+def test_search_text_that_is_not_text_is_refused(text: str) -> None:
+    from portbook import UsageError, search
+
+    with pytest.raises(UsageError):
+        search(text)
+
+
+@pytest.mark.parametrize("limit", ["0", "99999999999999999999", "\u0669", "-5", "1e3"])
+def test_search_limit_is_a_bounded_whole_number(limit: str) -> None:
+    shown = run_cli("search", "http", "--limit", limit)
+    assert shown.status == 2 and shown.stderr.count("\n") == 1, shown

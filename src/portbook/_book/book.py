@@ -492,22 +492,19 @@ class Book:
 
     @_falls_back
     def search(self, text: str, limit: int = 20) -> list[Service]:
-        """Entries whose name or description contains ``text`` (case-insensitive), best first.
+        """Entries whose name, alias, software or description holds ``text``, best first.
 
-        Ranking: exact name, name prefix, name substring, whole description, a
-        description word starting with ``text``, description substring; among
-        equals IANA assignments come before blocks and overlays. Raises
-        :class:`portbook.UsageError` for empty or overlong text or ``limit < 1``.
+        Ranking: exact name (or alias), name prefix, name substring, whole
+        description, a description word starting with ``text``, description
+        substring; among equals IANA assignments come before blocks and
+        overlays. When that finds fewer than ``limit``, names that ``text``
+        nearly spells follow (``memcached`` finds IANA's ``memcache``).
+        Raises :class:`portbook.UsageError` for empty, overlong or
+        non-UTF-8 text or a ``limit`` outside 1 to 10,000.
         """
-        if not isinstance(text, str) or not text.strip():
-            raise UsageError("search text is empty")
-        needle = " ".join(text.split())
-        if len(needle) > _MAX_SEARCH_LEN:
-            raise UsageError(f"search text is too long ({len(needle)} characters)")
-        if any(ord(c) < 32 for c in needle):
-            raise UsageError("search text contains control characters")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise UsageError(f"search limit must be a positive integer, not {limit!r}")
+        needle = _search_text(text)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise UsageError(f"search limit must be a whole number from 1 to 10000, not {limit!r}")
         ranked: list[tuple[int, int, int, Service]] = []
         for i, (rank, row) in enumerate(self._registry().search(needle, limit)):
             ranked.append((rank, 0, i, self._services([row])[0]))
@@ -518,7 +515,21 @@ class Book:
                 if rank is not None:
                     ranked.append((rank, order, i, s))
         ranked.sort(key=lambda item: item[:3])
-        return [item[3] for item in ranked[:limit]]
+        found = [item[3] for item in ranked[:limit]]
+        if len(found) < limit:
+            found.extend(s for s in self._near(low) if s not in found)
+        return found[:limit]
+
+    def _near(self, low: str) -> list[Service]:
+        """Entries of the names ``low`` nearly spells (a letter more, less or swapped)."""
+        import difflib  # only when the plain search came up short
+
+        names = set(self._registry().names())
+        names.update(
+            (s.name or "").lower() for s in self._etc_services() + self._unofficial_entries()
+        )
+        close = difflib.get_close_matches(low, sorted(names - {low, ""}), n=3, cutoff=0.8)
+        return [s for name in close for s in self._by_name(name, None)]
 
     # -- registry data -------------------------------------------------------------
 
@@ -604,6 +615,19 @@ def _proto_key(protocol: Protocol | str) -> str:
     if not isinstance(protocol, str):
         raise InvalidPortSpecError(repr(protocol), "protocol must be a string")
     return parse_protocol(protocol).value
+
+
+def _search_text(text: object) -> str:
+    """The search text, checked: not empty, not too long, printable, valid Unicode."""
+    if not isinstance(text, str) or not text.strip():
+        raise UsageError("search text is empty")
+    needle = " ".join(text.split())
+    if len(needle) > _MAX_SEARCH_LEN:
+        raise UsageError(f"search text is too long ({len(needle)} characters)")
+    if any(ord(c) < 32 or 0xD800 <= ord(c) <= 0xDFFF for c in needle):
+        # A lone surrogate is how a byte that is not UTF-8 reaches Python from argv.
+        raise UsageError("search text contains control characters or bytes that are not UTF-8")
+    return needle
 
 
 def _pairs(pairs: Iterable[tuple[int, Protocol | str]]) -> set[tuple[int, str]]:

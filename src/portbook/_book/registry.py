@@ -168,6 +168,11 @@ class RegistryDB:
             (name,),
         )
 
+    def names(self) -> list[str]:
+        """Every distinct service name of the registry, in lower case."""
+        rows = self._query("SELECT DISTINCT lower(name) FROM service WHERE name IS NOT NULL")
+        return [str(r[0]) for r in rows]
+
     def search(self, text: str, limit: int) -> list[tuple[int, Row]]:
         """(rank, row) of records whose name or description holds ``text``; lower rank is better.
 

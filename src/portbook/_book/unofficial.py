@@ -22,6 +22,14 @@ UNOFFICIAL_PORTS: tuple[tuple[int, int, str, str, str, str], ...] = (
     (1880, 1880, "tcp", "node-red", "Node-RED", "Node-RED flow editor and HTTP endpoints"),
     (2181, 2181, "tcp", "zookeeper", "Apache ZooKeeper", "ZooKeeper client port"),
     (
+        2222,
+        2222,
+        "tcp",
+        "ssh-alt",
+        "OpenSSH; Gitea and GitLab containers; Vagrant",
+        "Common alternative SSH port (containers, forwarded development machines)",
+    ),
+    (
         3000,
         3000,
         "tcp",
@@ -134,6 +142,8 @@ UNOFFICIAL_PORTS: tuple[tuple[int, int, str, str, str, str], ...] = (
     (9443, 9443, "tcp", "portainer", "Portainer", "Portainer web UI (HTTPS)"),
     (9870, 9870, "tcp", "hdfs-namenode-ui", "Apache Hadoop 3", "HDFS NameNode web UI"),
     (10250, 10250, "tcp", "kubelet", "Kubernetes", "kubelet API"),
+    (11211, 11211, "tcp", "memcached", "memcached", "memcached server default (IANA: memcache)"),
+    (11211, 11211, "udp", "memcached", "memcached", "memcached server over UDP, when enabled"),
     (11434, 11434, "tcp", "ollama", "Ollama", "Ollama API server"),
     (15672, 15672, "tcp", "rabbitmq-mgmt", "RabbitMQ", "RabbitMQ management UI and HTTP API"),
     (16686, 16686, "tcp", "jaeger-ui", "Jaeger", "Jaeger query UI"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from portbook._cli._args import whole
+
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,7 +56,9 @@ def _add_search(subparsers: Any) -> None:
         description="Entries whose name or description contains TEXT, best match first.",
     )
     search.add_argument("text", metavar="TEXT")
-    search.add_argument("--limit", type=_positive_int, default=20, metavar="N", help="at most N")
+    search.add_argument(
+        "--limit", type=whole(1, 10_000), default=20, metavar="N", help="at most N (1-10000)"
+    )
     search.add_argument("--json", action="store_true", help="print a JSON array for programs")
     search.set_defaults(handler=run_search)
 
@@ -91,16 +95,6 @@ def _add_update(subparsers: Any) -> None:
 
 # In the order of `portbook --help`.
 _PARSERS = {"lookup": _add_lookup, "search": _add_search, "info": _add_info, "update": _add_update}
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _ports(s: Service) -> str:
