@@ -14,6 +14,7 @@ import os
 __all__ = [
     "PROC",
     "ancestors",
+    "descendants",
     "parent_pid",
     "process_uid",
     "read_stat",
@@ -69,6 +70,28 @@ def ancestors(pid: int, proc: str = PROC) -> set[int]:
         chain.add(parent)
         current = parent
     return chain
+
+
+def descendants(pid: int, proc: str = PROC) -> set[int]:
+    """Every process below ``pid`` (children, their children, ...), from one read of /proc."""
+    children: dict[int, list[int]] = {}
+    try:
+        names = os.listdir(proc)
+    except OSError:
+        return set()
+    for name in names:
+        if name.isdigit():
+            parent = parent_pid(int(name), proc)
+            if parent is not None:
+                children.setdefault(parent, []).append(int(name))
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        for child in children.get(pending.pop(), ()):
+            if child not in found:
+                found.add(child)
+                pending.append(child)
+    return found
 
 
 def process_uid(pid: int, proc: str = PROC) -> int | None:

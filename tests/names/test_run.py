@@ -194,3 +194,35 @@ def test_run_reclaims_the_name_of_a_killed_runner(tmp_path: Path) -> None:
     second = _portbook("run", "api", "--", "true", store=store)
     second.communicate(timeout=60)
     assert second.returncode == 0
+
+
+def test_run_says_so_when_the_command_listens_elsewhere(tmp_path: Path) -> None:
+    # A server that ignores $PORT: it listens where the kernel puts it.
+    ignores = (
+        "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+        "time.sleep(30)"
+    )
+    proc = _portbook(
+        "run", "web", "--", sys.executable, "-c", ignores, store=tmp_path / "s.sqlite3"
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()  # the warning comes within about 5 s
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert "listens on" in line and "not on its port" in line and "$PORT" in line
+
+
+def test_run_refuses_a_port_another_program_holds(tmp_path: Path) -> None:
+    store = tmp_path / "s.sqlite3"
+    from portbook import assign
+
+    with Store(store) as s:
+        port = assign("web", store=s).port
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        proc = _portbook("run", "web", "--", "true", store=store)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and f"pid {os.getpid()}" in err and err.count("\n") == 1

@@ -340,7 +340,14 @@ def run_run(args: argparse.Namespace, out: Output) -> int:
     # the store is opened (--store names which one).
     command = _split_run_command(args)
     with Store(args.store) as store:
-        return run_on_name(args.name, command, activation=args.socket, host=args.host, store=store)
+        return run_on_name(
+            args.name,
+            command,
+            activation=args.socket,
+            host=args.host,
+            store=store,
+            on_warning=out.warn,
+        )
 
 
 def _split_run_command(args: argparse.Namespace) -> list[str]:

@@ -31,7 +31,8 @@ from portbook._ports import Protocol
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    import subprocess
+    from collections.abc import Callable, Sequence
 
     from portbook._names.assignments import Assignment
     from portbook._names.leases import Lease
@@ -119,6 +120,7 @@ def run_on_name(
     activation: bool = False,
     host: str | None = None,
     store: Store | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> int:
     """Run ``command`` holding ``name``'s port (assigned first if new); its exit status.
 
@@ -129,6 +131,10 @@ def run_on_name(
     SIGHUP sent to this process are passed on and Ctrl-C is left to the
     command (it reaches the whole foreground process group), so this must
     run in the main thread.
+
+    When the command listens on other ports but not on its own within a
+    while (a server that ignores ``$PORT``: ``python3 -m http.server`` takes
+    8000), ``on_warning`` is called with a sentence saying so.
 
     Raises :class:`PortUnavailableError` when another ``run`` holds the name
     or another program holds its port, :class:`CommandError` when the
@@ -143,7 +149,15 @@ def run_on_name(
     refuse_if_in_use(a)
     _, lease = lease_name(name, store=store)
     try:
-        return _run(a, list(command), lease=lease, activation=activation, host=host, store=store)
+        return _run(
+            a,
+            list(command),
+            lease=lease,
+            activation=activation,
+            host=host,
+            store=store,
+            on_warning=on_warning,
+        )
     finally:
         # `portbook release NAME` during the run has dropped the lease already.
         with contextlib.suppress(NotFoundError):
@@ -158,6 +172,7 @@ def _run(
     activation: bool,
     host: str | None,
     store: Store | None,
+    on_warning: Callable[[str], None] | None,
 ) -> int:
     """Start the command, hand it the lease, wait for it with signals passed on."""
     import signal
@@ -189,6 +204,8 @@ def _run(
     # trampoline's exec.)
     with contextlib.suppress(PortbookError):  # the child exited already, or a release
         transfer_lease(lease, holder_for(child.pid), store=store)
+    if on_warning is not None and not activation:
+        _watch_listening(child, a, command[0], on_warning)
     previous = {
         sig: signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
         for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM))
@@ -200,3 +217,48 @@ def _run(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return status if status >= 0 else 128 - status
+
+
+# When to look where the command listens: growing pauses, then no more.
+_LOOKS = (0.5, 1.0, 1.5, 2.0)  # 5 s in all
+
+
+def _watch_listening(
+    child: subprocess.Popen[bytes], a: Assignment, program: str, warn: Callable[[str], None]
+) -> None:
+    """In the background, warn once if the command listens elsewhere but not on its port."""
+    import threading
+
+    def look() -> None:
+        import time
+
+        for pause in _LOOKS:
+            time.sleep(pause)
+            if child.poll() is not None:
+                return
+            mine, elsewhere = _listening(child.pid, a)
+            if mine:
+                return
+            if elsewhere and pause == _LOOKS[-1]:
+                ports = ", ".join(sorted({str(p) for p in elsewhere}, key=int))
+                warn(
+                    f"{a.name}: {program} listens on {ports}, not on its port {a.port} "
+                    "(does it read $PORT?)"
+                )
+
+    threading.Thread(target=look, name="portbook-run-watch", daemon=True).start()
+
+
+def _listening(pid: int, a: Assignment) -> tuple[bool, list[int]]:
+    """(whether the command's process tree listens on its port, the other ports it listens on)."""
+    from portbook._exceptions import PortbookError
+    from portbook._joined import list_sockets
+    from portbook._proc import descendants
+
+    tree = descendants(pid) | {pid}
+    try:
+        sockets = list_sockets(listening=True, protocols=[a.protocol])
+    except PortbookError:
+        return True, []  # no table to read: nothing to say
+    held = [s for s in sockets if any(p.pid in tree for p in s.processes)]
+    return any(s.local_port == a.port for s in held), [s.local_port for s in held]
