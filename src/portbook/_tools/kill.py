@@ -317,13 +317,22 @@ def _wait_released(
     deadline = time.monotonic() + timeout
     _wait_exits(pinned, timeout)
     pause = _POLL_FIRST
-    while True:
-        pids, held = _holding(port, protocol)
+    # Polled without the owner walk (the kernel's table alone says whether
+    # the port is free); who still holds it is read once, at the end.
+    while _still_held(port, protocol):
         left = deadline - time.monotonic()
-        if not held or left <= 0:
-            return pids, held
+        if left <= 0:
+            return _holding(port, protocol)
         time.sleep(min(pause, left))
         pause = min(pause * 1.5, _POLL_MAX)
+    return set(), False
+
+
+def _still_held(port: int, protocol: Protocol | None) -> bool:
+    """Whether any socket but TIME-WAIT is on the port: one filtered read, no owner walk."""
+    from portbook._live.records import SocketState
+
+    return any(s.state is not SocketState.TIME_WAIT for s in _sockets(port, protocol, owners=False))
 
 
 def _refuse_unsafe(found: list[PortHolder], port: int, protocol: Protocol | None) -> None:
