@@ -29,7 +29,7 @@ EXIT_USAGE = 2
 
 # Command-group modules; each defines register(subparsers) and imports the
 # library only inside its handlers, so that building the parser stays cheap.
-_GROUPS = ("book", "live", "names", "tools")
+_GROUPS = ("book", "live", "names", "tools", "serve")
 
 # Which group defines each command. Building every subparser costs more than a
 # whole lookup (argparse creates ~20 parsers and runs gettext for each), so
@@ -54,6 +54,8 @@ _COMMANDS: dict[str, str] = {
     "kill": "tools",
     "route": "tools",
     "ephemeral": "tools",
+    "serve": "serve",
+    "metrics": "serve",
 }
 
 # What `portbook` with no arguments runs.
