@@ -6,6 +6,7 @@ import ipaddress
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -270,7 +271,7 @@ def test_only_busy_or_nearly_full_destinations_get_series() -> None:
 
 
 class _Broken(Source):
-    def listeners(self) -> list[portbook.Socket]:
+    def sockets(self) -> list[portbook.Socket]:
         raise SocketTableError("the socket table could not be read")
 
 
@@ -279,9 +280,9 @@ def test_a_part_that_fails_is_counted_and_the_rest_still_reported() -> None:
     for expected in (1.0, 2.0):
         found = samples(exposition(registry).decode())
         errors = {labels["part"]: v for labels, v in found["portbook_scrape_errors_total"]}
-        assert errors == {"sockets": expected, "states": 0, "ephemeral": 0, "names": 0, "leases": 0}
-        assert "portbook_listener_info" not in found
-        assert found["portbook_sockets"]
+        assert errors == {"sockets": expected, "ephemeral": 0, "names": 0, "leases": 0}
+        assert "portbook_listener_info" not in found and "portbook_sockets" not in found
+        assert found["portbook_ephemeral_ports_in_use"] and found["portbook_leases"]
 
 
 class _Slow(Source):
@@ -290,11 +291,11 @@ class _Slow(Source):
         self.calls = 0
         self.lock = threading.Lock()
 
-    def listeners(self) -> list[portbook.Socket]:
+    def sockets(self) -> list[portbook.Socket]:
         with self.lock:
             self.calls += 1
         time.sleep(0.5)
-        return super().listeners()
+        return super().sockets()
 
 
 def test_overlapping_scrapes_share_one_reading() -> None:
@@ -356,3 +357,30 @@ def test_promtool_would_notice_a_bad_name() -> None:
         [promtool, "check", "metrics"], input=bad, capture_output=True, text=True, check=False
     )
     assert done.returncode != 0 and '"_total" suffix' in done.stderr
+
+
+def test_metrics_on_a_terminal_escapes_control_characters_in_names() -> None:
+    """A process may call itself ESC[2J; the terminal that shows its label must not obey."""
+    from tests.conftest import run_cli
+
+    code = (
+        "import ctypes, socket, sys, time\n"
+        "ctypes.CDLL(None).prctl(15, b'evil\\x1b[2Jx', 0, 0, 0)\n"  # PR_SET_NAME
+        "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1)\n"
+        "print(s.getsockname()[1], flush=True); time.sleep(60)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        port = child.stdout.readline().strip()
+        shown = run_cli("metrics", tty=True).stdout
+        piped = run_cli("metrics").stdout
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    mine = [line for line in shown.splitlines() if f'port="{port}"' in line]
+    assert len(mine) == 1 and 'program="evil\\x1b[2Jx"' in mine[0]
+    assert "\x1b" not in shown
+    assert 'program="evil\x1b[2Jx"' in piped  # a pipe or file gets the metrics as they are

@@ -211,7 +211,7 @@ def test_concurrent_clients_are_all_answered(server: _Server) -> None:
         t.join(60)
     assert failures == [] and server.logged == []
     # 30 JSON requests in a few seconds, answered from at most a few readings.
-    assert server.server.sockets_json.produced <= 6
+    assert server.server.listeners.produced <= 6
 
 
 def test_a_client_that_sends_nothing_or_half_a_request_is_dropped(server: _Server) -> None:
@@ -297,10 +297,10 @@ def test_a_slow_reading_delays_only_those_who_wait_for_it() -> None:
     class Slow(Source):
         calls = 0
 
-        def listeners(self) -> list[Socket]:
+        def sockets(self) -> list[Socket]:
             Slow.calls += 1
             time.sleep(1.5)
-            return super().listeners()
+            return super().sockets()
 
     s = _Server(Slow(), max_connections=16, timeout=10)
     try:

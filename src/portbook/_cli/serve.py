@@ -78,7 +78,14 @@ def run_metrics(args: argparse.Namespace, out: Output) -> int:
         return 0
     registry = make_registry(Source(args.store))
     if args.textfile is None:
-        out.stream.write(exposition(registry).decode())
+        text = exposition(registry).decode()
+        if out.tty:
+            # Label values are other users' text (process names): the format escapes
+            # quotes and newlines, but a terminal would obey other control characters.
+            import re
+
+            text = re.sub(r"[\x00-\x09\x0b-\x1f\x7f]", lambda m: f"\\x{ord(m[0]):02x}", text)
+        out.stream.write(text)
         return 0
     if not args.textfile.endswith(".prom"):
         out.warn("node_exporter's textfile collector reads only files whose names end in .prom")

@@ -125,7 +125,7 @@ class PortbookCollector(Collector):
         )
         errors = CounterMetricFamily(
             "portbook_scrape_errors_total",
-            "Readings of one part (sockets, states, ephemeral, names, leases) that failed.",
+            "Readings of one part (sockets, ephemeral, names, leases) that failed.",
             labels=["part"],
         )
         with self._lock:

@@ -136,10 +136,13 @@ class DashboardServer(ThreadingHTTPServer):
         self.client_timeout = timeout
         self.loopback = is_loopback(address[0])
         self.registry = make_registry(chosen)
-        self.sockets_json = Fresh(lambda: portbook.sockets_json(chosen.listeners()), API_MAX_AGE)
+        # The page polls both every time: one reading of the listeners serves both.
+        self.listeners = Fresh(chosen.listeners, API_MAX_AGE)
+        self.sockets_json = Fresh(lambda: portbook.sockets_json(self.listeners.get()))
         self.names_json = Fresh(
-            lambda: json.dumps([s.to_json() for s in chosen.names()], ensure_ascii=False),
-            API_MAX_AGE,
+            lambda: json.dumps(
+                [s.to_json() for s in chosen.names(self.listeners.get())], ensure_ascii=False
+            )
         )
         self.static = {name: _read_static(name) for name in _STATIC}
         self._slots = threading.BoundedSemaphore(max_connections)

@@ -17,14 +17,23 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import portbook
-from portbook import EphemeralUsage, Lease, NameStatus, PortbookError, Socket, Store
+from portbook import (
+    EphemeralUsage,
+    Lease,
+    NameStatus,
+    PortbookError,
+    Protocol,
+    Socket,
+    SocketProcess,
+    Store,
+)
 
 __all__ = ["PARTS", "Fresh", "Snapshot", "Source"]
 
 T = TypeVar("T")
 
 #: The parts of a reading, each read and counted (errors) on its own.
-PARTS = ("sockets", "states", "ephemeral", "names", "leases")
+PARTS = ("sockets", "ephemeral", "names", "leases")
 
 
 class Source:
@@ -46,23 +55,30 @@ class Source:
         """Listening TCP and bound UDP sockets with their owners: what ``ls`` lists."""
         return portbook.list_sockets(listening=True)
 
-    def state_counts(self) -> dict[tuple[str, str], int]:
-        """How many sockets there are per (protocol, state), over every socket."""
-        counts: Counter[tuple[str, str]] = Counter(
-            (s.protocol.value, s.state.value) for s in portbook.list_sockets(owners=False)
-        )
-        return dict(counts)
+    def sockets(self) -> list[Socket]:
+        """Every socket with its owners (a scrape counts them all and lists the listeners).
+
+        One reading for both: finding owners reads every process's open files
+        whatever is asked, so listing the listeners apart would read them twice.
+        """
+        return portbook.list_sockets()
 
     def ephemeral(self) -> EphemeralUsage:
         return portbook.ephemeral_usage()
 
-    def names(self) -> list[NameStatus]:
-        """Every name and whether it is listening: what ``names --json`` lists."""
+    def names(self, listeners: list[Socket] | None = None) -> list[NameStatus]:
+        """Every name and whether it is listening: what ``names --json`` lists.
+
+        With ``listeners`` (a reading of :meth:`listeners`), whether a name's
+        port is listening, and by whom, comes from that reading instead of a
+        query of the socket table (and a walk of every process) per name.
+        """
         store = self._store()
         if store is None:
             return []
+        check = None if listeners is None else _listening_in(listeners)
         with store:
-            return portbook.name_status(store=store)
+            return portbook.name_status(store=store, listeners=check)
 
     def leases(self) -> list[Lease]:
         """The live leases (reading them reclaims dead ones, as every pick does)."""
@@ -71,6 +87,29 @@ class Source:
             return []
         with store:
             return portbook.list_leases(store=store)
+
+
+def _listening_in(
+    listeners: list[Socket],
+) -> Callable[[int, Protocol], tuple[bool, tuple[SocketProcess, ...]]]:
+    """``name_status``'s listener check answered from one reading of the listeners.
+
+    The same answer as its default check: a TCP LISTEN or bound UDP socket on
+    the port, and the processes holding any of them, once each, by pid.
+    """
+    by_port: dict[tuple[int, str], dict[int, SocketProcess]] = {}
+    for sock in listeners:
+        holders = by_port.setdefault((sock.local_port, sock.protocol.value), {})
+        for proc in sock.processes:
+            holders.setdefault(proc.pid, proc)
+
+    def check(port: int, protocol: Protocol) -> tuple[bool, tuple[SocketProcess, ...]]:
+        holders = by_port.get((port, protocol.value))
+        if holders is None:
+            return False, ()
+        return True, tuple(sorted(holders.values(), key=lambda p: p.pid))
+
+    return check
 
 
 class Snapshot:
@@ -126,11 +165,18 @@ class Snapshot:
                 errors[name] = str(exc) or type(exc).__name__
                 return None
 
+        table = part("sockets", source.sockets)
+        listeners: list[Socket] | None = None
+        counts: dict[tuple[str, str], int] | None = None
+        if table is not None:
+            listeners = [s for s in table if s.listening]
+            counts = dict(Counter((s.protocol.value, s.state.value) for s in table))
+            del table  # the listeners are kept; the rest goes before the other parts are read
         return cls(
-            listeners=part("sockets", source.listeners),
-            state_counts=part("states", source.state_counts),
+            listeners=listeners,
+            state_counts=counts,
             ephemeral=part("ephemeral", source.ephemeral),
-            names=part("names", source.names),
+            names=part("names", lambda: source.names(listeners)),
             leases=part("leases", source.leases),
             errors=errors,
             seconds=time.perf_counter() - started,
