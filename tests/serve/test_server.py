@@ -99,15 +99,39 @@ def test_api_sockets_and_names_are_the_cli_json(server: _Server, tmp_path: Path)
 
 def test_api_names_is_names_json(tmp_path: Path) -> None:
     store = tmp_path / "names.sqlite3"
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(1)
+    port = listening.getsockname()[1]
     with portbook.Store(store) as opened:
         portbook.assign("alpha", store=opened)
-        portbook.assign("beta", store=opened)
+        portbook.assign("gamma", port=port, store=opened, listeners=lambda p, q: (False, ()))
     server = _Server(Source(str(store)))
     try:
         _, _, body = get(server.url + "api/names")
+        printed = run_cli("names", "--json", "--store", str(store)).stdout
     finally:
         server.close()
-    assert json.loads(body) == json.loads(run_cli("names", "--json", "--store", str(store)).stdout)
+        listening.close()
+    served = json.loads(body)
+    assert served == json.loads(printed)
+    assert [n["listening"] for n in served] == [False, True] and served[1]["processes"]
+
+
+@pytest.mark.ipv6
+def test_it_listens_on_ipv6_loopback() -> None:
+    if not portbook.ipv6_available():
+        pytest.skip("no IPv6 on loopback")
+    server = DashboardServer(("::1", 0))
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        assert server.url == f"http://[::1]:{server.port}/" and server.loopback
+        assert get(server.url)[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
 
 
 def test_api_lookup_is_lookup_json(server: _Server) -> None:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
+import socketserver
 import sys
 import threading
 from collections.abc import Callable
@@ -163,7 +164,11 @@ class DashboardServer(ThreadingHTTPServer):
         if self.address_family == socket.AF_INET6:
             # [::]:PORT means IPv6 only, as the user wrote it; 0.0.0.0 is separate.
             self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        super().server_bind()
+        # Not HTTPServer.server_bind: it asks socket.getfqdn() for a name, a reverse
+        # DNS lookup (traffic, and seconds where DNS is slow) for a name never used.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
