@@ -200,6 +200,24 @@ def test_kept_alive_connection_serves_many_requests(server: _Server) -> None:
         conn.close()
 
 
+def test_a_broken_store_is_a_500_said_once_and_metrics_go_on() -> None:
+    class BrokenStore(Source):
+        def names(self, listeners: list[Socket] | None = None) -> list[portbook.NameStatus]:
+            raise portbook.StoreCorruptError("the store is not a portbook database")
+
+    s = _Server(BrokenStore())
+    try:
+        for _ in range(3):
+            status, _, body = get(s.url + "api/names")
+            assert (status, body) == (500, b"the store is not a portbook database\n")
+        status, _, body = get(s.url + "metrics")
+        assert status == 200 and b'portbook_scrape_errors_total{part="names"} 1.0' in body
+        assert get(s.url + "api/sockets")[0] == 200
+    finally:
+        s.close()
+    assert s.logged == ["portbook: error: GET /api/names: the store is not a portbook database"]
+
+
 def test_parse_listen() -> None:
     assert parse_listen("127.0.0.1:8694") == ("127.0.0.1", 8694)
     assert parse_listen(":0") == ("127.0.0.1", 0)

@@ -148,6 +148,8 @@ class DashboardServer(ThreadingHTTPServer):
         self.static = {name: _read_static(name) for name in _STATIC}
         self._slots = threading.BoundedSemaphore(max_connections)
         self._log = log or (lambda line: sys.stderr.write(line + "\n"))
+        self._logged: dict[str, None] = {}
+        self._logged_lock = threading.Lock()
         self.refused = 0  #: connections refused past the cap (tests read it)
 
     @property
@@ -195,7 +197,14 @@ class DashboardServer(ThreadingHTTPServer):
             return
         self._log(f"portbook: error: answering {client_address[0]}: {exc!r}")
 
-    def log(self, line: str) -> None:
+    def log_once(self, line: str) -> None:
+        """``line`` on the log the first time only: a page polling a broken store says it once."""
+        with self._logged_lock:
+            if line in self._logged:
+                return
+            if len(self._logged) >= 100:  # bounded: forget the oldest
+                del self._logged[next(iter(self._logged))]
+            self._logged[line] = None
         self._log(line)
 
 
@@ -245,7 +254,15 @@ class _Handler(BaseHTTPRequestHandler):
         if route is None:
             self._send(HTTPStatus.NOT_FOUND, _TEXT, b"not found\n")
             return
-        route(self, parse_qs(url.query))
+        try:
+            route(self, parse_qs(url.query))
+        except OSError:
+            raise  # the client went away: socketserver closes the connection
+        except Exception as exc:
+            # Every route computes its whole answer before writing any of it,
+            # so nothing has been sent yet: the client gets a 500, not a cut reply.
+            self.server.log_once(f"portbook: error: GET {url.path}: {exc}")
+            self._send(HTTPStatus.INTERNAL_SERVER_ERROR, _TEXT, f"{exc}\n".encode())
 
     def do_HEAD(self) -> None:
         self.do_GET()
