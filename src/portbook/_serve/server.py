@@ -19,9 +19,9 @@ A server that serves people stays up whatever its clients do:
   client that sends half a request, stops reading, or keeps an idle
   connection open, is dropped after it instead of holding its thread.
 - **Readings are shared** (:class:`~portbook._serve.source.Fresh`): requests
-  that overlap share one reading of the socket table; the JSON answers are
-  kept one second, so many tabs polling cost one reading a second. A slow
-  reading delays only the requests that wait for it.
+  that overlap share one reading of the socket table; the listeners behind
+  the JSON answers are kept one second, so many tabs polling cost one
+  reading a second. A slow reading delays only the requests that wait for it.
 - **HTTP/1.1 with Content-Length on every answer**: the page polls over one
   kept-alive connection rather than a new one (and a TIME-WAIT socket in the
   table it shows) per poll. Polling rather than server-sent events: a stream
