@@ -376,38 +376,47 @@ def _threads_and_rss(pid: int) -> tuple[int, int]:
 
 @pytest.mark.slow
 def test_a_flood_from_loopback_grows_neither_threads_nor_memory(tmp_path: Path) -> None:
-    """A real `portbook serve`: 2,400 requests from 24 threads, then 150 idle connections."""
+    """A real `portbook serve`: 3 floods of 1,440 requests from 24 threads; 150 idle connections.
+
+    The first flood may raise the resident set once (threads, malloc's arenas);
+    the floods after it must not raise it further.
+    """
     child = serve_child(tmp_path / "names.sqlite3")
     url = url_of(child)
+    pid = child.proc.pid
     try:
         for _ in range(50):
             get(url + "api/sockets")
-        threads_before, rss_before = _threads_and_rss(child.proc.pid)
+        threads_before, rss_before = _threads_and_rss(pid)
 
         def flood() -> None:
-            for i in range(100):
+            for i in range(60):
                 with contextlib.suppress(OSError):  # refused past the cap: allowed
                     get(url + ("api/sockets", "metrics", "", "api/names")[i % 4], timeout=10)
 
-        workers = [threading.Thread(target=flood) for _ in range(24)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join(120)
-        idle = [
-            socket.create_connection(("127.0.0.1", int(child.match.group(2)))) for _ in range(150)
-        ]
+        after: list[int] = []
+        for _ in range(3):
+            workers = [threading.Thread(target=flood) for _ in range(24)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join(120)
+            after.append(_threads_and_rss(pid)[1])
+        port = int(child.match.group(2))
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(150)]
         time.sleep(0.5)
-        threads_during, _ = _threads_and_rss(child.proc.pid)
+        threads_during, _ = _threads_and_rss(pid)
         for c in idle:
             c.close()
         assert _served_again(url)
-        threads_after, rss_after = _threads_and_rss(child.proc.pid)
+        threads_after, rss_after = _threads_and_rss(pid)
     finally:
         child.stop()
     assert threads_during <= threads_before + 64 + 2  # capped at 64 connections
-    assert rss_after - rss_before < 24 * 1024, (rss_before, rss_after)  # KiB
     assert threads_after <= threads_before + 64 + 2
+    # KiB: a bounded first step (42 MiB from 31 here), then a plateau.
+    assert after[0] - rss_before < 32 * 1024, (rss_before, after)
+    assert max(*after[1:], rss_after) - after[0] < 6 * 1024, (rss_before, after, rss_after)
 
 
 # -- starting and stopping ------------------------------------------------------------------

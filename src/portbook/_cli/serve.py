@@ -101,10 +101,16 @@ def run_serve(args: argparse.Namespace, out: Output) -> int:
     import signal
     import threading
 
-    from portbook._serve.server import DEFAULT_LISTEN, DashboardServer, parse_listen
+    from portbook._serve.server import (
+        DEFAULT_LISTEN,
+        DashboardServer,
+        limit_malloc_arenas,
+        parse_listen,
+    )
     from portbook._serve.source import Source
 
     host, port = parse_listen(args.listen if args.listen is not None else DEFAULT_LISTEN)
+    limit_malloc_arenas()  # this process is the server's alone
 
     def log(line: str) -> None:
         out.err.write(line + "\n")
