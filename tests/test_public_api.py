@@ -41,8 +41,8 @@ def test_core_imports_no_cli_or_rendering_code() -> None:
     code = (
         "import sys, portbook\n"
         "for n in portbook.__all__: getattr(portbook, n)\n"
-        "bad = [m for m in sys.modules if m.startswith('portbook._cli') or m in "
-        "('argparse', 'rich', 'click', 'textual')]\n"
+        "bad = [m for m in sys.modules if m.startswith(('portbook._cli', 'portbook._serve')) "
+        "or m in ('argparse', 'rich', 'click', 'textual', 'prometheus_client', 'http.server')]\n"
         "print(','.join(bad))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -55,17 +55,14 @@ def test_import_portbook_is_lazy() -> None:
     assert out.stdout.strip() == "['portbook']"
 
 
-def test_the_command_line_uses_only_the_public_api() -> None:
-    """The CLI is a thin client: it imports portbook's public names, never its private modules."""
-    import portbook._cli
-
-    cli_dir = Path(portbook._cli.__file__).parent
-    for path in sorted(cli_dir.glob("*.py")):
+def _imports_only_the_public_api(package_dir: Path, *, allowed: tuple[str, ...]) -> None:
+    """Every module in ``package_dir`` imports portbook's public names or ``allowed`` modules."""
+    for path in sorted(package_dir.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
                 module = node.module or ""
                 if node.level >= 2 or (
-                    module.startswith("portbook.") and not module.startswith("portbook._cli")
+                    module.startswith("portbook.") and not module.startswith(allowed)
                 ):
                     raise AssertionError(f"{path.name}:{node.lineno} imports {module!r}")
                 if module == "portbook" and node.level == 0:
@@ -74,5 +71,24 @@ def test_the_command_line_uses_only_the_public_api() -> None:
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     assert not alias.name.startswith("portbook._") or alias.name.startswith(
-                        "portbook._cli"
+                        allowed
                     ), f"{path.name}:{node.lineno} imports {alias.name}"
+
+
+def test_the_command_line_uses_only_the_public_api() -> None:
+    """The CLI is a thin client: it imports portbook's public names, never its private modules.
+
+    It may import the web layer (``portbook._serve``), itself a client of the public API.
+    """
+    import portbook._cli
+
+    cli_dir = Path(portbook._cli.__file__).parent
+    _imports_only_the_public_api(cli_dir, allowed=("portbook._cli", "portbook._serve"))
+
+
+def test_the_server_and_metrics_use_only_the_public_api() -> None:
+    """``portbook serve``/``metrics`` are thin clients too, and need nothing of the CLI."""
+    import portbook._serve
+
+    serve_dir = Path(portbook._serve.__file__).parent
+    _imports_only_the_public_api(serve_dir, allowed=("portbook._serve",))

@@ -29,7 +29,7 @@ EXIT_USAGE = 2
 
 # Command-group modules; each defines register(subparsers) and imports the
 # library only inside its handlers, so that building the parser stays cheap.
-_GROUPS = ("book", "live", "names", "check", "wait", "kill", "route", "ephemeral")
+_GROUPS = ("book", "live", "names", "check", "wait", "kill", "route", "ephemeral", "serve")
 
 # Which group defines each command. Building every subparser costs more than a
 # whole lookup (argparse creates ~20 parsers and runs gettext for each), so
@@ -55,6 +55,8 @@ _COMMANDS: dict[str, str] = {
     "kill": "kill",
     "route": "route",
     "ephemeral": "ephemeral",
+    "serve": "serve",
+    "metrics": "serve",
 }
 
 # What `portbook` with no arguments runs.
