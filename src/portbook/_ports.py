@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 
-from portbook._exceptions import InvalidPortSpecError
+from portbook._exceptions import InvalidPortSpecError, UsageError
 from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
@@ -24,6 +24,7 @@ __all__ = [
     "PortRange",
     "PortSpec",
     "Protocol",
+    "parse_host",
     "parse_port",
     "parse_port_range",
     "parse_port_spec",
@@ -256,6 +257,23 @@ def _parse_range_in(body: str, text: str) -> PortRange:
         return parse_port_range(body)
     except InvalidPortSpecError as exc:
         raise InvalidPortSpecError(text, exc.reason) from None
+
+
+def parse_host(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str:
+    """An IP address (``[::1]`` brackets allowed) or a host name as DNS allows it, lower case.
+
+    Raises :class:`UsageError` for anything else: an empty label
+    (``a..b``), a label over 63 characters, a name over 253, characters no
+    host name has.
+    """
+    body = text.strip()
+    if body.startswith("[") and body.endswith("]"):
+        body = body[1:-1]
+    try:
+        _check_length(body)
+        return _parse_host(body, text)
+    except InvalidPortSpecError as exc:
+        raise UsageError(exc.reason) from None
 
 
 def _parse_host(host_text: str, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str:

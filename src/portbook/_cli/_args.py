@@ -12,11 +12,18 @@ import argparse
 import math
 from collections.abc import Callable
 
-__all__ = ["seconds", "whole"]
+__all__ = ["number", "seconds", "whole"]
 
 
 def seconds(low: float, high: float, *, zero: bool = True) -> Callable[[str], float]:
     """A number of seconds in ``low``..``high`` (``zero=False``: above 0)."""
+    return number(low, high, zero=zero, what="a number of seconds")
+
+
+def number(
+    low: float, high: float, *, zero: bool = True, what: str = "a number"
+) -> Callable[[str], float]:
+    """A finite decimal number in ``low``..``high``, in ASCII (``zero=False``: above 0)."""
 
     def parse(text: str) -> float:
         try:
@@ -24,13 +31,13 @@ def seconds(low: float, high: float, *, zero: bool = True) -> Callable[[str], fl
         except ValueError:
             value = math.nan
         if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}")
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
         if value < low or value > high or (not zero and value == 0):
             bound = "above 0" if not zero and low == 0 else f"at least {low:g}"
             raise argparse.ArgumentTypeError(f"must be {bound} and at most {high:g}, not {text}")
         return value
 
-    parse.__name__ = "seconds"  # what argparse names in "invalid seconds value"
+    parse.__name__ = "number"  # what argparse names in "invalid number value"
     return parse
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from portbook._cli._args import number, whole
 from portbook._cli._output import Output
 
 
@@ -20,12 +21,14 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--threshold",
-        type=float,
+        type=number(0, 100, zero=False, what="a percentage"),
         default=80.0,
         metavar="PERCENT",
         help="warn at or above this share of the range (default 80)",
     )
-    p.add_argument("--top", type=int, default=20, help="destinations to list (default 20)")
+    p.add_argument(
+        "--top", type=whole(0, 1_000_000), default=20, help="destinations to list (default 20)"
+    )
     p.add_argument("--json", action="store_true", help="print JSON for programs")
     p.set_defaults(handler=run_ephemeral)
 
@@ -33,8 +36,6 @@ def register(subparsers: Any) -> None:
 def run_ephemeral(args: argparse.Namespace, out: Output) -> int:
     from portbook import UsageError, ephemeral_usage
 
-    if not 0 < args.threshold <= 100:
-        raise UsageError("threshold is a percentage above 0 and at most 100")
     if args.top < 0:
         raise UsageError("--top must not be negative")
     usage = ephemeral_usage(threshold=args.threshold / 100)

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from portbook._cli._args import seconds
 from portbook._cli._output import Output
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def _add_pick(subparsers: Any) -> None:
     pick.add_argument(
         "--ttl",
         metavar="SECONDS",
-        type=float,
+        type=seconds(0, 10 * 366 * 86400, zero=False),
         help="lease for this long instead of for the life of the calling process",
     )
     _json_option(pick)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import time
 
-from portbook._ports import Protocol
+from portbook._exceptions import StoreCorruptError
+from portbook._ports import MAX_PORT, Protocol
 from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
@@ -44,7 +45,18 @@ class Assignment:
 
 
 def _assignment(row: Sequence[Any]) -> Assignment:
-    return Assignment(str(row[0]), int(row[1]), Protocol(str(row[2])))
+    """The assignment of one row; :class:`StoreCorruptError` for a row no portbook writes."""
+    try:
+        name, port, protocol = str(row[0]), int(row[1]), Protocol(str(row[2]))
+    except (ValueError, TypeError, IndexError) as exc:
+        raise _unreadable(str(exc)) from None
+    if not name or not 1 <= port <= MAX_PORT or protocol not in (Protocol.TCP, Protocol.UDP):
+        raise _unreadable(repr(tuple(row))[:80])
+    return Assignment(name, port, protocol)
+
+
+def _unreadable(what: str) -> StoreCorruptError:
+    return StoreCorruptError(f"the store holds a name portbook cannot read: {what}")
 
 
 def find_name(conn: sqlite3.Connection, name: str) -> Assignment | None:

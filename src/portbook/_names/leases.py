@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from portbook._exceptions import NotFoundError
+from portbook._exceptions import NotFoundError, StoreCorruptError
 from portbook._names.holder import Holder, holder_alive
 from portbook._names.store import Store, default_store
 from portbook._ports import Family, Protocol
@@ -72,6 +72,14 @@ _COLUMNS = "id, port, protocols, families, pid, start_time, expires, name"
 
 
 def _row_to_lease(row: Sequence[object]) -> Lease:
+    """The lease of one row; :class:`StoreCorruptError` for a row no portbook writes."""
+    try:
+        return _lease(row)
+    except (ValueError, TypeError) as exc:
+        raise StoreCorruptError(f"the store holds a lease portbook cannot read: {exc}") from None
+
+
+def _lease(row: Sequence[object]) -> Lease:
     lease_id, port, protocols, families, pid, start, expires, name = row
     return Lease(
         id=int(str(lease_id)),

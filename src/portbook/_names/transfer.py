@@ -57,13 +57,12 @@ def _parse_json(text: str) -> list[Assignment]:
         raise UsageError(
             f"not a portbook export: invalid JSON ({exc.msg}, line {exc.lineno})"
         ) from None
+    except (ValueError, RecursionError) as exc:
+        # A number of thousands of digits, or arrays nested past the parser's depth.
+        raise UsageError(f"not a portbook export: {type(exc).__name__}: {exc}") from None
     entries = doc.get("names") if isinstance(doc, dict) else doc
-    if isinstance(doc, dict) and doc.get("format", EXPORT_FORMAT) != EXPORT_FORMAT:
-        raise UsageError(f"not a portbook export: format {doc.get('format')!r}")
-    if isinstance(doc, dict) and int(doc.get("version", EXPORT_VERSION)) > EXPORT_VERSION:
-        raise UsageError(
-            f"the export has version {doc.get('version')}, newer than this portbook reads"
-        )
+    if isinstance(doc, dict):
+        _check_header(doc)
     if not isinstance(entries, list):
         raise UsageError("not a portbook export: expected a list of names")
     result = []
@@ -74,6 +73,16 @@ def _parse_json(text: str) -> list[Assignment]:
             _entry(str(entry["name"]), str(entry["port"]), str(entry.get("protocol", "tcp")))
         )
     return result
+
+
+def _check_header(doc: dict[str, Any]) -> None:
+    if doc.get("format", EXPORT_FORMAT) != EXPORT_FORMAT:
+        raise UsageError(f"not a portbook export: format {str(doc.get('format'))[:40]!r}")
+    version = doc.get("version", EXPORT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise UsageError(f"not a portbook export: version {str(version)[:40]!r} is not a number")
+    if version > EXPORT_VERSION:
+        raise UsageError(f"the export has version {version}, newer than this portbook reads")
 
 
 def _parse_port_for_ini(text: str) -> list[Assignment]:

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from portbook._exceptions import InvalidPortSpecError, UsageError, WaitTimeoutError
 from portbook._machine import loopback_index
-from portbook._ports import Protocol, parse_port_spec
+from portbook._ports import Protocol, parse_host, parse_port_spec
 from portbook._record import public, record
 
 if TYPE_CHECKING:
@@ -83,6 +83,8 @@ def parse_wait_target(text: str | int, *, host: str | None = None) -> WaitTarget
     name is one of yours (or a service of the book with one port).
     """
     raw = str(text)
+    if host is not None:
+        host = str(parse_host(host))  # wait-for-it's -h: checked as any host is
     spec = parse_port_spec(raw)
     if spec.name is not None:
         from portbook._joined import single_port
