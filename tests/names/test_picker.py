@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -217,7 +220,14 @@ def test_cli_pick_json_contract(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert set(doc) == {"port", "protocol", "families", "lease"}
     assert doc["protocol"] == "tcp+udp" and doc["families"] == [4]
     # Without --ttl the lease belongs to whoever ran portbook (its parent).
-    assert doc["lease"] == {"id": doc["lease"]["id"], "pid": os.getppid(), "expires": None}
+    lease = doc["lease"]
+    assert lease == {
+        "id": lease["id"],
+        "pid": os.getppid(),
+        "expires": None,
+        "hold_until": lease["hold_until"],
+    }
+    assert lease["hold_until"].endswith("Z")  # kept at least a minute, whatever the shell does
     ttl = json.loads(run_cli("pick", "--json", "--ttl", "60").stdout)
     assert ttl["lease"]["pid"] is None and ttl["lease"]["expires"].endswith("Z")
     plain = run_cli("pick", "--udp")
@@ -241,3 +251,55 @@ def test_cli_pick_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.Monkey
         s.listen()
         result = run_cli("pick", "--range", f"{port}-{port}")
     assert result.status == 1 and "no free port left" in result.stderr
+
+
+PICK = f"{sys.executable} -m portbook pick"
+# Each runs `portbook pick` twice through one way a shell hands a port on; the
+# process that ran the first pick is gone before the second one starts.
+CONSTRUCTS = {
+    "pipe": f"{PICK} | tr -d '\\n'; echo; {PICK} | tr -d '\\n'; echo",
+    "subshell": f'A=$({PICK}); B=$({PICK}); echo "$A"; echo "$B"',
+    "sh -c": f"sh -c '{PICK}'; sh -c '{PICK}'",
+    "xargs": f"printf '1\\n2\\n' | xargs -n1 sh -c '{PICK}' sh",
+    "make": (f"printf 'all: a b\\na:\\n\\t@{PICK}\\nb:\\n\\t@{PICK}\\n' > Makefile && make -s -j1"),
+}
+
+
+@pytest.mark.parametrize("how", CONSTRUCTS)
+def test_a_picked_port_is_not_picked_again_while_it_may_be_bound(how: str, tmp_path: Path) -> None:
+    if how == "make" and shutil.which("make") is None:
+        pytest.skip("needs make")
+    done = subprocess.run(
+        ["sh", "-c", CONSTRUCTS[how]],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PORTBOOK_STORE": str(tmp_path / "s.sqlite3")},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    first, second = (int(line) for line in done.stdout.split())
+    assert first != second
+    # Both still held, though the processes that ran the picks have exited.
+    held = {lease.port for lease in list_leases(store=Store(tmp_path / "s.sqlite3"))}
+    assert {first, second} <= held
+
+
+def test_the_grace_ends_and_a_port_nobody_bound_comes_back(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = tmp_path / "s.sqlite3"
+    done = subprocess.run(
+        ["sh", "-c", f"{PICK} --range 20000-20999 --allow-assigned"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PORTBOOK_STORE": str(store)},
+        timeout=60,
+        check=True,
+    )
+    port = int(done.stdout)
+    assert port in {lease.port for lease in list_leases(store=Store(store))}
+    with sqlite3.connect(store) as conn:  # as if the minute were over
+        conn.execute("UPDATE leases SET hold_until = 1 WHERE port = ?", (port,))
+    assert port not in {lease.port for lease in list_leases(store=Store(store))}

@@ -36,6 +36,9 @@ class Lease:
     ``pid``/``start_time`` name the holder (``None`` for a lease that only
     expires); ``expires`` is seconds since the epoch (``None``: held while the
     holder lives). ``name`` is set when the lease holds a named port (``run``).
+    ``hold_until`` (seconds since the epoch) keeps the lease until then even
+    after its holder exits: what ``portbook pick`` gives the program that
+    reads the port, which may bind it only a while later.
     """
 
     id: int
@@ -46,6 +49,7 @@ class Lease:
     start_time: int | None
     expires: float | None
     name: str | None = None
+    hold_until: float | None = None
 
     @property
     def protocol(self) -> str:
@@ -54,21 +58,30 @@ class Lease:
 
     def to_json(self) -> dict[str, Any]:
         """What ``pick --json`` prints: the port, its protocols and families, and the lease."""
-        expires = None
-        if self.expires is not None:
-            import datetime
-
-            when = datetime.datetime.fromtimestamp(self.expires, tz=datetime.UTC)
-            expires = when.isoformat(timespec="seconds").replace("+00:00", "Z")
         return {
             "port": self.port,
             "protocol": self.protocol,
             "families": [int(f) for f in self.families],
-            "lease": {"id": self.id, "pid": self.pid, "expires": expires},
+            "lease": {
+                "id": self.id,
+                "pid": self.pid,
+                "expires": _iso(self.expires),
+                "hold_until": _iso(self.hold_until),
+            },
         }
 
 
-_COLUMNS = "id, port, protocols, families, pid, start_time, expires, name"
+def _iso(when: float | None) -> str | None:
+    """An epoch time as ISO 8601 UTC (``2026-12-02T01:02:03Z``)."""
+    if when is None:
+        return None
+    import datetime
+
+    moment = datetime.datetime.fromtimestamp(when, tz=datetime.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+_COLUMNS = "id, port, protocols, families, pid, start_time, expires, name, hold_until"
 
 
 def _row_to_lease(row: Sequence[object]) -> Lease:
@@ -80,7 +93,7 @@ def _row_to_lease(row: Sequence[object]) -> Lease:
 
 
 def _lease(row: Sequence[object]) -> Lease:
-    lease_id, port, protocols, families, pid, start, expires, name = row
+    lease_id, port, protocols, families, pid, start, expires, name, hold_until = row
     return Lease(
         id=int(str(lease_id)),
         port=int(str(port)),
@@ -90,6 +103,7 @@ def _lease(row: Sequence[object]) -> Lease:
         start_time=None if start is None else int(str(start)),
         expires=None if expires is None else float(str(expires)),
         name=None if name is None else str(name),
+        hold_until=None if hold_until is None else float(str(hold_until)),
     )
 
 
@@ -97,6 +111,8 @@ def is_live(lease: Lease, now: float) -> bool:
     """True while the lease still holds its port (holder alive, not expired)."""
     if lease.expires is not None and lease.expires <= now:
         return False
+    if lease.hold_until is not None and now < lease.hold_until:
+        return True  # kept for whoever read the port, whatever the holder does
     if lease.pid is None:
         return True
     return holder_alive(lease.pid, lease.start_time if lease.start_time is not None else 0)
@@ -147,10 +163,12 @@ def insert_lease(
     holder: Holder | None,
     expires: float | None,
     name: str | None = None,
+    hold_until: float | None = None,
 ) -> Lease:
     cur = conn.execute(
-        "INSERT INTO leases (port, protocols, families, name, pid, start_time, expires, created)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO leases"
+        " (port, protocols, families, name, pid, start_time, expires, hold_until, created)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             port,
             ",".join(p.value for p in protocols),
@@ -159,6 +177,7 @@ def insert_lease(
             None if holder is None else holder.pid,
             None if holder is None else holder.start_time,
             expires,
+            hold_until,
             time.time(),
         ),
     )
@@ -171,6 +190,7 @@ def insert_lease(
         start_time=None if holder is None else holder.start_time,
         expires=expires,
         name=name,
+        hold_until=hold_until,
     )
 
 

@@ -36,6 +36,15 @@ A port handed out by :func:`pick_port` is
    for the first one's commit and then sees its lease. (A bind check alone
    cannot do this: between the check and the server's own ``bind()``,
    another picker's check of the same port also succeeds.)
+7. **held while it may still be about to be bound.** A port picked for
+   another process (``portbook pick``, ``pick_port(lease_to_parent=True)``)
+   is leased to the process that ran the picker (the shell of
+   ``A=$(portbook pick)``, of ``sh -c``, of a make recipe or an xargs
+   command) for as long as that process lives, *and* for at least
+   ``PICK_GRACE`` (60) seconds whatever it does: the shell of a pipe or a
+   command substitution exits at once, while the program it hands the
+   number to may bind it only a while later. Once bound, the port is taken
+   by rule 1 anyway; if nobody binds it, it comes back after the grace.
 
 The lease closes the race between pickers, not against programs that bind a
 fixed number unannounced. For that, :func:`bind_free_port` returns a socket
@@ -72,7 +81,15 @@ from portbook._record import field, public, record
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 
-__all__ = ["ORPHAN_TTL", "PickPolicy", "bind_free_port", "choose_port", "pick_port", "probe_free"]
+__all__ = [
+    "ORPHAN_TTL",
+    "PICK_GRACE",
+    "PickPolicy",
+    "bind_free_port",
+    "choose_port",
+    "pick_port",
+    "probe_free",
+]
 
 # Ports below 1024 need privileges to bind, and every one of them is a
 # well-known service's: a pick never lands there unless a range asks for it.
@@ -92,6 +109,12 @@ if TYPE_CHECKING:
 # (pid 1, a container's entry point), a lease to it would never end, so the
 # pick is leased for this long instead.
 ORPHAN_TTL = 600.0
+# The least time a CLI pick keeps its port, whatever its holder does: the
+# program that reads the printed number (a server started by make, xargs, a
+# script) may bind it only a while after the shell that ran `portbook pick`
+# has exited. Longer than any start-up worth waiting for, short enough that
+# a port nobody bound comes back soon.
+PICK_GRACE = 60.0
 
 
 def _book_is_assigned() -> AssignedCheck:
@@ -309,12 +332,18 @@ def _exhausted_message(wanted: PortRange, segments: list[PortRange], allow_assig
     return f"no free port left in {wanted}: every port outside the ephemeral range is {why}"
 
 
-def _lease_terms(
-    ttl: float | None, holder: Holder | None, to_parent: bool = False
-) -> tuple[Holder | None, float | None]:
+#: (holder, expires, hold_until) of a new lease.
+_Terms = tuple["Holder | None", "float | None", "float | None"]
+
+
+def _lease_terms(ttl: float | None, holder: Holder | None, to_parent: bool = False) -> _Terms:
+    hold_until = None
     if to_parent and holder is None and ttl is None:
         # The picking process exits at once (`portbook pick`); the lease belongs
-        # to whoever ran it, the shell or script that reads the port.
+        # to whoever ran it, the shell or script that reads the port, and is
+        # kept at least PICK_GRACE seconds for the program it hands the port
+        # to (rule 7 of the module docstring).
+        hold_until = time.time() + PICK_GRACE
         parent = os.getppid()
         if parent > 1:
             holder = holder_for(parent)
@@ -325,8 +354,8 @@ def _lease_terms(
         # representable as dates (JSON shows them as ISO 8601).
         if not 0 < ttl <= _MAX_TTL:
             raise UsageError(f"a lease's TTL must be more than 0 and at most 10 years, not {ttl}")
-        return holder, time.time() + ttl
-    return (holder if holder is not None else this_process()), None
+        return holder, time.time() + ttl, hold_until
+    return (holder if holder is not None else this_process()), None, hold_until
 
 
 def pick_port(
@@ -380,12 +409,12 @@ def _choose_and_lease(
     port_range: PortRange | None,
     near: int | None,
     allow_assigned: bool,
-    terms: tuple[Holder | None, float | None],
+    terms: _Terms,
     rules: PickPolicy,
     claim: Callable[[int], bool] | None = None,
 ) -> Lease:
     """Choose a port and lease it in one write transaction: the step both pickers share."""
-    holder, expires = terms
+    holder, expires, hold_until = terms
     with (store or default_store()).write(durable=False) as conn:
         port = choose_port(
             conn,
@@ -398,7 +427,13 @@ def _choose_and_lease(
             claim=claim,
         )
         return insert_lease(
-            conn, port=port, protocols=protos, families=fams, holder=holder, expires=expires
+            conn,
+            port=port,
+            protocols=protos,
+            families=fams,
+            holder=holder,
+            expires=expires,
+            hold_until=hold_until,
         )
 
 

@@ -67,7 +67,7 @@ STORE_ENV = "PORTBOOK_STORE"
 STORE_FILENAME = "names.sqlite3"
 # "port" in ASCII: marks the file as a portbook store (`PRAGMA application_id`).
 APPLICATION_ID = 0x706F7274
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_TIMEOUT = 10.0
 # Polling for the write lock: first wait and longest wait, in seconds.
 _POLL_FIRST = 0.0002
@@ -111,8 +111,14 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX leases_expires ON leases (expires) WHERE expires IS NOT NULL")
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    # A lease may be held for a minimum time whatever its holder does: a
+    # `portbook pick` printed its port to a program that may not bind it yet.
+    conn.execute("ALTER TABLE leases ADD COLUMN hold_until REAL")
+
+
 # _MIGRATIONS[v] upgrades a store of schema version v to v + 1.
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
