@@ -27,10 +27,10 @@ import sys
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from typing import Any, TextIO
 
-__all__ = ["ClosedStream", "Output", "escape", "terminal_columns"]
+__all__ = ["ClosedStream", "Output", "escape", "says_registry_warning", "terminal_columns"]
 
 # C0 controls, DEL and C1 controls, plus the invisible characters that
 # reorder or hide text on a terminal (bidi overrides and isolates, zero-width
@@ -117,9 +117,9 @@ class Output:
         self.stream.write(text + "\n")
 
     def error(self, message: str) -> None:
-        """One line on stderr, never a traceback."""
-        first = message.splitlines()[0] if message else "failed"
-        self._err(f"portbook: error: {escape(first)}\n")
+        """One line on stderr, never a traceback: a line break inside ``message``
+        (which may quote text the user gave) is shown escaped like any other."""
+        self._err(f"portbook: error: {escape(message or 'failed')}\n")
 
     def warn(self, message: str) -> None:
         self._err(f"portbook: warning: {escape(message)}\n")
@@ -242,3 +242,22 @@ def _one_line(cell: str) -> str:
     if "\n" in cell or "\t" in cell or "\r" in cell:
         return " ".join(cell.split())
     return cell
+
+
+def says_registry_warning(handler: Callable[[Any, Output], int]) -> Callable[[Any, Output], int]:
+    """A handler that reads the book, which then says once, after its own output,
+    that the user's updated registry could not be used (the packaged one was)."""
+
+    def run(args: Any, out: Output) -> int:
+        try:
+            return handler(args, out)
+        finally:
+            from portbook import registry_warning
+
+            warning = registry_warning()
+            if warning:
+                out.warn(warning)
+
+    run.__name__ = handler.__name__
+    run.__doc__ = handler.__doc__
+    return run

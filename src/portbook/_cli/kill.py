@@ -93,11 +93,15 @@ def run_kill(args: argparse.Namespace, out: Output) -> int:
 def _confirm(out: Output, question: str) -> bool:
     from portbook import UsageError
 
-    if not sys.stdin.isatty():
+    if sys.stdin is None or not sys.stdin.isatty():
         raise UsageError("not asking without a terminal: pass --yes to signal these processes")
     out.stream.write(f"{question} [y/N] ")
     out.stream.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, UnicodeDecodeError):
+        return False  # an answer that cannot be read is not a yes
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _show(holders: Sequence[PortHolder], out: Output) -> None:

@@ -310,17 +310,34 @@ def run_names(args: argparse.Namespace, out: Output, store: Store) -> int:
     return 0
 
 
+# An export of every name a store can hold is a few MiB; more is not an export
+# (and /dev/zero would otherwise be read until memory runs out).
+_IMPORT_LIMIT = 64 * 1024 * 1024
+
+
 def _read_text(path: str) -> str:
+    """The UTF-8 text of PATH, or of standard input for ``-``: a pipe such as
+    ``<(…)`` is fine, but no more than _IMPORT_LIMIT bytes are read."""
     from portbook import UsageError
 
-    if path == "-":
-        return sys.stdin.read()
+    label = "standard input" if path == "-" else path
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise UsageError(f"cannot read {path}: {reason}") from exc
+        if path == "-":
+            stdin = getattr(sys.stdin, "buffer", None)  # None when fd 0 was closed
+            if stdin is None:
+                raise UsageError("cannot read standard input: it is closed")
+            data: bytes = stdin.read(_IMPORT_LIMIT + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(_IMPORT_LIMIT + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {label}: {exc.strerror or exc}") from exc
+    if len(data) > _IMPORT_LIMIT:
+        raise UsageError(f"cannot read {label}: more than {_IMPORT_LIMIT >> 20} MiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"cannot read {label}: not UTF-8 text") from exc
 
 
 @_with_store
