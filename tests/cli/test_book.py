@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -139,3 +140,19 @@ def test_unauthorized_use_of_an_unnamed_block_is_labelled_with_the_block() -> No
     result = run_cli("lookup", str(block.port_end))
     assert f"({block.status.value} block {block.port}-{block.port_end})" in result.stdout
     assert "unauthorized use reported (-)" not in result.stdout
+
+
+@pytest.mark.parametrize("argv", [["lookup", "443"], ["search", "ssh"], ["who", "22"], ["ls"]])
+def test_a_damaged_user_registry_is_said_once_and_the_packaged_one_answers(
+    argv: list[str], tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "registry.sqlite3").write_bytes(b"not a database " * 300)
+    done = run_portbook(*argv, env={"PORTBOOK_DATA_DIR": str(data)})
+    assert done.returncode in (0, 1), done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("portbook: warning: registry data"), lines
+    assert "using the packaged registry instead" in lines[0]
+    if argv[0] == "lookup":
+        assert "https" in done.stdout

@@ -533,6 +533,13 @@ class Book:
 
     # -- registry data -------------------------------------------------------------
 
+    @property
+    def warning(self) -> str | None:
+        """Why this book left the user's updated registry for the packaged one
+        (a copy that cannot be read or failed a query); ``None`` while the copy
+        is in use, when there is none, or before the registry was first read."""
+        return self._warning
+
     @_falls_back
     def registry_info(self) -> RegistryInfo:
         """Which registry data is in use, its source, date and counts, and the overlays."""
@@ -721,6 +728,12 @@ def search(text: str, limit: int = 20) -> list[Service]:
 def registry_info() -> RegistryInfo:
     """:meth:`Book.registry_info` on the default book."""
     return default_book().registry_info()
+
+
+def registry_warning() -> str | None:
+    """:attr:`Book.warning` of the default book: what a command that read the
+    book says once, on stderr."""
+    return default_book().warning
 
 
 def update_registry(source: str | os.PathLike[str]) -> RegistryInfo:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from portbook._cli._args import whole
+from portbook._cli._output import says_registry_warning
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -182,6 +183,7 @@ def _render_long(out: Output, services: Sequence[Service]) -> None:
                 out.line(f"{' ' * width}  {more}")
 
 
+@says_registry_warning
 def run_lookup(args: argparse.Namespace, out: Output) -> int:
     from portbook import lookup
 
@@ -220,6 +222,7 @@ def _port_footer(out: Output, query: str) -> None:
     )
 
 
+@says_registry_warning
 def run_search(args: argparse.Namespace, out: Output) -> int:
     from portbook import search
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from portbook._cli._args import seconds, whole
-from portbook._cli._output import Output
+from portbook._cli._output import Output, says_registry_warning
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -148,6 +148,7 @@ def _known_user(user: str | None) -> str | None:
     return user
 
 
+@says_registry_warning
 def run_ls(args: argparse.Namespace, out: Output) -> int:
     filters = _ls_filters(args)
     if args.watch:
@@ -187,6 +188,7 @@ def _collector_paused(run: Callable[..., int], *args: Any) -> int:
             gc.enable()
 
 
+@says_registry_warning
 def run_who(args: argparse.Namespace, out: Output) -> int:
     return _collector_paused(_who, args, out)
 
