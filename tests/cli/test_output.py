@@ -23,8 +23,8 @@ HOSTILE = "\x1b[2J\x1b[H\x1b]0;pwned\x07fake"
 
 # A listener that renames itself (comm, through prctl) and shows argv[0] as given.
 NAMED_SERVER = """
-import ctypes, socket, sys, time
-name = sys.argv[1].encode()
+import ctypes, os, socket, sys, time
+name = os.fsencode(sys.argv[1])
 ctypes.CDLL(None).prctl(15, ctypes.c_char_p(name[:15]), 0, 0, 0)  # PR_SET_NAME
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
@@ -34,7 +34,8 @@ time.sleep(60)
 """
 
 
-@pytest.fixture(params=[HOSTILE, "s\u00e9rveur", "caf\u00e9\u202eevil"])
+# The last name is bytes that are not UTF-8 (written as surrogateescape text).
+@pytest.fixture(params=[HOSTILE, "s\u00e9rveur", "caf\u00e9\u202eevil", "\udcffsrv\udcfe"])
 def named(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
     name: str = request.param
     proc = subprocess.Popen(
@@ -48,6 +49,14 @@ def named(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
         proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def _shown(name: str) -> str:
+    """How portbook's JSON gives a process name: the kernel's 15 bytes, with what
+    is not UTF-8 as U+FFFD."""
+    shown = os.fsencode(name)[:15].decode("utf-8", "replace")
+    assert "\udcff" not in shown
+    return shown
 
 
 def _portbook(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
@@ -74,7 +83,7 @@ def test_control_characters_from_other_programs_never_reach_a_terminal(
             assert "\x1b[2J" not in text and "\x07" not in text and "\u202e" not in text
     # JSON keeps the exact text (escaped by the encoder).
     out = json.loads(run_cli("who", str(port), "--json").stdout)
-    assert out[0]["processes"][0]["name"] == name.encode()[:15].decode("utf-8", "replace")
+    assert out[0]["processes"][0]["name"] == _shown(name)
 
 
 def test_hostile_names_are_shown_escaped_and_readable(named: tuple[str, int]) -> None:
@@ -82,6 +91,8 @@ def test_hostile_names_are_shown_escaped_and_readable(named: tuple[str, int]) ->
     shown = run_cli("who", str(port)).stdout
     if name == HOSTILE:
         assert "\\x1b[2J\\x1b[H" in shown
+    if name.startswith("\udcff"):
+        assert "\ufffdsrv\ufffd" in shown  # bytes that are not UTF-8, as in JSON
 
 
 @pytest.mark.parametrize(
@@ -112,7 +123,7 @@ def test_a_non_ascii_process_name_under_ascii_output(named: tuple[str, int]) -> 
     data = json.loads(
         _portbook("who", str(port), "--json", env={"PYTHONIOENCODING": "ascii"}).stdout
     )
-    assert data[0]["processes"][0]["name"] == name.encode()[:15].decode("utf-8", "replace")
+    assert data[0]["processes"][0]["name"] == _shown(name)
 
 
 COMMANDS = [
