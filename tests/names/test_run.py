@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from portbook import Store, get, list_leases
+from portbook import Store, get, list_leases, list_names
 
 # A socket-activated server: checks the systemd variables, accepts one
 # connection on fd 3 and answers with what it saw.
@@ -226,3 +226,13 @@ def test_run_refuses_a_port_another_program_holds(tmp_path: Path) -> None:
         proc = _portbook("run", "web", "--", "true", store=store)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1 and f"pid {os.getpid()}" in err and err.count("\n") == 1
+
+
+def test_run_store_option_is_the_store_used(tmp_path: Path) -> None:
+    """--store after NAME is read before any store is opened: the default one stays untouched."""
+    default, chosen = tmp_path / "default.sqlite3", tmp_path / "chosen.sqlite3"
+    runner = _portbook("run", "api", "--store", str(chosen), "--", "true", store=default)
+    _, err = runner.communicate(timeout=60)
+    assert runner.returncode == 0, err
+    assert not default.exists()
+    assert [a.name for a in list_names(store=Store(chosen))] == ["api"]
