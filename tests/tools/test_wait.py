@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -170,6 +171,33 @@ def test_cli_timeout_exit_1_and_names_target(reserved: socket.socket) -> None:
     result = run_cli("wait", "-t", "0.1", f"127.0.0.1:{port}")
     assert result.status == 1
     assert f"127.0.0.1:{port}" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_cli_json_says_which_target_was_ready_and_when(reserved: socket.socket) -> None:
+    port = reserved.getsockname()[1]
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        open_port = other.getsockname()[1]
+        result = run_cli("wait", "-t", "0.3", "--json", f"127.0.0.1:{open_port}", str(port))
+    assert result.status == 1 and result.stderr.count("\n") == 1
+    report = json.loads(result.stdout)
+    assert report["condition"] == "open" and report["satisfied"] is False
+    assert report["timeout"] == 0.3
+    ready, pending = report["targets"]
+    assert ready["host"] == "127.0.0.1" and ready["port"] == open_port and ready["ready"] is True
+    assert 0 <= ready["seconds"] < 0.3
+    assert pending == {
+        "target": str(port),
+        "host": None,
+        "port": port,
+        "protocol": "tcp",
+        "ready": False,
+        "seconds": None,
+    }
+    reserved.listen()
+    done = json.loads(run_cli("wait", "-t", "5", "--json", str(port)).stdout)
+    assert done["satisfied"] is True and done["targets"][0]["ready"] is True
 
 
 def test_cli_wait_for_it_habits_and_command(reserved: socket.socket) -> None:

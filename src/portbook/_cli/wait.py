@@ -10,6 +10,11 @@ from typing import Any
 from portbook._cli._args import seconds
 from portbook._cli._output import Output
 
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from portbook import WaitTarget
+
 
 class _CommandAfterDashes(argparse.ArgumentParser):
     """Takes everything after the first ``--`` as the command to run, untouched.
@@ -78,6 +83,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object for programs: each target, whether and when it was ready",
+    )
+    p.add_argument(
         "-s", "--strict", action="store_true", help="run CMD only if every target was satisfied"
     )
     p.set_defaults(handler=run_wait, command=[])
@@ -86,7 +96,6 @@ def register(subparsers: Any) -> None:
 def run_wait(args: argparse.Namespace, out: Output) -> int:
     from portbook import (
         UsageError,
-        WaitTarget,
         WaitTimeoutError,
         parse_wait_target,
         wait_for_free,
@@ -100,9 +109,11 @@ def run_wait(args: argparse.Namespace, out: Output) -> int:
         raise UsageError("--reuseaddr only applies with --closed")
     targets = [parse_wait_target(w, host=args.host) for w in words]
     what = "free" if args.closed else "open"
+    seen: dict[int, float] = {}  # id of a target -> seconds until it was ready
 
     def ready(target: WaitTarget, seconds: float) -> None:
-        if not args.quiet:
+        seen[id(target)] = seconds
+        if not args.quiet and not args.json:
             out.info(f"{target} is {what} after {seconds:.3f}s")
 
     timeout = None if args.timeout == 0 else args.timeout
@@ -116,12 +127,40 @@ def run_wait(args: argparse.Namespace, out: Output) -> int:
     except WaitTimeoutError as exc:
         satisfied = False
         out.error(str(exc))
+    if args.json:
+        out.json(_report(targets, seen, what, satisfied, timeout))
     if not args.command:
         return 0 if satisfied else 1
     if not satisfied and args.strict:
         out.error("strict mode: not running the command")
         return 1
     return _run_command(args.command, out)
+
+
+def _report(
+    targets: list[WaitTarget],
+    seen: dict[int, float],
+    what: str,
+    satisfied: bool,
+    timeout: float | None,
+) -> dict[str, Any]:
+    """What ``wait --json`` prints: the condition, and for each target whether it was met."""
+    return {
+        "condition": what,
+        "satisfied": satisfied,
+        "timeout": timeout,
+        "targets": [
+            {
+                "target": t.text,
+                "host": t.host,
+                "port": t.port,
+                "protocol": t.protocol.value,
+                "ready": id(t) in seen,
+                "seconds": round(seen[id(t)], 6) if id(t) in seen else None,
+            }
+            for t in targets
+        ],
+    }
 
 
 def _run_command(command: list[str], out: Output) -> int:
