@@ -87,3 +87,23 @@ def test_local_ranges_takes_str_and_path_alike(tmp_path: Path) -> None:
     assert local_ranges(tmp_path) == local_ranges(str(tmp_path))
     assert local_ranges(tmp_path).source == str(tmp_path)
     assert local_ranges(tmp_path).reserved == ()
+
+
+@pytest.mark.parametrize(
+    "reserved",
+    [
+        (),
+        ((41000, 41000), (42000, 42010)),
+        ((30000, 33000), (32000, 32800), (60000, 65535)),  # overlapping and past both ends
+        ((32768, 60999),),
+        ((100, 200),),
+    ],
+)
+def test_reserved_ports_in_the_ephemeral_range_count_each_port_once(
+    reserved: tuple[tuple[int, int], ...],
+) -> None:
+    ranges = LocalRanges(
+        PortRange(32768, 60999), tuple(PortRange(a, b) for a, b in reserved), "test"
+    )
+    by_port = sum(1 for port in range(32768, 61000) if ranges.is_reserved(port))
+    assert ranges.reserved_in_ephemeral() == by_port

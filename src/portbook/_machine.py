@@ -53,6 +53,16 @@ class LocalRanges:
         """True when ``port`` is listed in ``ip_local_reserved_ports``."""
         return any(port in r for r in self.reserved)
 
+    def reserved_in_ephemeral(self) -> int:
+        """How many ports of the ephemeral range are reserved (overlapping entries count once)."""
+        count, upto = 0, self.ephemeral.first - 1  # ports up to ``upto`` are counted
+        for r in sorted(self.reserved, key=lambda r: r.first):
+            first, last = max(r.first, upto + 1), min(r.last, self.ephemeral.last)
+            if first <= last:
+                count += last - first + 1
+                upto = last
+        return count
+
 
 def local_ranges(proc_dir: str | os.PathLike[str] | None = None) -> LocalRanges:
     """Read this machine's ephemeral range and reserved ports.

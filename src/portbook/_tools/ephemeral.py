@@ -158,10 +158,7 @@ def summarize_ephemeral(
     if not 0 < threshold <= 1:
         raise UsageError(f"threshold must be above 0 and at most 1, not {threshold}")
     socks = list(sockets)
-    reserved_in_range = sum(
-        1 for port in ranges.ephemeral if ranges.is_reserved(port)
-    )  # at most 64k checks, once
-    capacity = len(ranges.ephemeral) - reserved_in_range
+    capacity = len(ranges.ephemeral) - ranges.reserved_in_ephemeral()
     # A TCP port held by a listener (or a bound, unconnected socket) is a
     # server's port: connections on it are accepted ones, not outgoing.
     tcp_bound = {
@@ -207,13 +204,20 @@ def summarize_ephemeral(
     )
 
 
-def ephemeral_usage(*, threshold: float = DEFAULT_THRESHOLD) -> EphemeralUsage:
-    """This machine's ephemeral range and its use per destination, from the live table."""
-    from portbook._joined import list_sockets
+def ephemeral_usage(
+    *, threshold: float = DEFAULT_THRESHOLD, sockets: Iterable[Socket] | None = None
+) -> EphemeralUsage:
+    """This machine's ephemeral range and its use per destination, from the live table.
 
+    ``sockets``: a reading of the table already made (every state; ports outside
+    the range are ignored), so that a caller that has one does not read it twice.
+    """
     ranges = local_ranges()
-    socks = list_sockets(port=ranges.ephemeral, owners=False)
-    return summarize_ephemeral(socks, ranges, threshold=threshold, tw_reuse=_tw_reuse())
+    if sockets is None:
+        from portbook._joined import list_sockets
+
+        sockets = list_sockets(port=ranges.ephemeral, owners=False)
+    return summarize_ephemeral(sockets, ranges, threshold=threshold, tw_reuse=_tw_reuse())
 
 
 public(DestinationUsage, EphemeralUsage)
