@@ -20,6 +20,7 @@ _ROOT_NOTE = (
     "owners."
 )
 _NOT_VISIBLE = "not visible without root"
+_KERNEL = "held by the kernel, not by a process"  # TIME-WAIT and the like: "-", nobody to name
 # A source's mark after a service name: /etc/services names (what ss shows) go unmarked.
 _SOURCE_MARK = {"unofficial": " (common)", "iana": " (iana)"}
 _SORTS = ("port", "program", "pid", "state", "user")
@@ -241,7 +242,7 @@ def _holders_text(sock: Socket, wide: bool) -> str:
     """``nginx[100] nginx[101](www-data) +3``: holders by name, with a user unlike the socket's."""
     procs = sock.processes
     if not procs:
-        return "?" if sock.owner_note == _NOT_VISIBLE else "-"
+        return "-" if sock.owner_note in (None, _KERNEL) else "?"
     shown = procs if wide else procs[:_FOLD]
     parts = []
     for p in shown:
@@ -286,7 +287,7 @@ def _render(
     wide = getattr(args, "wide", False)
     # Addresses and holder lists are shared between sockets: format each once.
     hosts: dict[int, str] = {}
-    owners: dict[tuple[int, str | None], str] = {}
+    owners: dict[tuple[int, str | None, str | None], str] = {}
     keep: list[object] = []  # keeps the id() keys above unique
 
     from portbook import address_text
@@ -301,7 +302,7 @@ def _render(
 
     rows: list[list[str]] = []
     for s in ordered:
-        key = (id(s.processes), s.user)
+        key = (id(s.processes), s.user, s.owner_note)
         who = owners.get(key)
         if who is None:
             keep.append(s.processes)
@@ -325,8 +326,16 @@ def _render(
     # belongs to, then what the book calls it, then the peer.
     drop = [headers.index(h) for h in ("USER", "SERVICE", "PEER") if h in headers]
     out.table(headers, rows, drop=drop)
+    _notes(sockets, out)
+
+
+def _notes(sockets: Sequence[Socket], out: Output) -> None:
+    """What each "?" in the PROCESS column stands for, once per reason."""
     if any(s.owner_note == _NOT_VISIBLE for s in sockets):
         out.note("some owners are not visible without root")
+    others = {s.owner_note for s in sockets if s.owner_note not in (None, _KERNEL, _NOT_VISIBLE)}
+    for note in sorted(others)[:3]:
+        out.note(f"?: {note}")
 
 
 def _event_line(sign: str, s: Socket) -> str:

@@ -234,6 +234,8 @@ def _reason(s: Socket, family: Family, new_dual: bool) -> BindReason:
     )
     where = endpoint_text(s.local_address, s.local_port)
     state = s.state
+    many = len(s.processes) > 1  # "nginx[1], nginx[2] listen", "python[3] listens"
+    listens, has = ("listen", "have") if many else ("listens", "has")
     if new_dual and s.family is Family.INET and family is Family.INET6:
         message = (
             f"an IPv6 program binding :: without IPV6_V6ONLY takes IPv4 too, and {where} "
@@ -241,7 +243,7 @@ def _reason(s: Socket, family: Family, new_dual: bool) -> BindReason:
         )
         return BindReason("dual-stack", True, message, s)
     if s.family is Family.INET6 and family is Family.INET and s.local_address.is_unspecified:
-        message = f"{holders} listens on [::] without IPV6_V6ONLY, which takes IPv4 too"
+        message = f"{holders} {listens} on [::] without IPV6_V6ONLY, which takes IPv4 too"
         return BindReason("dual-stack", True, message, s)
     if state is SocketState.TIME_WAIT:
         message = (
@@ -250,11 +252,11 @@ def _reason(s: Socket, family: Family, new_dual: bool) -> BindReason:
         )
         return BindReason("time-wait", True, message, s)
     if s.protocol is Protocol.UDP:
-        return BindReason("udp", True, f"{holders} has a UDP socket on {where}", s)
+        return BindReason("udp", True, f"{holders} {has} a UDP socket on {where}", s)
     if state is SocketState.LISTEN:
-        return BindReason("listener", True, f"{holders} listens on {where}", s)
+        return BindReason("listener", True, f"{holders} {listens} on {where}", s)
     if state is SocketState.CLOSE:
-        message = f"{holders} has bound {where} without listening or connecting"
+        message = f"{holders} {has} bound {where} without listening or connecting"
         return BindReason("bound", True, message, s)
     return BindReason(
         "connection", True, f"a {state.value} connection of {holders} uses {where}", s
