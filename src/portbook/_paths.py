@@ -21,6 +21,7 @@ __all__ = [
     "STORE_ENV",
     "STORE_FILENAME",
     "default_store_name",
+    "file_kind",
     "file_uri",
     "user_data_dir",
     "user_data_dir_name",
@@ -88,3 +89,17 @@ def file_uri(path: str) -> str:
         full = "/" + full.replace("\\", "/")
     quoted = "".join(chr(b) if b in _URI_SAFE else f"%{b:02X}" for b in os.fsencode(full))
     return f"file://{quoted}"
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for a message: ``a FIFO``, ``a directory``..."""
+    import stat
+
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a file")

@@ -35,12 +35,14 @@ import time
 
 from portbook._book.registry import USER_REGISTRY_NAME
 from portbook._exceptions import RegistryUpdateError, UsageError
+from portbook._paths import file_kind
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import http.client
     import urllib.request
+    from collections.abc import Callable
     from pathlib import Path
 
 __all__ = ["DOWNLOAD_DEADLINE", "MAX_DOWNLOAD", "fetch_source", "install_registry"]
@@ -93,7 +95,7 @@ def _read_file(path: str, limit: int) -> bytes:
     try:
         mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):
-            raise RegistryUpdateError(f"{path} is {_kind(mode)}, not a regular file")
+            raise RegistryUpdateError(f"{path} is {file_kind(mode)}, not a regular file")
         # O_NONBLOCK: a FIFO swapped in after the stat must not block the open.
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
         fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
@@ -102,32 +104,12 @@ def _read_file(path: str, limit: int) -> bytes:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise RegistryUpdateError(f"{path} is {_kind(mode)}, not a regular file")
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            chunk = os.read(fd, min(_READ_CHUNK, limit + 1 - total))
-            if not chunk:
-                return b"".join(chunks)
-            total += len(chunk)
-            if total > limit:
-                raise RegistryUpdateError(f"{path} is larger than {limit} bytes: not the registry")
-            chunks.append(chunk)
+            raise RegistryUpdateError(f"{path} is {file_kind(mode)}, not a regular file")
+        return _read_bounded(lambda: os.read(fd, _READ_CHUNK), path, limit)
     except OSError as exc:
         raise RegistryUpdateError(f"cannot read {path}: {exc.strerror or exc}") from exc
     finally:
         os.close(fd)
-
-
-def _kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def _fetch_url(url: str, limit: int, seconds: float) -> tuple[bytes, str]:
@@ -161,18 +143,22 @@ def _fetch_url(url: str, limit: int, seconds: float) -> tuple[bytes, str]:
 
 
 def _read_body(response: http.client.HTTPResponse, url: str, limit: int) -> bytes:
+    # read1: what one read of the socket gives, so that the deadline set on
+    # each read applies (read(n) would wait for n bytes across many reads).
+    return _read_bounded(lambda: response.read1(_READ_CHUNK), url, limit)
+
+
+def _read_bounded(read: Callable[[], bytes], source: str, limit: int) -> bytes:
+    """Everything ``read`` gives until it gives b"", refused once past ``limit`` bytes
+    (counted as they come: a size the source announces is not trusted)."""
     chunks: list[bytes] = []
     total = 0
-    while True:
-        # read1: what one read of the socket gives, so that the deadline set on
-        # each read applies (read(n) would wait for n bytes across many reads).
-        chunk = response.read1(_READ_CHUNK)
-        if not chunk:
-            return b"".join(chunks)
+    while chunk := read():
         total += len(chunk)
         if total > limit:
-            raise RegistryUpdateError(f"{url} is larger than {limit} bytes: not the registry")
+            raise RegistryUpdateError(f"{source} is larger than {limit} bytes: not the registry")
         chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _opener(deadline: float) -> urllib.request.OpenerDirector:

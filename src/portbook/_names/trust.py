@@ -42,6 +42,7 @@ import os
 import stat
 
 from portbook._exceptions import PortbookError, StoreError, StoreReadOnlyError, UsageError
+from portbook._paths import file_kind
 
 __all__ = ["quoted_path", "trusted_target"]
 
@@ -217,13 +218,13 @@ def _check_store_file(path: str, shown: str, *, missing_ok: bool = False) -> Non
     if stat.S_ISLNK(info.st_mode):
         raise _untrusted(shown, f"{path} is a symbolic link (portbook never follows one)")
     if not stat.S_ISREG(info.st_mode):
-        raise _untrusted(shown, f"{path} is {_kind(info.st_mode)}, not a regular file")
+        raise _untrusted(shown, f"{path} is {file_kind(info.st_mode)}, not a regular file")
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | os.O_NOCTTY
     fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
     try:
         info = os.fstat(fd)  # what was opened, not what the name showed before
         if not stat.S_ISREG(info.st_mode):
-            raise _untrusted(shown, f"{path} is {_kind(info.st_mode)}, not a regular file")
+            raise _untrusted(shown, f"{path} is {file_kind(info.st_mode)}, not a regular file")
         if info.st_uid != os.geteuid():
             raise _untrusted(shown, f"{path} belongs to {_owner(info.st_uid)}, not to you")
         if info.st_mode & _GROUP_OTHER_WRITE:
@@ -247,17 +248,6 @@ def _owner(uid: int) -> str:
 
 def _mode(info: os.stat_result) -> str:
     return f"mode {stat.S_IMODE(info.st_mode):04o}"
-
-
-def _kind(mode: int) -> str:
-    kinds = (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    )
-    return next((text for test, text in kinds if test(mode)), "not a file")
 
 
 def _path_error(exc: OSError, shown: str) -> PortbookError:
