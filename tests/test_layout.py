@@ -60,7 +60,7 @@ def _runtime_imports(tree: ast.Module) -> list[tuple[int, str]]:
         for name in names:
             parts = name.split(".")
             if parts[0] == "portbook" and len(parts) > 1:
-                found.append((node.lineno, parts[1]))
+                found.append((getattr(node, "lineno", 0), parts[1]))
     return found
 
 
