@@ -485,8 +485,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    args_list = sys.argv[1:] if argv is None else argv
+def parse_args(args_list: list[str]) -> argparse.Namespace:
+    """The options, checked; ``sizes`` and ``rounds`` as lists of numbers, one per size."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--sizes", default="1000,20000,50000", help="socket counts")
     parser.add_argument(
@@ -517,17 +517,14 @@ def main(argv: list[str] | None = None) -> int:
         rounds *= len(sizes)
     if len(rounds) != len(sizes) or min(rounds) < 1:
         parser.error("--rounds: one number of at least 1, or one per size")
-    ss = shutil.which("ss")
-    if ss is None:
-        print("bench_live: ss (iproute2) is not installed", file=sys.stderr)
-        return 1
-    portbook = shlex.split(args.portbook) if args.portbook else default_portbook()
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    netns = os.geteuid() == 0 and not args.host_netns
-    if netns:
-        enter_private_netns()
+    args.size_list, args.round_list = sizes, rounds
+    return args
+
+
+def unavailable(portbook: list[str], peers_only: bool) -> set[str]:
+    """The commands to leave out: portbook's when it lacks them, psutil when absent."""
     skip: set[str] = set()
-    if args.peers_only:
+    if peers_only:
         skip = {"ls", "who"}
     else:
         for key, sub in (("ls", ["ls", "--all", "--json"]), ("who", ["who", "1"])):
@@ -546,6 +543,23 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         skip.add("psutil")
+    return skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = sys.argv[1:] if argv is None else argv
+    args = parse_args(args_list)
+    sizes, rounds = args.size_list, args.round_list
+    ss = shutil.which("ss")
+    if ss is None:
+        print("bench_live: ss (iproute2) is not installed", file=sys.stderr)
+        return 1
+    portbook = shlex.split(args.portbook) if args.portbook else default_portbook()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    netns = os.geteuid() == 0 and not args.host_netns
+    if netns:
+        enter_private_netns()
+    skip = unavailable(portbook, args.peers_only)
     rng = random.Random(args.seed)
     gnu_time = shutil.which("time") if args.rss else None
     bytecode = compile_portbook(portbook)
