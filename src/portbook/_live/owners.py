@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from portbook._live.walk import all_pids, walk
+from portbook._live.walk import walk, with_descriptors
 from portbook._proc import PROC
 from portbook._record import record
 
@@ -97,19 +97,13 @@ def split_walk(proc: str = PROC, *, own_work: int = 0) -> tuple[list[int], list[
     """Share the whole walk between a helper and this process: ``(helper's, ours)``.
 
     Each process weighs its number of descriptors (since Linux 6.2 the size
-    of ``/proc/PID/fd`` is its number of entries: one cheap ``stat``).
-    ``own_work`` is this process's other work in the same unit, so that both
-    finish together: the helper takes half of the total, this process the
-    rest of the walk. Biggest processes first, so the halves come out even.
+    of ``/proc/PID/fd`` is its number of entries: one cheap ``stat``, which
+    also leaves out the processes that have none). ``own_work`` is this
+    process's other work in the same unit, so that both finish together:
+    the helper takes half of the total, this process the rest of the walk.
+    Biggest processes first, so the halves come out even.
     """
-    weighed = []
-    for pid in all_pids(proc):
-        try:
-            weight = os.stat(f"{proc}/{pid}/fd").st_size
-        except OSError:
-            weight = 0
-        weighed.append((weight or 1, pid))
-    weighed.sort(reverse=True)
+    weighed = with_descriptors(proc)
     total = sum(w for w, _ in weighed)
     target = (total + own_work) // 2
     helper: list[int] = []

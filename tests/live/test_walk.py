@@ -1,0 +1,117 @@
+"""The owner walk's shortcuts answer as the plain walk does: refused links, empty tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from portbook._live.walk import sizes_known, walk, with_descriptors
+from tests.live_helpers import needs_linux, needs_root
+
+pytestmark = needs_linux
+
+# A holder that no process without CAP_SYS_PTRACE may read: not dumpable
+# (PR_SET_DUMPABLE 0), so the kernel refuses every link of /proc/PID/fd while
+# still letting root list the directory, as it does for some init processes.
+_UNDUMPABLE = textwrap.dedent(
+    """
+    import ctypes, socket, sys
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    print(s.getsockname()[1], flush=True)
+    sys.stdin.read()
+    """
+)
+
+# Runs without CAP_SYS_PTRACE: starts the holder, then walks, and reports.
+_WALKER = textwrap.dedent(
+    """
+    import json, os, subprocess, sys
+    from portbook._live.walk import walk
+    holder = subprocess.Popen(
+        [sys.executable, "-c", sys.argv[1]], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    port = int(holder.stdout.readline())
+    names = os.listdir(f"/proc/{holder.pid}/fd")
+    try:
+        os.readlink(f"/proc/{holder.pid}/fd/{names[0]}")
+        readable = True
+    except PermissionError:
+        readable = False
+    single, shared, refused = walk()
+    mine = walk(pids=[holder.pid])
+    print(json.dumps({
+        "pid": holder.pid, "listed": len(names), "readable": readable,
+        "refused": refused, "held": [i for i, p in single.items() if p == holder.pid],
+        "mine": [list(mine[0]), mine[2]],
+    }))
+    holder.stdin.close()
+    holder.wait()
+    """
+)
+
+
+@needs_root
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+def test_a_process_whose_links_are_refused_is_refused_not_skipped() -> None:
+    done = subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_ptrace", sys.executable, "-c", _WALKER, _UNDUMPABLE],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    # The situation: the directory lists, its links do not read.
+    assert seen["listed"] >= 4 and seen["readable"] is False
+    assert seen["pid"] in seen["refused"] and seen["held"] == []
+    assert seen["mine"] == [[], [seen["pid"]]]
+
+
+def test_processes_without_descriptors_are_left_out_and_the_rest_kept() -> None:
+    weighed = with_descriptors()
+    pids = {pid for _, pid in weighed}
+    assert os.getpid() in pids
+    if sizes_known():
+        # kthreadd (pid 2) and its kernel threads have no descriptor table.
+        assert all(size > 0 for size, _ in weighed)
+        if os.path.exists("/proc/2/fd") and os.stat("/proc/2/fd").st_size == 0:
+            assert 2 not in pids
+        assert [size for size, _ in weighed] == sorted((s for s, _ in weighed), reverse=True)
+
+
+def test_the_walk_finds_what_reading_every_link_finds() -> None:
+    # The plain way, by whole paths, over the processes of this test only
+    # (others come and go meanwhile).
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import socket, sys; s = socket.socket(); sys.stdin.read()"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        pids = [os.getpid(), child.pid]
+        expected: dict[int, set[int]] = {}
+        for pid in pids:
+            for name in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{name}")
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    expected.setdefault(int(link[8:-1]), set()).add(pid)
+        single, shared, refused = walk(pids=pids)
+        got = {inode: {pid} for inode, pid in single.items()}
+        got.update((inode, set(p)) for inode, p in shared.items())
+        assert got == expected and refused == []
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=10)
