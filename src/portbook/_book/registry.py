@@ -13,9 +13,13 @@ user copy is skipped with a warning rather than failing every lookup.
 
 from __future__ import annotations
 
+# The C module itself, as the netlink backend uses _socket: the sqlite3
+# package imports datetime and registers date adapters, about a fifth of a
+# bare interpreter start (BENCHMARKS.md); the registry needs only connect()
+# and Error, which are the same objects.
+import _sqlite3 as sqlite3
 import _thread
 import os
-import sqlite3
 
 from portbook._exceptions import RegistryError
 
