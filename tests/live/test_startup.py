@@ -73,3 +73,8 @@ def test_ls_loads_none_of_the_heavy_modules(listener: socket.socket) -> None:
 def test_ls_all_json_loads_only_json(listener: socket.socket) -> None:
     assert _loaded_after(["ls", "--all", "--json"]) == (0, ["json"])
 
+
+def test_ls_names_its_ports_without_datetime(listener: socket.socket) -> None:
+    # Only the book's Service records carry dates; naming a port is a string.
+    # (`who` shows the book's entry for its port, dates and all.)
+    assert _loaded_after(["ls"], ("datetime",)) == (0, [])
