@@ -115,3 +115,92 @@ def test_the_walk_finds_what_reading_every_link_finds() -> None:
         assert child.stdin is not None
         child.stdin.close()
         child.wait(timeout=10)
+
+
+# A process with sockets spread over three holders, walked by a helper and
+# this process sharing the work (forked here: this script has one thread),
+# against the walk of one process alone.
+_SHARED = textwrap.dedent(
+    """
+    import json, os, socket, subprocess, sys
+    import portbook._live.owners as owners
+    from portbook._live.walk import walk, with_descriptors
+    owners._may_fork = lambda: sys.argv[1] == "fork"
+    keep = [socket.socket() for _ in range(200)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", "import socket, sys; k = [socket.socket() for _ in range(50)];"
+             " print(flush=True); sys.stdin.read()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    for c in children:
+        c.stdout.readline()  # its sockets are open
+    pids = [p for _, p in with_descriptors()]
+    mine = [p for p in pids if p != os.getpid()]
+    shared = owners.BackgroundWalk(pids=mine)
+    helper = shared._pid
+    scan = shared.share(first=(os.getpid(),))
+    whole = owners.BackgroundWalk(pids=mine).result()
+    alone = walk(pids=pids)
+    ours = {os.getpid(), *(c.pid for c in children)}
+    def owned(single, shared):
+        got = {i: (p,) for i, p in single.items() if p in ours}
+        got.update((i, p) for i, p in shared.items() if set(p) & ours)
+        return got
+    for c in children:
+        c.stdin.close()
+        c.wait()
+    print(json.dumps({
+        "helper": helper,
+        "shared": sorted(owned(scan.single, scan.shared).items()),
+        "whole": sorted(owned(whole.single, whole.shared).items()),
+        "alone": sorted(owned(alone[0], alone[1]).items()),
+    }))
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["fork", "spawn"])
+def test_a_walk_shared_with_a_helper_finds_what_one_walk_finds(mode: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _SHARED, mode],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["helper"] > 0  # a helper really ran
+    assert seen["shared"] == seen["alone"]
+    assert len(seen["alone"]) >= 200 + 3 * 50
+    # the helper alone (its whole list) finds the same, but for this process
+    assert [s for s in seen["whole"] if s in seen["alone"]] == seen["whole"]
+
+
+def test_a_process_walked_by_both_sides_stays_a_single_holder() -> None:
+    from portbook._live.owners import OwnerScan, merge_scans
+
+    first = OwnerScan(single={1: 10, 2: 10}, shared={}, refused=(7,))
+    second = OwnerScan(single={2: 10, 3: 20}, shared={}, refused=(7,))
+    merged = merge_scans(first, second)
+    assert merged.single == {1: 10, 2: 10, 3: 20} and merged.shared == {}
+    assert merged.refused == (7,)
+
+
+def test_sharing_the_walk_with_a_helper_that_dies_still_walks_everything(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import signal
+
+    from portbook._live import owners
+
+    monkeypatch.setattr(owners, "_may_fork", lambda: False)
+    pids = [p for _, p in with_descriptors() if p != os.getpid()]
+    walker = owners.BackgroundWalk(pids=pids)
+    assert walker._pid > 0
+    os.kill(walker._pid, signal.SIGKILL)
+    scan = walker.share(first=(os.getpid(),))
+    alone = walk(pids=[os.getpid()])
+    assert set(alone[0]) <= set(scan.single) | set(scan.shared)

@@ -5,14 +5,21 @@ tables point at it, so every tool (``ss -p``, ``lsof``, psutil) reads the
 link of each descriptor of each process (``socket:[INODE]``). This module is
 the one place that reads those links.
 
-It imports nothing from portbook, so that it can also run on its own as a
-short-lived helper process (``python -I -S walk.py /proc [PID,...]``): for a
-large table portbook starts it first, reads the kernel's socket table and
-walks the other half of the processes meanwhile, and merges the two walks.
-Reading descriptor links is almost all kernel time, and a second process
-lets it use the second core; a thread cannot, because every link read must
-take the GIL back while the main thread is busy building records. Run as a
-helper it writes ``marshal.dumps(walk(...))`` to stdout.
+A walk can be shared by two processes, one from each end of the list of
+processes (biggest first): a helper walks from the front
+(:func:`walk_in_turn`), while this process does other work and then walks
+from the back (:func:`walk_to_meet`); each side says which processes it has
+taken before reading them, so they stop where they meet and neither needs to
+guess the other's speed. Reading descriptor links is almost
+all kernel time, and a second process lets it use the second core; a thread
+cannot, because every link read must take the GIL back while the main
+thread is busy building records.
+
+It imports nothing from portbook, so that it can also run on its own as the
+helper (``python -I -S walk.py --in-turn /proc PID,...``, with the claims
+pipe on stdin and the progress pipe on descriptor 3), where forking is not safe;
+the helper writes ``marshal.dumps(walk)`` to stdout. ``walk.py /proc
+[PID,...]`` walks them all and writes the same.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ import os
 Walk = tuple[dict[int, int], dict[int, tuple[int, ...]], list[int]]
 
 SOCKET_LINK = "socket:["
+
+# How many processes the helper has walked, as it tells the other side.
+_COUNT_BYTES = 4
 
 
 def socket_inode(link: str) -> int:
@@ -75,62 +85,55 @@ def with_descriptors(proc: str = "/proc") -> list[tuple[int, int]]:
     return weighed
 
 
-def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:  # noqa: PLR0912
-    # (One loop over every descriptor of the machine: a call per descriptor
-    # for a helper would cost more than the branches it would hide.)
-    """``(single, shared, refused)`` for the processes ``pids`` (default: all).
+class _Found:
+    """What a walk has found so far; :meth:`read` adds one process."""
 
-    ``single`` maps the inode of each socket held by exactly one process to
-    its pid (the common case, and the cheapest to send between processes);
-    ``shared`` maps a socket held by several to their pids (ascending).
-    ``refused`` lists the processes whose descriptors could not be read
-    (``EACCES``: another user's without root, or a process even root may
-    not read, whose directory lists but whose links do not). A process that
-    exits meanwhile is simply not there.
+    __slots__ = ("prefix", "refused", "shared", "single")
 
-    The system calls per process are what a walk costs on a small machine,
-    and one per descriptor what it costs on a large one: names and links
-    are bytes (no decoding), each directory is listed by path (five calls;
-    listing an open descriptor costs eight, as Python duplicates it first)
-    and opened only when it has entries, for ``readlinkat`` relative to it
-    (cheaper than a whole path per link); a process whose first link is
-    refused is not asked for the others, which the same rule refuses.
-    """
-    single: dict[int, int] = {}
-    shared: dict[int, list[int]] = {}
-    refused: list[int] = []
-    try:
-        order = [pid for _, pid in with_descriptors(proc)] if pids is None else pids
-    except OSError:
-        return single, {}, refused
-    setdefault = single.setdefault
-    readlink = os.readlink
-    listdir = os.listdir
-    flags = os.O_RDONLY | os.O_DIRECTORY
-    prefix = os.fsencode(proc)
-    for pid in order:
-        path = b"%s/%d/fd" % (prefix, pid)
+    def __init__(self, proc: str) -> None:
+        self.prefix = os.fsencode(proc)
+        self.single: dict[int, int] = {}
+        self.shared: dict[int, list[int]] = {}
+        self.refused: list[int] = []
+
+    def read(self, pid: int) -> None:
+        """Every socket link of process ``pid``.
+
+        The system calls per process are what a walk costs on a small
+        machine, and one per descriptor what it costs on a large one: names
+        and links are bytes (no decoding), the directory is listed by path
+        (five calls; listing an open descriptor costs eight, as Python
+        duplicates it first) and opened only when it has entries, for
+        ``readlinkat`` relative to it (cheaper than a whole path per link);
+        a process whose first link is refused is not asked for the others,
+        which the same rule refuses.
+        """
+        path = b"%s/%d/fd" % (self.prefix, pid)
         try:
-            names = listdir(path)
+            names = os.listdir(path)
             if not names:
-                continue
-            dfd = os.open(path, flags)
+                return
+            dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except PermissionError:
-            refused.append(pid)
-            continue
+            self.refused.append(pid)
+            return
         except OSError:
-            continue  # exited while we looked, or a kernel thread
+            return  # exited while we looked, or a kernel thread
+        setdefault = self.single.setdefault
+        shared = self.shared
+        readlink = os.readlink
         try:
+            # (One loop over every descriptor of the machine: a call per
+            # descriptor would cost more than the branches it would hide.)
             for name in names:
                 try:
                     link = readlink(name, dir_fd=dfd)
                 except PermissionError:
-                    refused.append(pid)
+                    self.refused.append(pid)
                     break
                 except OSError:
                     continue  # closed while we looked
-                # The test of socket_inode(), inlined: this loop runs once
-                # per descriptor of the machine.
+                # The test of socket_inode(), inlined.
                 if link[:8] == b"socket:[":
                     inode = int(link[8:-1])
                     first = setdefault(inode, pid)
@@ -140,9 +143,110 @@ def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:  # noqa: P
                             holders.append(pid)
         finally:
             os.close(dfd)
-    for inode in shared:
-        del single[inode]
-    return single, {inode: tuple(sorted(holders)) for inode, holders in shared.items()}, refused
+
+    def result(self) -> Walk:
+        single = self.single
+        for inode in self.shared:
+            del single[inode]
+        shared = {inode: tuple(sorted(holders)) for inode, holders in self.shared.items()}
+        return single, shared, self.refused
+
+
+def walk(proc: str = "/proc", pids: list[int] | None = None) -> Walk:
+    """``(single, shared, refused)`` for the processes ``pids`` (default: all).
+
+    ``single`` maps the inode of each socket held by exactly one process to
+    its pid (the common case, and the cheapest to send between processes);
+    ``shared`` maps a socket held by several to their pids (ascending).
+    ``refused`` lists the processes whose descriptors could not be read
+    (``EACCES``: another user's without root, or a process even root may
+    not read, whose directory lists but whose links do not). A process that
+    exits meanwhile is simply not there.
+    """
+    found = _Found(proc)
+    try:
+        order = [pid for _, pid in with_descriptors(proc)] if pids is None else pids
+    except OSError:
+        return found.result()
+    for pid in order:
+        found.read(pid)
+    return found.result()
+
+
+def _latest(fd: int, current: int) -> tuple[int, bool]:
+    """The last count written to ``fd`` so far (``current`` if none), and whether it ended."""
+    while True:
+        try:
+            said = os.read(fd, 4096)
+        except BlockingIOError:
+            return current, False
+        if not said:
+            return current, True
+        end = len(said) - len(said) % _COUNT_BYTES  # 4-byte writes to a pipe are whole
+        if end:
+            current = int.from_bytes(said[end - _COUNT_BYTES : end], "little")
+        if len(said) < 4096:
+            return current, False
+
+
+def _tell(fd: int, count: int) -> int:
+    """Write ``count`` to ``fd``; the descriptor to use next time (-1 once nobody listens)."""
+    if fd >= 0:
+        try:
+            os.write(fd, count.to_bytes(_COUNT_BYTES, "little"))
+        except OSError:
+            return -1
+    return fd
+
+
+def walk_in_turn(proc: str, pids: list[int], *, claims: int, progress: int) -> Walk:
+    """The helper's side of a shared walk: ``pids`` from the first on, until the sides meet.
+
+    Before each process it reads ``claims`` without waiting: the other side
+    writes there the lowest index it has taken, and closes it to say stop.
+    Then it writes to ``progress`` how many processes it has started (4
+    bytes, little-endian each), so that the other side does not take them.
+    """
+    os.set_blocking(claims, False)
+    found = _Found(proc)
+    taken = len(pids)
+    for index, pid in enumerate(pids):
+        taken, stop = _latest(claims, taken)
+        if stop or index >= taken:
+            break
+        progress = _tell(progress, index + 1)
+        found.read(pid)
+    return found.result()
+
+
+def walk_to_meet(
+    proc: str, pids: list[int], *, claims: int, progress: int, first: tuple[int, ...] = ()
+) -> tuple[Walk, int]:
+    """This process's side of a shared walk: ``pids`` from the last back, until the sides meet.
+
+    The processes ``first`` (not among ``pids``) are walked before any. Each
+    process is claimed on ``claims`` before it is read, and the walk stops
+    at the first one the helper has started (``progress``, see
+    :func:`walk_in_turn`), so no process is read twice but when both take
+    the same one within the same microsecond (harmless: the walks merge).
+    Returns the walk and how many processes from the front are left to the
+    helper (0 when this side walked them all, as it does if the helper
+    stops reporting).
+    """
+    os.set_blocking(progress, False)
+    found = _Found(proc)
+    for pid in first:
+        found.read(pid)
+    started = 0
+    index = len(pids) - 1
+    while index >= 0:
+        claims = _tell(claims, index)
+        started = _latest(progress, started)[0]
+        if index < started:
+            break
+        found.read(pids[index])
+        index -= 1
+    return found.result(), index + 1
 
 
 def _main(argv: list[str]) -> int:
@@ -150,11 +254,16 @@ def _main(argv: list[str]) -> int:
     import sys
 
     try:
-        proc = argv[1] if len(argv) > 1 else "/proc"
-        pids = [int(p) for p in argv[2].split(",") if p] if len(argv) > 2 else None
-        data = marshal.dumps(walk(proc, pids))
+        in_turn = argv[1:2] == ["--in-turn"]
+        args = argv[2:] if in_turn else argv[1:]
+        proc = args[0] if args else "/proc"
+        pids = [int(p) for p in args[1].split(",") if p] if len(args) > 1 else None
+        if in_turn:  # claims on stdin, progress on descriptor 3 (see BackgroundWalk)
+            result = walk_in_turn(proc, pids or [], claims=0, progress=3)
+        else:
+            result = walk(proc, pids)
         out = sys.stdout.buffer
-        out.write(data)
+        out.write(marshal.dumps(result))
         out.flush()
     except (KeyboardInterrupt, OSError):
         return 1
