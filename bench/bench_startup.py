@@ -338,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(samples, labels, counts, facts, args_list)
     sys.stdout.write(text)
     if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
     if args.json:
         raw: dict[str, object] = {
@@ -345,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             for key, rows in samples.items()
         }
         raw["instructions"] = counts
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(raw, indent=1))
     return 0
 
