@@ -204,3 +204,18 @@ def test_sharing_the_walk_with_a_helper_that_dies_still_walks_everything(
     scan = walker.share(first=(os.getpid(),))
     alone = walk(pids=[os.getpid()])
     assert set(alone[0]) <= set(scan.single) | set(scan.shared)
+
+
+def test_merging_in_place_gives_the_same_scan() -> None:
+    from portbook._live.owners import OwnerScan, merge_scans
+
+    def scans() -> tuple[OwnerScan, OwnerScan]:
+        return (
+            OwnerScan(single={1: 10, 2: 10, 3: 10}, shared={4: (10, 11)}, refused=(7,)),
+            OwnerScan(single={2: 20, 5: 20}, shared={3: (20, 21), 4: (22, 23)}, refused=(9,)),
+        )
+
+    copied = merge_scans(*scans())
+    first, second = scans()
+    assert merge_scans(first, second, consume=True) == copied
+    assert first.single is merge_scans(first, OwnerScan({}, {}), consume=True).single

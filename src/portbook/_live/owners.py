@@ -67,11 +67,16 @@ def scan_all(*, proc: str = PROC, pids: list[int] | None = None) -> OwnerScan:
     return OwnerScan(single, shared, tuple(refused))
 
 
-def merge_scans(first: OwnerScan, second: OwnerScan) -> OwnerScan:
-    """One scan from two walks (of disjoint sets of processes, or overlapping in a few)."""
+def merge_scans(first: OwnerScan, second: OwnerScan, *, consume: bool = False) -> OwnerScan:
+    """One scan from two walks (of disjoint sets of processes, or overlapping in a few).
+
+    With ``consume`` the larger scan's mapping is reused rather than copied
+    (the caller gives both scans up): at 50,000 sockets a copy is about
+    5 MiB and a millisecond.
+    """
     if len(first.single) < len(second.single):
         first, second = second, first
-    single = dict(first.single)
+    single = first.single if consume else dict(first.single)
     shared = {inode: list(pids) for inode, pids in first.shared.items()}
     for source in (second.shared.items(), ((i, (p,)) for i, p in second.single.items())):
         for inode, pids in source:
@@ -197,7 +202,7 @@ class BackgroundWalk:
         self._claims = -1
         self._close_progress()
         mine = OwnerScan(single, shared, tuple(refused))
-        return merge_scans(self._collect(left), mine)
+        return merge_scans(self._collect(left), mine, consume=True)
 
     def _close_progress(self) -> None:
         if self._progress >= 0:
