@@ -143,12 +143,16 @@ class BackgroundWalk:
         self._pids = [p for _, p in with_descriptors(proc)] if pids is None else list(pids)
         self._pid = 0
         self._read = self._claims = self._progress = -1
+        pipes: list[tuple[int, int]] = []
         try:
-            result_r, result_w = os.pipe()
-        except OSError:
+            for _ in range(3):
+                pipes.append(os.pipe())
+        except OSError:  # out of descriptors: walk here instead
+            for pair in pipes:
+                os.close(pair[0])
+                os.close(pair[1])
             return
-        claims_r, claims_w = os.pipe()
-        progress_r, progress_w = os.pipe()
+        (result_r, result_w), (claims_r, claims_w), (progress_r, progress_w) = pipes
         ends = (result_w, claims_r, progress_w)
         try:
             self._pid = _fork_walker(proc, self._pids, ends) if _may_fork() else 0

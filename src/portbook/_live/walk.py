@@ -190,10 +190,17 @@ def _latest(fd: int, current: int) -> tuple[int, bool]:
 
 
 def _tell(fd: int, count: int) -> int:
-    """Write ``count`` to ``fd``; the descriptor to use next time (-1 once nobody listens)."""
+    """Write ``count`` to ``fd`` without waiting; the descriptor to use next time.
+
+    A full pipe (the other side has not read 16,384 counts) skips this one:
+    the other side reads only the latest, and neither may wait for the
+    other. Once nobody listens, -1.
+    """
     if fd >= 0:
         try:
             os.write(fd, count.to_bytes(_COUNT_BYTES, "little"))
+        except BlockingIOError:
+            pass
         except OSError:
             return -1
     return fd
@@ -208,6 +215,8 @@ def walk_in_turn(proc: str, pids: list[int], *, claims: int, progress: int) -> W
     bytes, little-endian each), so that the other side does not take them.
     """
     os.set_blocking(claims, False)
+    if progress >= 0:
+        os.set_blocking(progress, False)
     found = _Found(proc)
     taken = len(pids)
     for index, pid in enumerate(pids):
@@ -234,6 +243,7 @@ def walk_to_meet(
     stops reporting).
     """
     os.set_blocking(progress, False)
+    os.set_blocking(claims, False)
     found = _Found(proc)
     for pid in first:
         found.read(pid)
