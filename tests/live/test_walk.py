@@ -219,3 +219,54 @@ def test_merging_in_place_gives_the_same_scan() -> None:
     first, second = scans()
     assert merge_scans(first, second, consume=True) == copied
     assert first.single is merge_scans(first, OwnerScan({}, {}), consume=True).single
+
+
+# Sockets at descriptor numbers with holes below the count (3 closed) and
+# beyond it (dup2 far up), and a process with more holes than the walk reads
+# by number before it lists: every socket must be found all the same.
+_HOLES = textwrap.dedent(
+    """
+    import os, socket, sys
+    holes = int(sys.argv[1])
+    keep = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(60)]
+    for s in keep[10 : 10 + holes]:
+        s.close()
+    far = []
+    for i in range(holes):  # sockets of their own, only at numbers above the count
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        far.append(socket.socket(fileno=os.dup2(s.fileno(), 900 + i)))
+        s.close()
+    held = [s for s in keep + far if s.fileno() >= 0]
+    print(" ".join(str(os.fstat(s.fileno()).st_ino) for s in held), flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+@pytest.mark.parametrize("holes", [0, 3, 40])
+@pytest.mark.parametrize("listing", [False, True])
+def test_descriptors_are_found_by_number_or_by_listing_with_holes_anywhere(
+    holes: int, listing: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portbook._live import walk as walk_module
+
+    if listing:  # as on a kernel that does not count a process's descriptors
+        monkeypatch.setattr(walk_module, "sizes_known", lambda proc="/proc": False)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLES, str(holes)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        inodes = {int(i) for i in child.stdout.readline().split()}
+        single, shared, refused = walk(pids=[child.pid])
+        assert inodes == set(single) and shared == {} and refused == []
+        assert set(single.values()) == {child.pid}
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=10)
+        assert child.stdout is not None
+        child.stdout.close()

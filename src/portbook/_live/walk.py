@@ -33,6 +33,8 @@ SOCKET_LINK = "socket:["
 
 # How many processes the helper has walked, as it tells the other side.
 _COUNT_BYTES = 4
+# Missing descriptor numbers after which a process is read from its listing.
+_HOLES = 16
 
 
 def socket_inode(link: str) -> int:
@@ -88,51 +90,88 @@ def with_descriptors(proc: str = "/proc") -> list[tuple[int, int]]:
 class _Found:
     """What a walk has found so far; :meth:`read` adds one process."""
 
-    __slots__ = ("prefix", "refused", "shared", "single")
+    __slots__ = ("prefix", "refused", "shared", "single", "sized")
 
     def __init__(self, proc: str) -> None:
         self.prefix = os.fsencode(proc)
         self.single: dict[int, int] = {}
         self.shared: dict[int, list[int]] = {}
         self.refused: list[int] = []
+        self.sized = sizes_known(proc)
 
     def read(self, pid: int) -> None:
         """Every socket link of process ``pid``.
 
         The system calls per process are what a walk costs on a small
-        machine, and one per descriptor what it costs on a large one: names
-        and links are bytes (no decoding), the directory is listed by path
-        (five calls; listing an open descriptor costs eight, as Python
-        duplicates it first) and opened only when it has entries, for
-        ``readlinkat`` relative to it (cheaper than a whole path per link);
-        a process whose first link is refused is not asked for the others,
-        which the same rule refuses.
+        machine, and one per descriptor what it costs on a large one. Names
+        and links are bytes (no decoding); links are read with
+        ``readlinkat`` relative to the open directory (cheaper than a whole
+        path per link); a process whose first link is refused is not asked
+        for the others, which the same rule refuses.
+
+        Where the kernel gives the number of descriptors (:func:`sizes_known`),
+        a process whose descriptors are 0 to N-1 (most are: the kernel hands
+        out the lowest free number) is read by number, without listing its
+        directory, which costs about a quarter of reading the links (1.2 us
+        an entry against 4.5 us a link); the first numbers missing send it
+        to the listing for the rest (see :meth:`_by_number`).
         """
         path = b"%s/%d/fd" % (self.prefix, pid)
+        if self.sized:
+            self._by_number(pid, path)
+            return
         try:
+            # By path: five calls; listing an open descriptor costs eight,
+            # as Python duplicates it first.
             names = os.listdir(path)
             if not names:
                 return
-            dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except PermissionError:
             self.refused.append(pid)
             return
         except OSError:
             return  # exited while we looked, or a kernel thread
+        self._listed(pid, path, names)
+
+    def _by_number(self, pid: int, path: bytes) -> None:
+        """Descriptors 0 to N-1 by number (N: the count now); the listing past the first holes.
+
+        The count is taken now, not when the walk was planned, so that a
+        process that opened descriptors since is read as the listing would
+        read it. When a number is missing, N descriptors are not all below
+        N: after 16 holes the rest is read from a listing (names from the
+        current number on), and after fewer, the listing's names from N on.
+        """
+        try:
+            count = os.stat(path).st_size
+        except OSError:
+            return  # exited while we looked
+        dfd = self._open(pid, path) if count else -1
+        if dfd < 0:
+            return
         setdefault = self.single.setdefault
         shared = self.shared
         readlink = os.readlink
+        number = missing = 0
         try:
             # (One loop over every descriptor of the machine: a call per
             # descriptor would cost more than the branches it would hide.)
-            for name in names:
+            while number < count:
                 try:
-                    link = readlink(name, dir_fd=dfd)
+                    link = readlink(b"%d" % number, dir_fd=dfd)
+                except FileNotFoundError:
+                    missing += 1
+                    if missing > _HOLES:
+                        break
+                    number += 1
+                    continue
                 except PermissionError:
                     self.refused.append(pid)
-                    break
+                    return
                 except OSError:
-                    continue  # closed while we looked
+                    number += 1
+                    continue
+                number += 1
                 # The test of socket_inode(), inlined.
                 if link[:8] == b"socket:[":
                     inode = int(link[8:-1])
@@ -141,8 +180,60 @@ class _Found:
                         holders = shared.setdefault(inode, [first])
                         if pid not in holders:
                             holders.append(pid)
+            if missing:
+                self._rest(pid, dfd, path, number)
         finally:
             os.close(dfd)
+
+    def _rest(self, pid: int, dfd: int, path: bytes, start: int) -> None:
+        """The listed descriptors numbered ``start`` or more."""
+        try:
+            names = [n for n in os.listdir(path) if int(n) >= start]
+        except OSError:
+            return
+        self._links(pid, dfd, names)
+
+    def _open(self, pid: int, path: bytes) -> int:
+        """``path`` opened as a directory; -1 when refused (noted) or gone."""
+        try:
+            return os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except PermissionError:
+            self.refused.append(pid)
+        except OSError:
+            pass  # exited while we looked
+        return -1
+
+    def _listed(self, pid: int, path: bytes, names: list[bytes]) -> None:
+        dfd = self._open(pid, path)
+        if dfd < 0:
+            return
+        try:
+            self._links(pid, dfd, names)
+        finally:
+            os.close(dfd)
+
+    def _links(self, pid: int, dfd: int, names: list[bytes]) -> None:
+        """The socket links among ``names`` in the open directory ``dfd``."""
+        setdefault = self.single.setdefault
+        shared = self.shared
+        readlink = os.readlink
+        for name in names:
+            try:
+                link = readlink(name, dir_fd=dfd)
+            except PermissionError:
+                self.refused.append(pid)
+                return
+            except OSError:
+                continue  # closed while we looked
+            # The test of socket_inode(), inlined: this loop runs once per
+            # descriptor of the processes read by listing.
+            if link[:8] == b"socket:[":
+                inode = int(link[8:-1])
+                first = setdefault(inode, pid)
+                if first != pid:
+                    holders = shared.setdefault(inode, [first])
+                    if pid not in holders:
+                        holders.append(pid)
 
     def result(self) -> Walk:
         single = self.single
