@@ -126,6 +126,8 @@ _SHARED = textwrap.dedent(
     import portbook._live.owners as owners
     from portbook._live.walk import walk, with_descriptors
     owners._may_fork = lambda: sys.argv[1] == "fork"
+    import portbook._live.walk as walk_module
+    walk_module.SPLIT_FROM = 16  # the children, 50 sockets each: in two halves
     keep = [socket.socket() for _ in range(200)]
     children = [
         subprocess.Popen(
@@ -139,7 +141,8 @@ _SHARED = textwrap.dedent(
         c.stdout.readline()  # its sockets are open
     pids = [p for _, p in with_descriptors()]
     mine = [p for p in pids if p != os.getpid()]
-    shared = owners.BackgroundWalk(pids=mine)
+    weighed = [(w, p) for w, p in with_descriptors() if p != os.getpid()]
+    shared = owners.BackgroundWalk(units=walk_module.in_parts(weighed))
     helper = shared._pid
     scan = shared.share(first=(os.getpid(),))
     whole = owners.BackgroundWalk(pids=mine).result()
@@ -264,6 +267,39 @@ def test_descriptors_are_found_by_number_or_by_listing_with_holes_anywhere(
         single, shared, refused = walk(pids=[child.pid])
         assert inodes == set(single) and shared == {} and refused == []
         assert set(single.values()) == {child.pid}
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=10)
+        assert child.stdout is not None
+        child.stdout.close()
+
+
+@pytest.mark.parametrize("holes", [0, 3, 40])
+def test_a_process_read_in_two_halves_gives_what_one_read_gives(
+    holes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portbook._live import walk as walk_module
+
+    monkeypatch.setattr(walk_module, "SPLIT_FROM", 8)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLES, str(holes)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        inodes = {int(i) for i in child.stdout.readline().split()}
+        size = os.stat(f"/proc/{child.pid}/fd").st_size
+        units = walk_module.in_parts([(size, child.pid)])
+        assert units == [(child.pid, 0, size // 2), (child.pid, size // 2, 0)]
+        # each half alone, and both: the halves never overlap but at the listing
+        lower = walk_module.walk_units("/proc", units[:1])[0]
+        upper = walk_module.walk_units("/proc", units[1:])[0]
+        both = walk_module.walk_units("/proc", units)
+        assert set(lower) | set(upper) == inodes == set(both[0])
+        assert both[1] == {} and both[2] == []
     finally:
         assert child.stdin is not None
         child.stdin.close()

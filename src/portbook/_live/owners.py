@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import os
 
-from portbook._live.walk import walk, walk_in_turn, walk_to_meet, with_descriptors
+from portbook._live.walk import (
+    in_parts,
+    walk,
+    walk_in_turn,
+    walk_to_meet,
+    walk_units,
+    with_descriptors,
+)
 from portbook._proc import PROC
 from portbook._record import record
 
@@ -28,6 +35,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import TypeVar
+
+    from portbook._live.walk import Unit, Walk
 
     _T = TypeVar("_T")
 
@@ -63,7 +72,11 @@ class OwnerScan:
 
 def scan_all(*, proc: str = PROC, pids: list[int] | None = None) -> OwnerScan:
     """Every socket inode held by any visible process (or by ``pids``), walked here."""
-    single, shared, refused = walk(proc, pids)
+    return _scan(walk(proc, pids))
+
+
+def _scan(found: Walk) -> OwnerScan:
+    single, shared, refused = found
     return OwnerScan(single, shared, tuple(refused))
 
 
@@ -126,7 +139,7 @@ def split_walk(proc: str = PROC, *, own_work: int = 0) -> tuple[list[int], list[
 
 
 class BackgroundWalk:
-    """A walk of ``pids`` (default: every process) in a helper process, started now.
+    """A walk of ``pids`` (default: all) or of ``units``, in a helper process started now.
 
     :meth:`result` waits for the helper's whole walk; :meth:`share` walks
     from the other end of ``pids`` here, meets the helper, stops it and
@@ -138,9 +151,14 @@ class BackgroundWalk:
     fails, so the result is the same either way.
     """
 
-    def __init__(self, proc: str = PROC, pids: list[int] | None = None) -> None:
+    def __init__(
+        self, proc: str = PROC, pids: list[int] | None = None, *, units: list[Unit] | None = None
+    ) -> None:
         self._proc = proc
-        self._pids = [p for _, p in with_descriptors(proc)] if pids is None else list(pids)
+        if units is None:
+            chosen = [p for _, p in with_descriptors(proc)] if pids is None else pids
+            units = [(pid, 0, 0) for pid in chosen]
+        self._units = units
         self._pid = 0
         self._read = self._claims = self._progress = -1
         pipes: list[tuple[int, int]] = []
@@ -155,9 +173,9 @@ class BackgroundWalk:
         (result_r, result_w), (claims_r, claims_w), (progress_r, progress_w) = pipes
         ends = (result_w, claims_r, progress_w)
         try:
-            self._pid = _fork_walker(proc, self._pids, ends) if _may_fork() else 0
+            self._pid = _fork_walker(proc, self._units, ends) if _may_fork() else 0
             if not self._pid:
-                self._pid = _spawn_walker(proc, self._pids, ends)
+                self._pid = _spawn_walker(proc, self._units, ends)
         except OSError:
             self._pid = 0
         finally:
@@ -184,9 +202,9 @@ class BackgroundWalk:
     def result(self) -> OwnerScan:
         """The helper's walk of every one of ``pids``."""
         if not self._pid:
-            return scan_all(proc=self._proc, pids=self._pids)
+            return _scan(walk_units(self._proc, self._units))
         self._close_progress()  # not read here: the helper stops telling
-        return self._collect(len(self._pids))
+        return self._collect(len(self._units))
 
     def share(self, first: tuple[int, ...] = ()) -> OwnerScan:
         """Walk ``pids`` from the last back here until the helper's walk is met; both, merged.
@@ -194,10 +212,10 @@ class BackgroundWalk:
         ``first`` (pids not given to the helper) are walked here before the rest.
         """
         if not self._pid:
-            return scan_all(proc=self._proc, pids=[*first, *self._pids])
+            return _scan(walk_units(self._proc, [(p, 0, 0) for p in first] + self._units))
         try:
             (single, shared, refused), left = walk_to_meet(
-                self._proc, self._pids, claims=self._claims, progress=self._progress, first=first
+                self._proc, self._units, claims=self._claims, progress=self._progress, first=first
             )
         except BaseException:
             self.cancel()
@@ -229,7 +247,7 @@ class BackgroundWalk:
                 raise ValueError("the owner walk helper failed")
             single, shared, refused = marshal.loads(b"".join(chunks))
         except (ValueError, EOFError, TypeError):
-            return scan_all(proc=self._proc, pids=self._pids[:left])
+            return _scan(walk_units(self._proc, self._units[:left]))
         return OwnerScan(single, shared, tuple(refused))
 
     def _reap(self) -> int:
@@ -256,8 +274,8 @@ def _may_fork() -> bool:
         return False
 
 
-def _fork_walker(proc: str, pids: list[int], ends: tuple[int, int, int]) -> int:
-    """Fork a helper that walks ``pids`` in turn; its pid.
+def _fork_walker(proc: str, units: list[Unit], ends: tuple[int, int, int]) -> int:
+    """Fork a helper that walks ``units`` in turn; its pid.
 
     The child closes every descriptor but its pipes (it must not keep this
     process's sockets open while it runs) and leaves with ``os._exit``:
@@ -277,7 +295,7 @@ def _fork_walker(proc: str, pids: list[int], ends: tuple[int, int, int]) -> int:
         os.closerange(low, 1 << 20)
         import marshal
 
-        data = marshal.dumps(walk_in_turn(proc, pids, claims=claims_r, progress=progress_w))
+        data = marshal.dumps(walk_in_turn(proc, units, claims=claims_r, progress=progress_w))
         view = memoryview(data)
         while view:
             view = view[os.write(result_w, view) :]
@@ -287,7 +305,12 @@ def _fork_walker(proc: str, pids: list[int], ends: tuple[int, int, int]) -> int:
     os._exit(status)
 
 
-def _spawn_walker(proc: str, pids: list[int], ends: tuple[int, int, int]) -> int:
+def _unit_text(units: list[Unit]) -> str:
+    """``units`` as ``walk.py --in-turn`` reads them: ``PID:LO:HI,...``."""
+    return ",".join(f"{pid}:{lo}:{hi}" for pid, lo, hi in units)
+
+
+def _spawn_walker(proc: str, units: list[Unit], ends: tuple[int, int, int]) -> int:
     """Start ``walk.py --in-turn`` in a fresh interpreter; its pid, or 0."""
     import sys
 
@@ -298,7 +321,7 @@ def _spawn_walker(proc: str, pids: list[int], ends: tuple[int, int, int]) -> int
     helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "walk.py")
     return os.posix_spawn(
         executable,
-        [executable, "-I", "-S", helper, "--in-turn", proc, ",".join(map(str, pids))],
+        [executable, "-I", "-S", helper, "--in-turn", proc, _unit_text(units)],
         os.environ,
         file_actions=[
             (os.POSIX_SPAWN_DUP2, claims_r, 0),
@@ -335,7 +358,7 @@ def walk_during(work: Callable[[], _T], *, work_units: Callable[[], int]) -> tup
     # This process reads its own descriptors: after a setuid() it is not
     # dumpable, and then no other process of its user may read them.
     me = os.getpid()
-    walker = BackgroundWalk(pids=[pid for pid in pids if pid != me])
+    walker = BackgroundWalk(units=in_parts([(w, pid) for w, pid in weighed if pid != me]))
     try:
         result = work()
     except BaseException:
