@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -306,3 +307,49 @@ def test_a_process_read_in_two_halves_gives_what_one_read_gives(
         child.wait(timeout=10)
         assert child.stdout is not None
         child.stdout.close()
+
+
+def test_a_helper_is_started_only_when_a_processor_is_free(tmp_path: Path) -> None:
+    from portbook._live.owners import a_core_is_free
+
+    if len(os.sched_getaffinity(0)) < 2:
+        assert not a_core_is_free()  # one processor: never a helper
+        return
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text("0.01 0.02 0.03 1/140 4242\n")  # only this process runs
+    assert a_core_is_free(str(loadavg))
+    loadavg.write_text("9.00 9.00 9.00 64/140 4242\n")  # every processor busy
+    assert not a_core_is_free(str(loadavg))
+    loadavg.write_text("garbage\n")
+    assert a_core_is_free(str(loadavg))  # unknown: try a helper
+    assert a_core_is_free(str(tmp_path / "missing"))
+
+
+def test_walk_during_with_and_without_a_helper_finds_the_same_holders(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from portbook._live import owners
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLES, "3"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        inodes = {int(i) for i in child.stdout.readline().split()}
+        monkeypatch.setattr(owners, "_may_fork", lambda: False)  # threads here: spawn
+        monkeypatch.setattr(owners, "a_core_is_free", lambda: True)
+        monkeypatch.setattr(owners, "HELPER_FROM", 0)
+        _, helped = owners.walk_during(lambda: None, work_units=lambda: 0)
+        monkeypatch.setattr(owners, "HELPER_FROM", 1 << 40)
+        _, alone = owners.walk_during(lambda: None, work_units=lambda: 0)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=10)
+        assert child.stdout is not None
+        child.stdout.close()
+    assert {i: helped.owners[i] for i in inodes} == {i: alone.owners[i] for i in inodes}
+    assert all(alone.owners[i] == [child.pid] for i in inodes)

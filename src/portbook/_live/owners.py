@@ -40,7 +40,15 @@ if TYPE_CHECKING:
 
     _T = TypeVar("_T")
 
-__all__ = ["BackgroundWalk", "OwnerScan", "merge_scans", "scan_all", "split_walk", "walk_during"]
+__all__ = [
+    "BackgroundWalk",
+    "OwnerScan",
+    "a_core_is_free",
+    "merge_scans",
+    "scan_all",
+    "split_walk",
+    "walk_during",
+]
 
 
 @record
@@ -346,14 +354,15 @@ def walk_during(work: Callable[[], _T], *, work_units: Callable[[], int]) -> tup
     helper process starts walking them, biggest first, while this one runs
     ``work()`` and then walks from the smallest until the two meet
     (:meth:`BackgroundWalk.share`), so both finish together whatever
-    ``work()`` costs. Elsewhere ``work()`` runs, then the walk.
+    ``work()`` costs. Elsewhere, or when no other processor is free for a
+    helper (:func:`a_core_is_free`), ``work()`` runs, then the walk.
     ``work_units`` is no longer needed (it estimated ``work()``'s cost to
     split the walk ahead) and is not called.
     """
     del work_units
     weighed = with_descriptors()
     pids = [pid for _, pid in weighed]
-    if _descriptors(weighed) < HELPER_FROM:
+    if _descriptors(weighed) < HELPER_FROM or not a_core_is_free():
         return work(), scan_all(pids=pids)
     # This process reads its own descriptors: after a setuid() it is not
     # dumpable, and then no other process of its user may read them.
@@ -365,6 +374,31 @@ def walk_during(work: Callable[[], _T], *, work_units: Callable[[], int]) -> tup
         walker.cancel()  # an error or Ctrl-C: leave no helper behind
         raise
     return result, walker.share(first=(me,))
+
+
+def a_core_is_free(loadavg: str = "/proc/loadavg") -> bool:
+    """Whether a processor this process may run on is free for a helper right now.
+
+    A helper costs its start and then shares the walk only if it runs
+    beside this process: on a machine whose other processors are busy it
+    made the walk 10-60% slower (bench/bench_walk.py under load). The test
+    is the kernel's count of runnable tasks at this instant (the fourth
+    field of ``/proc/loadavg``, this process included) against the
+    processors of this process's affinity (a container may have one).
+    Where either is unknown, a helper is tried.
+    """
+    try:
+        processors = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        processors = os.cpu_count() or 1
+    if processors < 2:
+        return False
+    try:
+        with open(loadavg, "rb") as fh:
+            runnable = int(fh.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return True
+    return runnable < processors
 
 
 def _descriptors(weighed: list[tuple[int, int]]) -> int:
