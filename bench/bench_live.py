@@ -446,7 +446,8 @@ def report(results: list[SizeResult], facts: list[str], argv: Sequence[str]) -> 
 
 
 def growth(results: list[SizeResult]) -> list[str]:
-    """Time per socket at each size, and per extra socket between sizes."""
+    """Time per socket at each size, and per extra socket between sizes: by wall time,
+    and by CPU time, which another program's load on a shared machine disturbs less."""
     if len(results) < 2:
         return []
     ordered = sorted(results, key=lambda r: r.size)
@@ -457,25 +458,43 @@ def growth(results: list[SizeResult]) -> list[str]:
         "Growth: microseconds per socket at each size (whole-process time / sockets, fixed "
         "costs included), and per extra socket between two sizes (the marginal cost: equal "
         f"figures mean linear growth; 'linear' allows each step {LINEAR_SLACK}x the one "
-        f"before, or {LINEAR_FLOOR_US:.0f} us more).",
-        "",
-        f"| command | {sizes} | {marginal} | linear |",
-        "|---|" + "---:|" * (len(ordered) + len(steps)) + "---|",
+        f"before, or {LINEAR_FLOOR_US:.0f} us more). First by wall time, then by CPU time "
+        "(user + system, helper processes included).",
     ]
-    for key, cmd in ordered[0].commands.items():
-        medians = [statistics.median(r.commands[key].seconds()) for r in ordered]
-        per_socket = [t / r.size * 1e6 for t, r in zip(medians, ordered, strict=True)]
-        slopes = [
-            (tb - ta) / (b.size - a.size) * 1e6
-            for (ta, tb), (a, b) in zip(itertools.pairwise(medians), steps, strict=True)
+    for measure in ("wall", "cpu"):
+        out += [
+            "",
+            f"| command ({measure}) | {sizes} | {marginal} | linear |",
+            "|---|" + "---:|" * (len(ordered) + len(steps)) + "---|",
         ]
-        linear = all(
-            later <= max(LINEAR_SLACK * earlier, earlier + LINEAR_FLOOR_US)
-            for earlier, later in itertools.pairwise(slopes)
-        )
-        cells = " | ".join(f"{x:.1f}" for x in [*per_socket, *slopes])
-        out.append(f"| {cmd.label} | {cells} | {'yes' if linear else 'NO'} |")
+        for key, cmd in ordered[0].commands.items():
+            medians = [
+                statistics.median(
+                    s.seconds if measure == "wall" else s.cpu_seconds
+                    for s in r.commands[key].samples
+                )
+                for r in ordered
+            ]
+            out.append(f"| {cmd.label} | {_growth_cells(medians, ordered, steps)}")
     return out
+
+
+def _growth_cells(
+    medians: list[float],
+    ordered: list[SizeResult],
+    steps: list[tuple[SizeResult, SizeResult]],
+) -> str:
+    per_socket = [t / r.size * 1e6 for t, r in zip(medians, ordered, strict=True)]
+    slopes = [
+        (tb - ta) / (b.size - a.size) * 1e6
+        for (ta, tb), (a, b) in zip(itertools.pairwise(medians), steps, strict=True)
+    ]
+    linear = all(
+        later <= max(LINEAR_SLACK * earlier, earlier + LINEAR_FLOOR_US)
+        for earlier, later in itertools.pairwise(slopes)
+    )
+    cells = " | ".join(f"{x:.1f}" for x in [*per_socket, *slopes])
+    return f"{cells} | {'yes' if linear else 'NO'} |"
 
 
 def verdicts(results: list[SizeResult]) -> list[str]:
