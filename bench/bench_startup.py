@@ -31,7 +31,12 @@ each command of the first against the second.
 ``--instructions`` also runs each command once under ``valgrind
 --tool=callgrind`` and reports its user-space instruction count: a figure
 that does not move with the machine's load (the kernel's work, such as
-reading ``/proc``, is not in it).
+reading ``/proc``, is not in it). ``--breakdown`` counts the same way
+where the instructions of a cold ``portbook`` go: the command's imports and
+calls in its own order (``BREAKDOWN``), each prefix in a fresh interpreter,
+each step the difference. The walk's and the names' steps read the machine
+as it is at that moment: where other programs start and stop processes
+meanwhile, those two move (even below zero), the others do not.
 
 As root the script first moves into a network namespace of its own, so the
 socket table holds its one listener and nothing else: the small machine of
@@ -132,6 +137,90 @@ def instructions(argv: list[str]) -> int | None:
         if "Collected :" in line:
             return int(line.rsplit(":", 1)[1].strip())
     return None
+
+
+# The work of a cold `portbook` (= ls) in steps: each prefix of this list runs
+# in a fresh interpreter under callgrind, and a step costs the difference.
+# Modules are imported in the order the command imports them, then its work
+# is done by the same calls the command makes.
+BREAKDOWN: tuple[tuple[str, str], ...] = (
+    ("the interpreter (`python -c pass`)", "pass"),
+    ("`import re` (the console script pip writes imports it)", "import re, sys, io"),
+    ("`import argparse`", "import argparse"),
+    ("the facade and the CLI modules", "import portbook, portbook._cli, portbook._cli.live"),
+    (
+        "building the `ls` parser and parsing",
+        "from portbook._cli import build_parser; p = build_parser('ls'); p.parse_args(['ls'])",
+    ),
+    (
+        "port model, records, errors",
+        "import portbook._record, portbook._ports, portbook._exceptions",
+    ),
+    (
+        "the live table's modules",
+        "import portbook._live.records, portbook._live.build, portbook._live.table, "
+        "portbook._joined",
+    ),
+    ("the netlink backend", "import portbook._live.backends.netlink, portbook._live.backends"),
+    (
+        "owners, processes, this machine's ranges",
+        "import portbook._live.owners, portbook._live.processes, portbook._machine",
+    ),
+    (
+        "the book's modules",
+        "import portbook._book.book, portbook._book.registry, portbook._book.etc_services, "
+        "portbook._book.unofficial",
+    ),
+    ("`ipaddress`", "import ipaddress"),
+    (
+        "reading the table over netlink",
+        "from portbook._live.table import socket_filter, _rows, socket_backend; "
+        "f = socket_filter(listening=True); rows = _rows(f, socket_backend(), fallback=True)",
+    ),
+    (
+        "the owner walk",
+        "from portbook._live.owners import walk_during; "
+        "_, scan = walk_during(lambda: None, work_units=lambda: 0)",
+    ),
+    (
+        "the names of the ports",
+        "from portbook._joined import _book_names; "
+        "n = _book_names({(r.local_port, r.protocol) for r in rows})",
+    ),
+    (
+        "holders' details, the records, the table on a terminal",
+        "from portbook._live.table import _owning_pids; "
+        "from portbook._live.processes import process_details; "
+        "from portbook._machine import local_ranges; "
+        "from portbook._live.build import build_sockets; "
+        "from portbook._cli.live import _render; from portbook._cli._output import Output; "
+        "socks = build_sockets(rows, scan=scan, "
+        "processes=process_details(_owning_pids(rows, scan)), "
+        "ranges=local_ranges(), service=lambda p, q: n.get((p, q)), viewer_uid=0); "
+        "_render(socks, Output(io.StringIO()), json_out=False, show_peer=False)",
+    ),
+)
+
+
+def breakdown(python: str) -> list[str]:
+    """Where the instructions of a cold `portbook` go, step by step (see BREAKDOWN)."""
+    rows = ["| part | Ir (M) | x `pass` |", "| --- | ---: | ---: |"]
+    code: list[str] = []
+    previous = 0
+    bare = None
+    for label, statement in BREAKDOWN:
+        code.append(statement)
+        total = instructions([python, "-c", "\n".join(code)])
+        if total is None:
+            return [f"(callgrind could not run `{statement}`)"]
+        bare = bare or total
+        rows.append(
+            f"| {label} | {(total - previous) / 1e6:.1f} | {(total - previous) / bare:.2f} |"
+        )
+        previous = total
+    if bare:
+        rows.append(f"| **total** | **{previous / 1e6:.1f}** | **{previous / bare:.2f}** |")
+    return rows
 
 
 def machine_load() -> str:
@@ -275,6 +364,11 @@ def parse_args(args_list: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--instructions", action="store_true", help="also count instructions with callgrind"
     )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also count, with callgrind, the instructions of each step of a cold `portbook`",
+    )
     parser.add_argument("--output", type=Path, help="also write the markdown report here")
     parser.add_argument("--json", type=Path, help="write the raw samples here")
     args = parser.parse_args(args_list)
@@ -336,6 +430,12 @@ def main(argv: list[str] | None = None) -> int:
             f"python {interpreter_of(script)}"
         )
     text = report(samples, labels, counts, facts, args_list)
+    if args.breakdown:
+        steps = breakdown(interpreter_of(scripts[0]))
+        text += (
+            "\nWhere the instructions of a cold `portbook` go (callgrind, cumulative steps):\n\n"
+        )
+        text += "\n".join(steps) + "\n"
     sys.stdout.write(text)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
