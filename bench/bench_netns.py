@@ -1,170 +1,165 @@
-"""Reading other network namespaces and naming containers: what each piece costs.
+"""Many network namespaces: `portbook ls --netns all` against `ss -tuanp -N NAME` run for each.
 
-    sudo python bench/bench_netns.py --namespaces 10 --rounds 15
+    python bench/bench_netns.py --counts 1,2,5,10 --sockets 1000 --rounds 9
 
-Needs root (it makes namespaces with ``ip netns add``). Makes N namespaces,
-each with a TCP listener and a bound UDP socket on its loopback, then in
-every round, in a fresh random order, runs as whole processes with output to
-``/dev/null``:
+Needs root (it makes named namespaces with ``ip netns add``) and a portbook
+whose ``ls`` has ``--netns``; without it the script says so and stops (exit
+status 3). For each count N it makes N namespaces ``pbbench-PID-I``, starts
+``bench/live_fixture.py --sockets 1000`` inside each (``ip netns exec``),
+and then, once per round in a fresh random order, times
 
-- portbook: a fresh interpreter that finds every namespace
-  (``find_namespaces``) and reads every one's TCP and UDP table
-  (``read_namespace_tables``: one worker thread, ``setns`` into each, netlink;
-  TCP LISTEN and UDP unconnected, as ``portbook ls`` asks),
-- the peer: ``ss -N NAME -tuln`` once per namespace (N processes).
+- ``portbook ls --netns all --all --json``,
+- ``ss -tuanp -N NAME`` for each of the N namespaces, one process each, the
+  peer being the sum of the N runs of the round.
 
-It reports the median of each and of the per-round ratio, and, measured in
-this process: finding the namespaces, reading the N tables, naming the
-container of every process (``ContainerIndex.container_of``), and reading the
-DNAT rules (``read_dnat_rules``: the ``nft``/``iptables-save`` processes).
-The namespaces are deleted before the script exits, whatever happens.
+The ratio (target: at most 0.5x) is taken inside each round and its median
+reported, with the time per namespace at each count (linear growth: equal
+figures). Other named namespaces on the machine are listed in the report,
+since ``--netns all`` may include them. Everything the script made is
+removed before it exits.
 """
 
 from __future__ import annotations
 
 import argparse  # noqa: TID251  (a bench script, not the library)
-import contextlib
 import os
 import random
-import secrets
+import shutil
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from pathlib import Path
 
-LISTENER = (
-    "import socket, time\n"
-    "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
-    "u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0))\n"
-    "print('ready', flush=True); time.sleep(3600)\n"
-)
-PORTBOOK = (
-    "from portbook._live.backends.base import TableQuery\n"
-    "from portbook._live.netns import find_namespaces, read_namespace_tables\n"
-    "queries = [TableQuery(frozenset({'tcp'}), state_mask=1 << 10),\n"
-    "           TableQuery(frozenset({'udp'}), state_mask=1 << 7)]\n"
-    "tables = read_namespace_tables(find_namespaces(), queries)\n"
-    "print(sum(len(t.rows) for t in tables))\n"
-)
+TARGET = 0.5
+FIXTURE = Path(__file__).resolve().parent / "live_fixture.py"
 
 
-@contextlib.contextmanager
-def namespaces(count: int) -> Iterator[list[str]]:
-    tag = secrets.token_hex(2)
-    names = [f"portbook-bench-{tag}-{i}" for i in range(count)]
-    children: list[subprocess.Popen[str]] = []
-    try:
-        for name in names:
-            subprocess.run(["ip", "netns", "add", name], check=True)
-            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-            child = subprocess.Popen(
-                ["ip", "netns", "exec", name, sys.executable, "-c", LISTENER],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            children.append(child)
-            assert child.stdout is not None and child.stdout.readline().strip() == "ready"
-        yield names
-    finally:
-        for child in children:
-            child.kill()
-            child.wait()
-            if child.stdout is not None:
-                child.stdout.close()
-        for name in names:
-            subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
-def timed(argv: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
-
-
-def timed_many(argvs: list[list[str]]) -> float:
-    start = time.perf_counter()
-    for argv in argvs:
-        subprocess.run(argv, stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - start
-
-
-def in_process(repeat: int) -> dict[str, float]:
-    from portbook._live.backends.base import TableQuery
-    from portbook._live.containers import ContainerIndex
-    from portbook._live.nat import read_dnat_rules
-    from portbook._live.netns import find_namespaces, read_namespace_tables
-    from portbook._live.walk import all_pids
-
-    def best(fn: object) -> float:
-        samples = []
-        for _ in range(repeat):
-            start = time.perf_counter()
-            fn()  # type: ignore[operator]
-            samples.append(time.perf_counter() - start)
-        return statistics.median(samples)
-
-    found = find_namespaces()
-    # As the live table asks for listening sockets: TCP LISTEN, UDP unconnected.
-    listening = [
-        TableQuery(frozenset({"tcp"}), state_mask=1 << 10),
-        TableQuery(frozenset({"udp"}), state_mask=1 << 7),
+def run_once(argv: list[str]) -> float:
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
     ]
+    started = time.perf_counter()
+    pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=actions)
+    _, status, _ = os.wait4(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"bench_netns: {argv} failed")
+    return time.perf_counter() - started
 
-    def every_container() -> None:
-        index = ContainerIndex()
-        for pid in all_pids():
-            index.container_of(pid)
 
-    return {
-        "find_namespaces": best(find_namespaces),
-        "find_namespaces(containers=index)": best(
-            lambda: find_namespaces(containers=ContainerIndex())
-        ),
-        f"read_namespace_tables, listening ({len(found)} namespaces)": best(
-            lambda: read_namespace_tables(found, listening)
-        ),
-        f"read_namespace_tables, every state ({len(found)} namespaces)": best(
-            lambda: read_namespace_tables(found, TableQuery())
-        ),
-        f"container_of every process ({len(all_pids())})": best(every_container),
-        "read_dnat_rules": best(read_dnat_rules),
-    }
+def has_netns_option(portbook: list[str]) -> bool:
+    done = subprocess.run(
+        [*portbook, "ls", "--netns", "all", "--no-owners", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+class Namespaces:
+    """N named namespaces, each with a fixture of ``sockets`` sockets; removed on exit."""
+
+    def __init__(self, count: int, sockets: int) -> None:
+        self.names = [f"pbbench-{os.getpid()}-{i}" for i in range(count)]
+        self.sockets = sockets
+        self.fixtures: list[subprocess.Popen[str]] = []
+
+    def __enter__(self) -> Namespaces:
+        try:
+            for name in self.names:
+                subprocess.run(["ip", "netns", "add", name], check=True)
+                subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+                fixture = subprocess.Popen(
+                    [
+                        *("ip", "netns", "exec", name, sys.executable, str(FIXTURE)),
+                        *("--sockets", str(self.sockets)),
+                    ],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                self.fixtures.append(fixture)
+                assert fixture.stdout is not None
+                if "sockets held by" not in fixture.stdout.readline():
+                    raise SystemExit(f"bench_netns: the fixture in {name} did not start")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fixture in self.fixtures:
+            assert fixture.stdin is not None
+            fixture.stdin.close()
+            fixture.wait(timeout=120)
+        for name in self.names:
+            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+def measure(count: int, sockets: int, rounds: int, portbook: list[str], ss: str) -> list[float]:
+    """Per-round (portbook seconds, ss seconds summed) pairs, flattened as ratios."""
+    with Namespaces(count, sockets) as spaces:
+        mine = [*portbook, "ls", "--netns", "all", "--all", "--json"]
+        peers = [[ss, "-tuanp", "-N", name] for name in spaces.names]
+        samples: list[tuple[float, float]] = []
+        rng = random.Random(count)
+        for number in range(rounds + 2):
+            jobs: list[tuple[str, list[str]]] = [("mine", mine)] + [("ss", p) for p in peers]
+            rng.shuffle(jobs)
+            took = {"mine": 0.0, "ss": 0.0}
+            for key, argv in jobs:
+                took[key] += run_once(argv)
+            if number >= 2:
+                samples.append((took["mine"], took["ss"]))
+    return [s for pair in samples for s in pair]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--namespaces", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--counts", default="1,2,5,10", help="numbers of namespaces")
+    parser.add_argument("--sockets", type=int, default=1000, help="sockets per namespace")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--portbook", help="the portbook command (default: this venv's)")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench_netns: needs root (ip netns add)", file=sys.stderr)
-        return 2
-    with namespaces(args.namespaces) as names:
-        ours: list[float] = []
-        theirs: list[float] = []
-        ratios: list[float] = []
-        for _ in range(args.rounds):
-            runs = [("portbook", [sys.executable, "-c", PORTBOOK]), ("ss", None)]
-            random.shuffle(runs)
-            got: dict[str, float] = {}
-            for label, argv in runs:
-                if argv is None:
-                    got[label] = timed_many([["ss", "-N", n, "-tuln"] for n in names])
-                else:
-                    got[label] = timed(argv)
-            ours.append(got["portbook"])
-            theirs.append(got["ss"])
-            ratios.append(got["portbook"] / got["ss"])
-        print(f"{args.namespaces} namespaces, {args.rounds} rounds (whole processes)")
-        print(f"  portbook (find + read all): median {statistics.median(ours) * 1000:.1f} ms")
+    script = Path(sys.executable).parent / "portbook"
+    portbook = args.portbook.split() if args.portbook else [str(script)]
+    ss = shutil.which("ss")
+    if os.geteuid() != 0 or ss is None or shutil.which("ip") is None:
+        print("bench_netns: needs root, ss and ip (iproute2)", file=sys.stderr)
+        return 1
+    if not has_netns_option(portbook):
+        print("bench_netns: this portbook's ls has no --netns yet: not measured", file=sys.stderr)
+        return 3
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    others = listed.stdout
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"named namespaces before: {others.split() or 'none'}")
+    print()
+    print(
+        "| namespaces | sockets | portbook ms | ss -N per namespace, summed ms | ratio "
+        "| portbook ms per namespace |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
+    verdict = None
+    for count in [int(c) for c in args.counts.split(",") if c]:
+        flat = measure(count, args.sockets, args.rounds, portbook, ss)
+        mine, peer = flat[0::2], flat[1::2]
+        ratio = statistics.median(a / b for a, b in zip(mine, peer, strict=True))
+        med = statistics.median(mine)
         print(
-            f"  ss -N NAME -tuln x{len(names)}:    median {statistics.median(theirs) * 1000:.1f} ms"
+            f"| {count} | {count * args.sockets:,} | {med * 1e3:.1f} | "
+            f"{statistics.median(peer) * 1e3:.1f} | {ratio:.2f}x | {med / count * 1e3:.1f} |",
+            flush=True,
         )
-        print(f"  ratio portbook/ss:          median {statistics.median(ratios):.2f}")
-        print("in this process (median of 20):")
-        for label, seconds in in_process(20).items():
-            print(f"  {label}: {seconds * 1000:.2f} ms")
+        if count == 10:
+            verdict = ratio
+    print()
+    if verdict is not None:
+        passed = "PASS" if verdict <= TARGET else "FAIL"
+        print(f"- 10 namespaces <= {TARGET}x ss -N per namespace: {verdict:.2f}x, **{passed}**")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 
 

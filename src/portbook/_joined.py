@@ -66,8 +66,8 @@ def _port_names(pairs: set[tuple[int, str]]) -> Namer:
 
 
 def _your_names() -> dict[tuple[int, str], str]:
+    import _sqlite3 as sqlite3  # the sqlite3 package would import datetime (see registry.py)
     import os
-    import sqlite3
 
     from portbook._names.assignments import names_on_file
     from portbook._paths import default_store_name

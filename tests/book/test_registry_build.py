@@ -269,3 +269,26 @@ def test_element_and_record_counts_are_bounded(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(build, "MAX_EXPANDED_PORTS", 100)
     with pytest.raises(RegistryUpdateError, match="ranges expanded, more than 100"):
         parse_registry(SMALL_CSV.read_bytes(), "small.csv", min_records=1)
+
+
+def test_registry_dates_are_checked_without_datetime_as_datetime_would() -> None:
+    """The meta check's calendar is datetime's: every day of 1899-1901 and 1999-2001
+    (1900 is no leap year, 2000 is), and the texts around their edges."""
+    from portbook._book.registry import registry_date_fields
+
+    texts = [
+        f"{y:04d}-{m:02d}-{d:02d}"
+        for y in (1899, 1900, 1901, 1999, 2000, 2001, 0, 9999)
+        for m in range(14)
+        for d in range(33)
+    ]
+    for text in texts:
+        try:
+            expected: object = date.fromisoformat(text).timetuple()[:3]
+        except ValueError:
+            expected = ValueError
+        try:
+            got: object = registry_date_fields(text)
+        except ValueError:
+            got = ValueError
+        assert got == expected, text

@@ -23,6 +23,7 @@ HEAVY = (
     "importlib",
     "contextlib",
     "json",
+    "sqlite3",  # the package; the book's registry uses the C module _sqlite3
 )
 
 pytestmark = [
@@ -31,13 +32,13 @@ pytestmark = [
 ]
 
 
-def _loaded_after(argv: list[str]) -> tuple[int, list[str]]:
-    """(exit status, HEAVY modules loaded) of ``portbook ARGV`` in a fresh interpreter."""
+def _loaded_after(argv: list[str], heavy: tuple[str, ...] = HEAVY) -> tuple[int, list[str]]:
+    """(exit status, ``heavy`` modules loaded) of ``portbook ARGV`` in a fresh interpreter."""
     code = (
         "import sys\n"
         "from portbook._cli import main\n"
         f"status = main({argv!r})\n"
-        f"print('LOADED', status, [m for m in {HEAVY!r} if m in sys.modules])\n"
+        f"print('LOADED', status, [m for m in {heavy!r} if m in sys.modules])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
@@ -71,3 +72,9 @@ def test_ls_loads_none_of_the_heavy_modules(listener: socket.socket) -> None:
 
 def test_ls_all_json_loads_only_json(listener: socket.socket) -> None:
     assert _loaded_after(["ls", "--all", "--json"]) == (0, ["json"])
+
+
+def test_ls_names_its_ports_without_datetime(listener: socket.socket) -> None:
+    # Only the book's Service records carry dates; naming a port is a string.
+    # (`who` shows the book's entry for its port, dates and all.)
+    assert _loaded_after(["ls"], ("datetime",)) == (0, [])

@@ -7,7 +7,6 @@ unofficial list) become :class:`Service` records here, in one place.
 from __future__ import annotations
 
 import enum
-from datetime import date  # sqlite3 imports datetime anyway
 
 from portbook._exceptions import RegistryError
 from portbook._ports import MAX_PORT, PortClass, PortRange, Protocol
@@ -16,6 +15,7 @@ from portbook._record import public, record
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from datetime import date
     from typing import Any
 
     from portbook._book.etc_services import EtcServicesEntry
@@ -189,6 +189,8 @@ DYNAMIC_BLOCK = Service(
 def parse_date(text: str | None) -> date | None:
     if not text:
         return None
+    from datetime import date  # only for records that have a date: `ls` names ports without
+
     try:
         if len(text) == 7:  # "2007-06": IANA recorded only the month
             return date(int(text[:4]), int(text[5:7]), 1)

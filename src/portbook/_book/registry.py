@@ -20,15 +20,23 @@ reader), and are checked again as each is turned into a record.
 
 from __future__ import annotations
 
+# The C module itself, as the netlink backend uses _socket: the sqlite3
+# package imports datetime and registers date adapters, about a fifth of a
+# bare interpreter start (BENCHMARKS.md); the registry needs only connect()
+# and Error, which are the same objects.
+import _sqlite3 as sqlite3
 import _thread
 import os
 import re
-import sqlite3
 import stat
-from datetime import date
 
 from portbook._exceptions import RegistryError
 from portbook._paths import file_uri
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from datetime import date
 
 __all__ = [
     "PACKAGED_REGISTRY",
@@ -38,6 +46,7 @@ __all__ = [
     "open_packaged",
     "open_registry",
     "parse_registry_date",
+    "registry_date_fields",
 ]
 
 SCHEMA_VERSION = 1
@@ -65,11 +74,26 @@ def parse_registry_date(text: str) -> date:
     ``9999-99-99``). ``date.fromisoformat`` alone would also take forms IANA
     never writes (``20260217``, ``2026-W07-1``).
     """
+    from datetime import date
+
+    return date(*registry_date_fields(text))
+
+
+def registry_date_fields(text: str) -> tuple[int, int, int]:
+    """(year, month, day) of a registry date, checked as :func:`parse_registry_date` does.
+
+    Without datetime, which a cold ``ls`` does not otherwise import: opening
+    any registry checks the dates of its meta table this way.
+    """
     if not isinstance(text, str) or _DATE_TEXT.fullmatch(text) is None:
         raise ValueError(f"not a YYYY-MM-DD date: {text!r}")
-    if len(text) == 7:
-        return date(int(text[:4]), int(text[5:7]), 1)
-    return date(int(text[:4]), int(text[5:7]), int(text[8:10]))
+    year, month = int(text[:4]), int(text[5:7])
+    day = int(text[8:10]) if len(text) == 10 else 1
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    days = (31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+    if not (year >= 1 and 1 <= month <= 12 and 1 <= day <= days[month - 1]):
+        raise ValueError(f"not a day of the calendar: {text!r}")
+    return year, month, day
 
 
 # Column order of every row handed to portbook._book.book (it builds the records).
@@ -223,7 +247,7 @@ def _check_meta(meta: dict[str, str]) -> None:
         value = meta.get(key, "")
         if value != "":
             try:
-                parse_registry_date(value)
+                registry_date_fields(value)
             except ValueError:
                 raise ValueError(f"meta {key} is not a date: {value!r}") from None
     for key in ("source_name", "source_sha256", "source_format"):

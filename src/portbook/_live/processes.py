@@ -8,8 +8,8 @@ for the pids that own sockets being shown; through psutil where there is no
 from __future__ import annotations
 
 import os
-import pwd
 
+from portbook._proc import user_name
 from portbook._record import record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
@@ -30,18 +30,6 @@ class ProcessInfo:
     name: str | None
     cmdline: tuple[str, ...] | None
     user: str | None
-
-
-_users: dict[int, str | None] = {}
-
-
-def _user(uid: int) -> str | None:
-    if uid not in _users:
-        try:
-            _users[uid] = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            _users[uid] = str(uid)
-    return _users[uid]
 
 
 def process_details(pids: Iterable[int], *, proc: str = _PROC) -> dict[int, ProcessInfo]:
@@ -70,7 +58,7 @@ def process_details(pids: Iterable[int], *, proc: str = _PROC) -> dict[int, Proc
         except OSError:
             cmdline = None
         try:
-            user = _user(os.stat(base).st_uid)
+            user = user_name(os.stat(base).st_uid)
         except OSError:
             user = None
         details[pid] = ProcessInfo(pid, name, cmdline, user)

@@ -96,7 +96,7 @@ def names_on_file(path: str) -> list[Assignment]:
     (and its imports) on the path of ``portbook ls``. Raises ``OSError``,
     ``sqlite3.Error`` or :class:`StoreError` when the file cannot be read.
     """
-    import sqlite3
+    import _sqlite3 as sqlite3  # the sqlite3 package would import datetime (see registry.py)
 
     from portbook._names.trust import trusted_target
     from portbook._paths import file_uri
