@@ -128,8 +128,9 @@ def test_help_is_wrapped_to_columns(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_registering_one_book_command_parses_like_the_whole_group(argv: list[str]) -> None:
     import argparse
 
-    from portbook._cli import _COMMANDS, _Parser, build_parser
+    from portbook._cli import _COMMANDS, build_parser
     from portbook._cli import book as book_cli
+    from portbook._cli._parser import _Parser
 
     whole = _Parser(prog="portbook")
     book_cli.register(whole.add_subparsers(dest="command", parser_class=_Parser))

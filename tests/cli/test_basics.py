@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.conftest import run_cli, run_portbook
@@ -51,3 +54,38 @@ def test_top_level_help_lists_every_command() -> None:
     result = run_portbook("--help")
     for command in _cli._COMMANDS:
         assert command in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["ls"], ["who", "22"], ["who", "api"], ["who", ""], ["lookup", "443"], ["lookup", "https"]],
+)
+def test_the_quick_forms_are_what_the_parser_makes_of_them(argv: list[str]) -> None:
+    from portbook._cli import build_parser, quick_args
+
+    quick = quick_args(argv)
+    assert quick is not None
+    assert vars(quick) == vars(build_parser(argv[0]).parse_args(argv))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["ls", "--all"], ["who", "--help"], ["who", "-h"], ["lookup"], ["search", "x"], ["who"]],
+)
+def test_other_command_lines_go_to_the_parser(argv: list[str]) -> None:
+    from portbook._cli import quick_args
+
+    assert quick_args(argv) is None
+
+
+def test_the_quick_forms_import_no_argparse() -> None:
+    code = (
+        "import sys, io\n"
+        "from portbook._cli import main\n"
+        "from portbook._cli._output import Output\n"
+        "for argv in (['ls'], ['who', '1'], ['lookup', '443']):\n"
+        "    main(argv, Output(stream=io.StringIO(), err=io.StringIO()))\n"
+        "print('argparse' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stderr

@@ -8,16 +8,15 @@ errors into exit codes: 0 success, 1 failure or nothing found, 2 usage.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
-from portbook import __version__
-from portbook._cli._output import Output, terminal_columns
+from portbook._cli._output import Output
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
     from typing import Any
 
@@ -75,85 +74,11 @@ class _ParserExit(Exception):
         super().__init__(status)
 
 
-class _HelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter, told the terminal width instead of asking shutil for it.
-
-    argparse makes a formatter for every add_argument() call and, without a
-    width, imports shutil to measure the terminal each time (shutil brings
-    fnmatch, zlib, bz2 and lzma); that import alone was a fifth of an
-    interpreter start on every command. Same rule, same result.
-    """
-
-    def __init__(
-        self,
-        prog: str,
-        indent_increment: int = 2,
-        max_help_position: int = 24,
-        width: int | None = None,
-        **kwargs: Any,  # what newer Pythons add (color), passed on
-    ) -> None:
-        if width is None:
-            width = terminal_columns(80) - 2
-        super().__init__(prog, indent_increment, max_help_position, width, **kwargs)
-
-
-class _Parser(argparse.ArgumentParser):
-    # The help to point at when this (top-level) parser finds an error that
-    # belongs to the command being run: argparse reports unknown options there.
-    hint: str | None = None
-    # Where --help and --version write: the command's own output, so that a
-    # closed or full stdout is reported like any other write error.
-    stream: Any = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", _HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise CliUsageError(f"{message} (see '{self.hint or self.prog} --help')")
-
-    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
-        if message:
-            raise CliUsageError(message.strip())
-        raise _ParserExit(status)
-
-    def _print_message(self, message: str, file: Any = None) -> None:
-        if message:
-            (file or _Parser.stream or sys.stdout).write(message)
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The argument parser; with ``command``, only the group that defines it is registered
-    (only the command itself, when its group offers ``register_command``)."""
-    parser = _Parser(
-        prog="portbook",
-        description=(
-            "The port-number naming system of this computer: what each port means, "
-            "which program holds it, and stable ports for your own services."
-        ),
-        epilog="Run 'portbook COMMAND --help' for one command's options.",
-    )
-    parser.add_argument("--version", action="version", version=f"portbook {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    if command in _COMMANDS:
-        groups: tuple[str, ...] = (_COMMANDS[command],)
-        parser.hint = f"portbook {command}"
-    elif command == "--version":
-        groups = ()
-    else:
-        groups = _GROUPS
-    for group in groups:
-        # A non-empty fromlist makes __import__ return the submodule itself
-        # (importlib.import_module would import importlib and warnings).
-        module = __import__(f"{__name__}.{group}", fromlist=("register",))
-        # A group may also offer register_command(subparsers, command), which
-        # registers just the command being run.
-        register_command = getattr(module, "register_command", None)
-        if command in _COMMANDS and register_command is not None:
-            register_command(subparsers, command)
-        else:
-            module.register(subparsers)
-    return parser
+    """The argument parser (see :func:`portbook._cli._parser.build_parser`)."""
+    from portbook._cli._parser import build_parser as build
+
+    return build(command)
 
 
 def main(argv: Sequence[str] | None = None, out: Output | None = None) -> int:
@@ -178,15 +103,15 @@ def _run(args_list: list[str], output: Output) -> int:
     """Parse and run one command; errors become one line and an exit status."""
     from portbook import CommandError, PortbookError, UsageError
 
-    _Parser.stream = output.stream
     try:
-        parser = build_parser(args_list[0])
-        args = parser.parse_args(args_list)
-        handler = getattr(args, "handler", None)
-        if handler is None:
-            parser.print_help(output.stream)
-            return EXIT_USAGE
-        status: int = handler(args, output)
+        args = quick_args(args_list)
+        if args is None:
+            from portbook._cli._parser import parse
+
+            args = parse(args_list, output.stream)
+            if args is None:  # no command: the help was printed
+                return EXIT_USAGE
+        status: int = args.handler(args, output)
         return status
     except _ParserExit as done:
         return done.status
@@ -202,8 +127,38 @@ def _run(args_list: list[str], output: Output) -> int:
     except KeyboardInterrupt:
         output.error("interrupted")
         return 130
-    finally:
-        _Parser.stream = None
+
+
+def quick_args(args_list: list[str]) -> Any:
+    """What argparse would make of the command lines people type most, without argparse.
+
+    ``portbook`` (``ls``), ``portbook who WORD`` and ``portbook lookup WORD``
+    (WORD not an option): importing argparse and building the parser cost
+    about a seventh of a cold start of these (BENCHMARKS.md). The defaults
+    are the command modules' own (``LS_DEFAULTS`` and friends), and
+    tests/cli/test_basics.py pins each form to what the real parser gives.
+    ``None`` for every other command line: the parser reads it.
+    """
+    from types import SimpleNamespace
+
+    if args_list == ["ls"]:
+        from portbook._cli import live
+
+        return SimpleNamespace(command="ls", **live.LS_DEFAULTS, handler=live.run_ls)
+    if len(args_list) != 2 or args_list[1].startswith("-"):
+        return None
+    command, word = args_list
+    if command == "who":
+        from portbook._cli import live
+
+        return SimpleNamespace(command="who", port=word, **live.WHO_DEFAULTS, handler=live.run_who)
+    if command == "lookup":
+        from portbook._cli import book
+
+        return SimpleNamespace(
+            command="lookup", query=word, **book.LOOKUP_DEFAULTS, handler=book.run_lookup
+        )
+    return None
 
 
 def _silence_stdout() -> None:

@@ -8,7 +8,6 @@ types refuse all of that at parse time, with argparse's one-line usage error.
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 
@@ -31,10 +30,10 @@ def number(
         except ValueError:
             value = math.nan
         if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
+            raise _type_error(f"not {what}: {text!r}")
         if value < low or value > high or (not zero and value == 0):
             bound = "above 0" if not zero and low == 0 else f"at least {low:g}"
-            raise argparse.ArgumentTypeError(f"must be {bound} and at most {high:g}, not {text}")
+            raise _type_error(f"must be {bound} and at most {high:g}, not {text}")
         return value
 
     parse.__name__ = "number"  # what argparse names in "invalid number value"
@@ -48,11 +47,18 @@ def whole(low: int, high: int) -> Callable[[str], int]:
         digits = text.strip()
         body = digits[1:] if digits[:1] in "+-" else digits
         if not (body.isascii() and body.isdigit() and len(body) <= 18):
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+            raise _type_error(f"not a whole number: {text!r}")
         value = int(digits)
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be {low} to {high}, not {value}")
+            raise _type_error(f"must be {low} to {high}, not {value}")
         return value
 
     parse.__name__ = "number"
     return parse
+
+
+def _type_error(message: str) -> Exception:
+    """argparse's error for a value its type refuses (argparse is loaded: it is parsing)."""
+    import argparse
+
+    return argparse.ArgumentTypeError(message)

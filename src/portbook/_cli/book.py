@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-
 from portbook._cli._args import whole
 from portbook._cli._output import says_registry_warning
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
     from typing import Any
 
@@ -32,6 +31,10 @@ def register_command(subparsers: Any, command: str) -> None:
     """Register only ``command``: each parser costs argparse a few gettext look-ups
     and formatters, and a run needs just its own (see ``portbook._cli.build_parser``)."""
     _PARSERS[command](subparsers)
+
+
+# lookup's options when none is given (see LS_DEFAULTS in portbook._cli.live).
+LOOKUP_DEFAULTS: dict[str, object] = {"proto": None, "json": False, "long": False}
 
 
 def _add_lookup(subparsers: Any) -> None:

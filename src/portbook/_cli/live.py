@@ -27,6 +27,31 @@ _SORTS = ("port", "program", "pid", "state", "user")
 _FOLD = 2  # holders shown by name before "+N" folds the rest
 
 
+# What ls and who hold when no option is given: argparse's defaults, written
+# out for the forms the CLI runs without a parser (portbook._cli.quick_args);
+# tests/cli/test_basics.py pins them to what the parser gives.
+LS_DEFAULTS: dict[str, object] = {
+    "all": False,
+    "tcp": False,
+    "udp": False,
+    "ipv4": False,
+    "ipv6": False,
+    "state": None,
+    "port": None,
+    "pid": None,
+    "user": None,
+    "program": None,
+    "no_owners": False,
+    "sort": "port",
+    "wide": False,
+    "json": False,
+    "watch": False,
+    "interval": 2.0,
+    "count": None,
+}
+WHO_DEFAULTS: dict[str, object] = {"sort": "port", "wide": False, "json": False}
+
+
 def register(subparsers: Any) -> None:
     _add_ls(subparsers)
     _add_who(subparsers)
