@@ -119,6 +119,17 @@ _EXPORTS: dict[str, str] = {
     "SocketBackend": "_live.backends",
     "RawSocket": "_live.backends",
     "TableQuery": "_live.backends",
+    "SocketTable": "_live.records",
+    "socket_table": "_joined",
+    # what is behind a port: namespaces, containers, units, published ports
+    "Container": "_live.containers",
+    "DnatRule": "_live.nat",
+    "Netns": "_live.netns",
+    "NetnsKind": "_live.netns",
+    "Published": "_live.published",
+    "Runtime": "_live.cgroups",
+    "Unit": "_live.cgroups",
+    "port_forwards": "_live.behind",
     # wait, kill, route, ephemeral
     "Endpoint": "_tools.route",
     "Route": "_tools.route",
@@ -155,7 +166,9 @@ __all__ = [
     "BindReason",
     "Book",
     "CommandError",
+    "Container",
     "DestinationUsage",
+    "DnatRule",
     "Endpoint",
     "EphemeralUsage",
     "Exposure",
@@ -168,6 +181,8 @@ __all__ = [
     "LocalRanges",
     "NameStatus",
     "NetlinkBackend",
+    "Netns",
+    "NetnsKind",
     "NotFoundError",
     "PickPolicy",
     "PortCheck",
@@ -182,6 +197,7 @@ __all__ = [
     "ProcfsBackend",
     "Protocol",
     "PsutilBackend",
+    "Published",
     "RangeExhaustedError",
     "RawSocket",
     "RegistryError",
@@ -189,6 +205,7 @@ __all__ = [
     "RegistryUpdateError",
     "Route",
     "RouteRule",
+    "Runtime",
     "Service",
     "ServiceSource",
     "ServiceStatus",
@@ -197,6 +214,7 @@ __all__ = [
     "SocketChanges",
     "SocketProcess",
     "SocketState",
+    "SocketTable",
     "SocketTableError",
     "Store",
     "StoreCorruptError",
@@ -205,6 +223,7 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreVersionError",
     "TableQuery",
+    "Unit",
     "UnsupportedError",
     "UsageError",
     "WaitTarget",
@@ -242,6 +261,7 @@ __all__ = [
     "parse_wait_target",
     "pick_port",
     "port_class",
+    "port_forwards",
     "port_holders",
     "registry_info",
     "release",
@@ -253,6 +273,7 @@ __all__ = [
     "search",
     "service_name",
     "socket_backend",
+    "socket_table",
     "sockets_json",
     "sockets_on_port",
     "transfer_lease",
@@ -320,9 +341,18 @@ if TYPE_CHECKING:  # the live table
         TableQuery,
     )
     from ._live.jsontext import sockets_json
-    from ._live.records import Exposure, Socket, SocketProcess, SocketState
+    from ._live.records import Exposure, Socket, SocketProcess, SocketState, SocketTable
     from ._live.table import socket_backend
     from ._live.watch import SocketChanges
+
+if TYPE_CHECKING:  # what is behind a port
+    from ._joined import socket_table
+    from ._live.behind import port_forwards
+    from ._live.cgroups import Runtime, Unit
+    from ._live.containers import Container
+    from ._live.nat import DnatRule
+    from ._live.netns import Netns, NetnsKind
+    from ._live.published import Published
 
 if TYPE_CHECKING:  # your names
     from ._joined import NameStatus, PortQuery, find_sockets, name_status, resolve_ports

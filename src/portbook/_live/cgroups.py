@@ -42,7 +42,7 @@ import os
 import re
 
 from portbook._proc import PROC
-from portbook._record import record
+from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -109,6 +109,17 @@ class Unit:
     slice: str | None
     session: str | None
     path: str
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "manager": self.manager,
+            "uid": self.uid,
+            "slice": self.slice,
+            "session": self.session,
+            "path": self.path,
+        }
 
 
 @record
@@ -329,3 +340,6 @@ def cgroup_paths_by_id(ids: Iterable[int], mount: str | None = None) -> dict[int
                 wanted.discard(inode)
             stack.append((entry.path, child))
     return found
+
+
+public(Runtime, Unit)

@@ -42,7 +42,7 @@ from portbook._live.runtimes import (
     shim_args,
 )
 from portbook._proc import PROC, parent_pid, process_uid
-from portbook._record import record
+from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -373,3 +373,6 @@ def _pids(proc: str) -> list[int]:
     from portbook._live.walk import all_pids
 
     return all_pids(proc)
+
+
+public(Container)

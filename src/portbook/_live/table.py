@@ -15,7 +15,7 @@ import os
 from portbook._exceptions import SocketTableError, UsageError
 from portbook._live.backends.base import ALL_STATES_MASK, RawSocket, TableQuery
 from portbook._live.build import build_sockets, state_mask, unnamed
-from portbook._live.records import Socket, SocketState
+from portbook._live.records import Socket, SocketState, SocketTable
 from portbook._ports import Family, PortRange, Protocol, parse_protocol
 from portbook._record import record
 
@@ -26,14 +26,17 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portbook._live.backends.base import SocketBackend
+    from portbook._live.behind import Looked, Tables
     from portbook._live.build import Namer
+    from portbook._live.containers import ContainerIndex
+    from portbook._live.netns import Netns
     from portbook._live.owners import OwnerScan
 
     #: What the live table is handed to name its ports: the set of (port, protocol
     #: value) pairs of the table in, a namer of each pair out.
     PortNamer = Callable[[set[tuple[int, str]]], Namer]
 
-__all__ = ["SocketFilter", "read_sockets", "socket_backend", "socket_filter"]
+__all__ = ["SocketFilter", "read_sockets", "read_table", "socket_backend", "socket_filter"]
 
 _LIVE_PROTOCOLS = (Protocol.TCP, Protocol.UDP)
 _LISTENING = frozenset({SocketState.LISTEN, SocketState.UNCONN})
@@ -59,6 +62,7 @@ class SocketFilter:
     user: str | int | None
     program: str | None
     owners: bool
+    netns: str | None = None
 
 
 def socket_filter(
@@ -72,8 +76,11 @@ def socket_filter(
     user: str | int | None = None,
     program: str | None = None,
     owners: bool = True,
+    netns: str | None = None,
 ) -> SocketFilter:
     """Check :func:`portbook.list_sockets`'s filters; :class:`UsageError` for a bad one."""
+    if netns is not None and (not isinstance(netns, str) or not netns.strip() or "\0" in netns):
+        raise UsageError(f"a network namespace is NAME, PID, PATH or all, not {netns!r}")
     wanted = _states(states)
     if listening:
         wanted = _LISTENING if wanted is None else wanted & _LISTENING
@@ -88,6 +95,7 @@ def socket_filter(
         user,
         program,
         owners,
+        netns,
     )
 
 
@@ -101,8 +109,36 @@ def read_sockets(
 
     ``backend`` replaces the one chosen for this machine (then no fallback
     is tried). Raises :class:`SocketTableError` when no backend can read
-    the table.
+    the table, :class:`NotFoundError` when ``chosen.netns`` names no
+    namespace.
     """
+    return _paused(chosen, backend, names)[0]
+
+
+def read_table(
+    chosen: SocketFilter,
+    *,
+    backend: SocketBackend | None = None,
+    names: PortNamer | None = None,
+) -> SocketTable:
+    """:func:`read_sockets` with the namespaces read and what could not be read or lies elsewhere.
+
+    Without ``chosen.netns``, ``elsewhere`` names the other network
+    namespaces that hold matching sockets, where any exist (a cheap test
+    first: files in ``/run/netns`` or ``/run/docker/netns``).
+    """
+    sockets, spaces, notes = _paused(chosen, backend, names)
+    others: tuple[tuple[Netns, int | None], ...] = ()
+    if chosen.netns is None:
+        from portbook._live.spaces import elsewhere
+
+        others = elsewhere(_queries(chosen))
+    return SocketTable(tuple(sockets), spaces, notes, others)
+
+
+def _paused(
+    chosen: SocketFilter, backend: SocketBackend | None, names: PortNamer | None
+) -> tuple[list[Socket], tuple[Netns, ...], tuple[str, ...]]:
     source = backend if backend is not None else socket_backend()
     # The cyclic garbage collector is paused while the table is built: tens
     # of thousands of raw rows and records (none in a reference cycle)
@@ -114,7 +150,8 @@ def read_sockets(
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _select(_read(chosen, source, fallback=backend is None, names=names), chosen)
+        sockets, spaces, notes = _read(chosen, source, fallback=backend is None, names=names)
+        return _select(sockets, chosen), spaces, notes
     finally:
         if paused:
             gc.enable()
@@ -126,32 +163,82 @@ def _read(
     *,
     fallback: bool,
     names: PortNamer | None,
-) -> list[Socket]:
+) -> tuple[list[Socket], tuple[Netns, ...], tuple[str, ...]]:
     """Rows, names and holders, the walk side by side with the rest (see ``walk_during``)."""
+    notes: list[str] = []
+    index: ContainerIndex | None = None
+    if chosen.netns is not None:
+        from portbook._live.containers import ContainerIndex
 
-    def rows_and_names() -> tuple[list[RawSocket], Namer]:
-        rows = _rows(chosen, source, fallback=fallback)
-        pairs = {(r.local_port, r.protocol) for r in rows}
-        return rows, (names(pairs) if names is not None and pairs else unnamed)
+        index = ContainerIndex()  # names the namespaces, then the holders
+
+    def rows_and_names() -> tuple[Tables, Namer]:
+        tables: Tables
+        if chosen.netns is None:
+            tables = [(None, _rows(chosen, source, fallback=fallback))]
+        else:
+            from portbook._live.spaces import namespace_rows
+
+            tables = namespace_rows(
+                chosen.netns,
+                _queries(chosen),
+                lambda: _rows(chosen, source, fallback=fallback),
+                notes,
+                index=index,
+            )
+        pairs = {(r.local_port, r.protocol) for _, rows in tables for r in rows}
+        return tables, (names(pairs) if names is not None and pairs else unnamed)
 
     scan: OwnerScan | None = None
     if chosen.owners and not source.provides_owners:
         from portbook._live.owners import walk_during
 
-        (rows, named), scan = walk_during(rows_and_names, work_units=_socket_count_work)
+        (tables, named), scan = walk_during(rows_and_names, work_units=_socket_count_work)
     else:
-        rows, named = rows_and_names()
+        tables, named = rows_and_names()
     from portbook._live.processes import process_details
     from portbook._machine import local_ranges
 
-    return build_sockets(
-        rows,
-        scan=scan,
-        processes=process_details(_owning_pids(rows, scan)) if chosen.owners else {},
-        ranges=local_ranges(),
-        names=named,
-        viewer_uid=os.geteuid() if hasattr(os, "geteuid") else 0,
-    )
+    details = process_details(_owning_pids(tables, scan)) if chosen.owners else {}
+    behind: Looked | None = None
+    if chosen.owners and details:
+        from portbook._live.behind import look_behind
+
+        behind = look_behind(tables, scan, details, index=index)
+        if behind is not None:
+            details = behind.details
+            notes.extend(behind.notes)
+    ranges = local_ranges()
+    viewer = os.geteuid() if hasattr(os, "geteuid") else 0
+    sockets: list[Socket] = []
+    for ns, rows in tables:
+        built = build_sockets(
+            rows,
+            scan=scan,
+            processes=details,
+            ranges=ranges,
+            names=named,
+            viewer_uid=viewer,
+            netns=ns,
+            behind=behind,
+        )
+        sockets = built if not sockets else sockets + built
+    spaces = tuple(ns for ns, _ in tables if ns is not None)
+    return sockets, spaces, tuple(dict.fromkeys(notes))
+
+
+def _queries(chosen: SocketFilter) -> list[TableQuery]:
+    """One query per protocol ``chosen`` asks for (TCP and UDP need different state masks)."""
+    queries = []
+    for protocol in _LIVE_PROTOCOLS:
+        if protocol not in chosen.protocols:
+            continue
+        mask = ALL_STATES_MASK if chosen.states is None else state_mask(chosen.states, protocol)
+        if mask:
+            queries.append(
+                TableQuery(frozenset({protocol.value}), chosen.families, mask, chosen.ports)
+            )
+    return queries
 
 
 def _rows(chosen: SocketFilter, source: SocketBackend, *, fallback: bool) -> list[RawSocket]:
@@ -159,13 +246,7 @@ def _rows(chosen: SocketFilter, source: SocketBackend, *, fallback: bool) -> lis
     result: list[RawSocket] = []
     # TCP and UDP need different masks when states are given (UNCONN is
     # TCP_CLOSE for UDP), so each protocol is its own query.
-    for protocol in _LIVE_PROTOCOLS:
-        if protocol not in chosen.protocols:
-            continue
-        mask = ALL_STATES_MASK if chosen.states is None else state_mask(chosen.states, protocol)
-        if mask == 0:
-            continue
-        query = TableQuery(frozenset({protocol.value}), chosen.families, mask, chosen.ports)
+    for query in _queries(chosen):
         try:
             result.extend(source.sockets(query))
         except SocketTableError:
@@ -184,21 +265,22 @@ def _rows(chosen: SocketFilter, source: SocketBackend, *, fallback: bool) -> lis
     return result
 
 
-def _owning_pids(rows: list[RawSocket], scan: OwnerScan | None) -> list[int]:
-    """Every pid that holds one of ``rows``, for reading its details once."""
+def _owning_pids(tables: Tables, scan: OwnerScan | None) -> list[int]:
+    """Every pid that holds one of the rows of ``tables``, for reading its details once."""
     pids: set[int] = set()
     single: dict[int, int] = scan.single if scan is not None else {}
     shared: dict[int, tuple[int, ...]] = scan.shared if scan is not None else {}
     single_get, shared_get = single.get, shared.get
-    for r in rows:
-        if r.pids is not None:
-            pids.update(r.pids)
-        elif r.inode:
-            pid = single_get(r.inode)
-            if pid is not None:
-                pids.add(pid)
-            else:
-                pids.update(shared_get(r.inode, ()))
+    for _, rows in tables:
+        for r in rows:
+            if r.pids is not None:
+                pids.update(r.pids)
+            elif r.inode:
+                pid = single_get(r.inode)
+                if pid is not None:
+                    pids.add(pid)
+                else:
+                    pids.update(shared_get(r.inode, ()))
     return sorted(pids)
 
 
