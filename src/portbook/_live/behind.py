@@ -8,10 +8,11 @@ for one listing, after the owner walk: each holder's container and unit, each
 published host socket's container, target and the processes listening on
 that target inside the container's own network namespace.
 
-It reads only where something can be told, decided cheaply first
-(:func:`containers_running`, :func:`systemd_running`, or a holder that is a
+It reads only where something can be told, decided cheaply first by the
+live table (:func:`portbook._live.table.containers_running`,
+:func:`~portbook._live.table.systemd_running`, or a holder that is a
 runtime's helper), so that ``portbook`` on a machine with neither containers
-nor systemd reads no cgroup file and imports none of the runtime readers.
+nor systemd does not even import this module.
 Read-only throughout: no runtime is started or asked through its API.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import os
 
+from portbook._live.table import HOLDER_PROGRAMS
 from portbook._proc import PROC
 from portbook._record import record, replace
 
@@ -39,67 +41,10 @@ if TYPE_CHECKING:
     #: The rows of one namespace: its Netns (``None``: the caller's own, read without netns).
     Tables = Sequence[tuple[Netns | None, Sequence[RawSocket]]]
 
-__all__ = [
-    "HOLDER_PROGRAMS",
-    "Looked",
-    "containers_running",
-    "look_behind",
-    "port_forwards",
-    "systemd_running",
-]
+__all__ = ["Looked", "container_tables", "look_behind", "port_forwards"]
 
-#: The programs that hold published ports for a container runtime (their ``comm``).
-HOLDER_PROGRAMS = frozenset({"docker-proxy", "dockerd", "conmon", "rootlessport", "slirp4netns"})
-
-# The state directories of the OCI runtimes: one entry per running container.
-# Docker's runc keeps them under its own root; containerd's per containerd
-# namespace (k8s.io, default, moby); Podman and CRI-O use runc's or crun's
-# default root; a rootless Podman its user's runtime directory.
-_RUNTIME_ROOTS = ("/run/docker/runtime-runc/moby", "/run/runc", "/run/crun")
-_NAMESPACED_ROOTS = ("/run/containerd/runc",)
-_USER_RUNTIME_DIRS = ("runc", "crun")
 _TCP_LISTEN = 10
 _CLOSE = 7
-
-
-def _has_entries(path: str) -> bool:
-    try:
-        with os.scandir(path) as entries:
-            return next(entries, None) is not None
-    except OSError:
-        return False
-
-
-def containers_running() -> bool:
-    """Whether any container seems to run here, from the runtimes' state directories (cheap).
-
-    A few ``stat``-sized reads; root also looks at every user's runtime
-    directory (rootless Podman), others at their own.
-    """
-    if any(_has_entries(root) for root in _RUNTIME_ROOTS):
-        return True
-    for root in _NAMESPACED_ROOTS:
-        try:
-            spaces = os.listdir(root)
-        except OSError:
-            continue
-        if any(_has_entries(os.path.join(root, space)) for space in spaces):
-            return True
-    uid = os.geteuid()
-    try:
-        users = os.listdir("/run/user") if uid == 0 else [str(uid)]
-    except OSError:
-        return False
-    return any(
-        _has_entries(os.path.join("/run/user", user, name))
-        for user in users
-        for name in _USER_RUNTIME_DIRS
-    )
-
-
-def systemd_running() -> bool:
-    """Whether systemd manages this machine (``sd_booted()``'s test), so cgroups name units."""
-    return os.path.isdir("/run/systemd/system")
 
 
 @record
@@ -156,6 +101,8 @@ def look_behind(
     details: Mapping[int, ProcessInfo],
     *,
     index: ContainerIndex | None = None,
+    containers: bool | None = None,
+    units: bool | None = None,
     proc: str = PROC,
 ) -> Looked | None:
     """The containers, units and published ports behind the holders of ``tables``' sockets.
@@ -164,11 +111,15 @@ def look_behind(
     not manage the machine, and no holder is a runtime's helper): then not
     one file more is read. ``index`` (the listing reads other namespaces,
     and has named them with it) looks for containers whatever the cheap
-    tests say.
+    tests say; ``containers`` and ``units`` decide instead of those tests.
     """
     helpers = any(info.name in HOLDER_PROGRAMS for info in details.values())
-    containers = index is not None or helpers or containers_running()
-    units = systemd_running()
+    if containers is None or units is None:
+        from portbook._live.table import behind_wanted
+
+        wanted = behind_wanted(details, index is not None)
+        containers = wanted[0] if containers is None else containers
+        units = wanted[1] if units is None else units
     if not containers and not units:
         return None
     describer = _Describer(containers=containers, units=units, proc=proc, index=index)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import os
 import re
 
-from portbook._live.behind import HOLDER_PROGRAMS
 from portbook._live.cgroups import Runtime
 from portbook._live.containers import Container, ContainerIndex
 from portbook._live.runtimes import (
@@ -42,6 +41,7 @@ from portbook._live.runtimes import (
     docker_data_root,
     docker_proxy_args,
 )
+from portbook._live.table import HOLDER_PROGRAMS
 from portbook._proc import process_uid
 from portbook._record import public, record
 

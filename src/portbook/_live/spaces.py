@@ -9,8 +9,9 @@ as :func:`portbook._live.netns.read_namespace_tables` reads them.
 :func:`elsewhere` is the hint of a listing read without ``netns``: the other
 namespaces that hold matching sockets. It looks only at the namespaces that
 have a file (``/run/netns``: ``ip netns`` and rootful Podman;
-``/run/docker/netns``: Docker), so that a machine without any pays one
-``listdir`` per directory and nothing else.
+``/run/docker/netns``: Docker); the live table calls it only when one of
+those directories has an entry, so that a machine without any pays one
+``scandir`` per directory and nothing else.
 """
 
 from __future__ import annotations
@@ -79,11 +80,8 @@ def elsewhere(
     """The other namespaces with a file, and how many sockets matching ``queries`` each holds.
 
     Only those that hold any are returned; ``None`` as the count where a
-    namespace could not be read (entering one needs root). Empty at once
-    when no namespace file exists.
+    namespace could not be read (entering one needs root).
     """
-    if not any(_has_entries(d) for d in named_dirs):
-        return ()
     from portbook._live.netns import (
         Netns,
         NetnsKind,
@@ -125,14 +123,6 @@ def _named_after(ns: Netns, containers: dict[str, Container]) -> Netns:
         return ns
     label = container.name or container.short_id
     return Netns(ns.inode, NetnsKind.CONTAINER, label, ns.named, ns.path, ns.pids, container)
-
-
-def _has_entries(path: str) -> bool:
-    try:
-        with os.scandir(path) as entries:
-            return next(entries, None) is not None
-    except OSError:
-        return False
 
 
 def _containers_by_file() -> dict[str, Container]:

@@ -22,7 +22,7 @@ from portbook._record import record
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
     from portbook._live.backends.base import SocketBackend
@@ -31,12 +31,23 @@ if TYPE_CHECKING:
     from portbook._live.containers import ContainerIndex
     from portbook._live.netns import Netns
     from portbook._live.owners import OwnerScan
+    from portbook._live.processes import ProcessInfo
 
     #: What the live table is handed to name its ports: the set of (port, protocol
     #: value) pairs of the table in, a namer of each pair out.
     PortNamer = Callable[[set[tuple[int, str]]], Namer]
 
-__all__ = ["SocketFilter", "read_sockets", "read_table", "socket_backend", "socket_filter"]
+__all__ = [
+    "HOLDER_PROGRAMS",
+    "SocketFilter",
+    "behind_wanted",
+    "containers_running",
+    "read_sockets",
+    "read_table",
+    "socket_backend",
+    "socket_filter",
+    "systemd_running",
+]
 
 _LIVE_PROTOCOLS = (Protocol.TCP, Protocol.UDP)
 _LISTENING = frozenset({SocketState.LISTEN, SocketState.UNCONN})
@@ -129,11 +140,24 @@ def read_table(
     """
     sockets, spaces, notes = _paused(chosen, backend, names)
     others: tuple[tuple[Netns, int | None], ...] = ()
-    if chosen.netns is None:
+    if chosen.netns is None and any(map(_has_entries, _NAMESPACE_DIRS)):
         from portbook._live.spaces import elsewhere
 
-        others = elsewhere(_queries(chosen))
+        others = elsewhere(_queries(chosen), named_dirs=_NAMESPACE_DIRS)
     return SocketTable(tuple(sockets), spaces, notes, others)
+
+
+# Where other network namespaces have files (ip netns and rootful Podman; Docker):
+# as portbook._live.netns.NAMED_NETNS_DIRS, not imported for one listdir each.
+_NAMESPACE_DIRS = ("/run/netns", "/run/docker/netns")
+
+
+def _has_entries(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
 
 
 def _paused(
@@ -201,10 +225,12 @@ def _read(
 
     details = process_details(_owning_pids(tables, scan)) if chosen.owners else {}
     behind: Looked | None = None
-    if chosen.owners and details:
+    wanted = behind_wanted(details, index is not None) if details else (False, False)
+    if wanted != (False, False):
         from portbook._live.behind import look_behind
 
-        behind = look_behind(tables, scan, details, index=index)
+        behind = look_behind(tables, scan, details, index=index, containers=wanted[0],
+                             units=wanted[1])  # fmt: skip
         if behind is not None:
             details = behind.details
             notes.extend(behind.notes)
@@ -225,6 +251,62 @@ def _read(
         sockets = built if not sockets else sockets + built
     spaces = tuple(ns for ns, _ in tables if ns is not None)
     return sockets, spaces, tuple(dict.fromkeys(notes))
+
+
+#: The programs that hold published ports for a container runtime (their ``comm``).
+HOLDER_PROGRAMS = frozenset({"docker-proxy", "dockerd", "conmon", "rootlessport", "slirp4netns"})
+
+# The state directories of the OCI runtimes: one entry per running container.
+# Docker's runc keeps them under its own root; containerd's per containerd
+# namespace (k8s.io, default, moby); Podman and CRI-O use runc's or crun's
+# default root; a rootless Podman its user's runtime directory.
+_RUNTIME_ROOTS = ("/run/docker/runtime-runc/moby", "/run/runc", "/run/crun")
+_NAMESPACED_ROOTS = ("/run/containerd/runc",)
+_USER_RUNTIME_DIRS = ("runc", "crun")
+
+
+def behind_wanted(details: Mapping[int, ProcessInfo], netns: bool) -> tuple[bool, bool]:
+    """(look for containers, look for units): what can be told behind these holders, cheaply.
+
+    Containers where the listing reads other namespaces (``netns``), a
+    holder is a runtime's helper, or a container runs; units where systemd
+    manages the machine. Decided here, in a few ``stat``-sized reads, so
+    that a machine with neither imports none of their readers.
+    """
+    helpers = any(info.name in HOLDER_PROGRAMS for info in details.values())
+    return netns or helpers or containers_running(), systemd_running()
+
+
+def containers_running() -> bool:
+    """Whether any container seems to run here, from the runtimes' state directories (cheap).
+
+    Root also looks at every user's runtime directory (rootless Podman),
+    others at their own.
+    """
+    if any(_has_entries(root) for root in _RUNTIME_ROOTS):
+        return True
+    for root in _NAMESPACED_ROOTS:
+        try:
+            spaces = os.listdir(root)
+        except OSError:
+            continue
+        if any(_has_entries(os.path.join(root, space)) for space in spaces):
+            return True
+    uid = os.geteuid()
+    try:
+        users = os.listdir("/run/user") if uid == 0 else [str(uid)]
+    except OSError:
+        return False
+    return any(
+        _has_entries(os.path.join("/run/user", user, name))
+        for user in users
+        for name in _USER_RUNTIME_DIRS
+    )
+
+
+def systemd_running() -> bool:
+    """Whether systemd manages this machine (``sd_booted()``'s test), so cgroups name units."""
+    return os.path.isdir("/run/systemd/system")
 
 
 def _queries(chosen: SocketFilter) -> list[TableQuery]:
