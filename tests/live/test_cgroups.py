@@ -445,3 +445,44 @@ def _listener_inode(pid: int, port: int) -> int:
         if any(p.pid == pid for p in s.processes):
             return s.inode
     raise AssertionError(f"no listener of {pid} on {port}")
+
+
+@needs_root_linux
+@pytest.mark.root
+def test_the_live_table_names_each_holders_unit_and_container(cgroups: Places) -> None:
+    """Real processes in real cgroups, read through the live table's own steps."""
+    from portbook._live.backends.base import TableQuery
+    from portbook._live.backends.netlink import NetlinkBackend
+    from portbook._live.behind import look_behind
+    from portbook._live.build import build_sockets
+    from portbook._live.owners import scan_all
+    from portbook._live.processes import process_details
+    from portbook._machine import local_ranges
+
+    tag, ident = secrets.token_hex(2), secrets.token_hex(32)
+    service = cgroups.enter(f"system.slice/portbook-test-{tag}.service")
+    contained = cgroups.enter(f"docker/{ident}")
+    ports = {service.pid: service.listen(), contained.pid: contained.listen()}
+    rows = [
+        r
+        for port in ports.values()
+        for r in NetlinkBackend().sockets(TableQuery(frozenset({"tcp"}), ports=(port, port)))
+    ]
+    scan = scan_all()
+    details = process_details(sorted(ports))
+    looked = look_behind([(None, rows)], scan, details, containers=True, units=True)
+    assert looked is not None
+    built = build_sockets(rows, scan=scan, processes=details, ranges=local_ranges(), behind=looked)
+    by_port = {s.local_port: s for s in built}
+    s = by_port[ports[service.pid]]
+    assert s.unit is not None and s.unit.name == f"portbook-test-{tag}.service"
+    assert s.processes[0].unit == s.unit and s.container is None
+    assert s.to_json()["unit"]["name"] == s.unit.name
+    c = by_port[ports[contained.pid]]
+    assert c.container is not None and (c.container.runtime, c.container.id) == (
+        Runtime.DOCKER,
+        ident,
+    )
+    assert c.processes[0].container == c.container
+    # Told that nothing can be known here, it reads nothing at all.
+    assert look_behind([(None, rows)], scan, details, containers=False, units=False) is None
