@@ -98,6 +98,15 @@ def test_docker_proxy_holds_the_port_and_leads_into_the_container() -> None:
         _check_inside(index, c)
         _check_rule(index, c)
         check_published(c, "docker-proxy")
+        # The metrics name the container behind the port, not the proxy alone.
+        from portbook._serve.metrics import listener_labels
+
+        labels = listener_labels(_holder(c.host_port), {})
+        assert (labels["program"], labels["container"], labels["netns"]) == (
+            "docker-proxy",
+            c.name,
+            "",
+        )
 
 
 def test_kill_container_stops_it_with_docker_and_frees_the_port() -> None:
