@@ -144,7 +144,10 @@ def socket_table(
     address, as :func:`find_sockets` does. The answer's ``namespaces`` are
     those read (with ``netns``), its ``notes`` what could not be read and
     why, and, without ``netns``, ``elsewhere`` the other network namespaces
-    that hold sockets these filters select.
+    that hold sockets these filters select. ``inside=False`` (a filter
+    :func:`list_sockets` does not take) spares reading each container's
+    namespace for who listens behind a published port:
+    ``published.listeners`` stays empty.
     """
     from portbook._live.records import SocketTable
 

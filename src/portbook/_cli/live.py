@@ -175,7 +175,8 @@ def run_ls(args: argparse.Namespace, out: Output) -> int:
 def _list_once(filters: dict[str, Any], args: argparse.Namespace, out: Output) -> int:
     from portbook import socket_table
 
-    table = socket_table(**filters)
+    # The plain table shows nobody inside a container (--wide does): not read then.
+    table = socket_table(**filters, inside=args.json or args.wide)
     if args.json:
         _json(table.sockets, out)
     else:

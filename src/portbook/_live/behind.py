@@ -53,13 +53,15 @@ class Looked:
 
     ``processes`` maps a holder's pid to its (container, unit); ``published``
     a host socket's inode to where it leads; ``notes`` says what could not
-    be read inside a container.
+    be read inside a container. ``shown`` are the namespace files of the
+    containers the listing names (a hint need not point at them again).
     """
 
     processes: dict[int, tuple[Container | None, Unit | None]]
     published: dict[int, Published]
     details: dict[int, ProcessInfo]
     notes: tuple[str, ...] = ()
+    shown: frozenset[str] = frozenset()
 
 
 class _Describer:
@@ -103,6 +105,7 @@ def look_behind(
     index: ContainerIndex | None = None,
     containers: bool | None = None,
     units: bool | None = None,
+    inside: bool = True,
     proc: str = PROC,
 ) -> Looked | None:
     """The containers, units and published ports behind the holders of ``tables``' sockets.
@@ -112,6 +115,8 @@ def look_behind(
     one file more is read. ``index`` (the listing reads other namespaces,
     and has named them with it) looks for containers whatever the cheap
     tests say; ``containers`` and ``units`` decide instead of those tests.
+    ``inside=False`` leaves out who listens inside each container (each
+    container's namespace read), for a caller that does not show it.
     """
     helpers = any(info.name in HOLDER_PROGRAMS for info in details.values())
     if containers is None or units is None:
@@ -130,9 +135,14 @@ def look_behind(
     all_details = dict(details)
     if describer.index is not None and helpers:
         published = _published(tables, scan, details, describer.index)
-        if published and scan is not None:
+        if published and scan is not None and inside:
             published, notes = _listeners_inside(published, tables, scan, describer, all_details)
-    return Looked(describer.found, published, all_details, tuple(notes))
+    shown: frozenset[str] = frozenset()
+    if describer.index is not None:
+        idents = {c.id for c, _ in describer.found.values() if c is not None}
+        idents |= {p.container.id for p in published.values() if p.container is not None}
+        shown = frozenset(describer.index.netns_files(idents))
+    return Looked(describer.found, published, all_details, tuple(notes), shown)
 
 
 def _holder_rows(
@@ -260,10 +270,12 @@ def container_tables(
     """Container id -> the listening sockets of its network namespace, for each published port.
 
     A namespace already in ``tables`` (read for ``netns``) is not read
-    again. The others are found through a process in the container (its
-    main process, or ``rootlessport``, whose main thread sits in it) and
-    read as :func:`portbook._live.netns.read_namespace_tables` reads.
-    ``notes`` says which could not be read.
+    again. The others are entered through a process in the container (its
+    main process, else ``rootlessport`` when its main thread sits there)
+    and read as :func:`portbook._live.netns.read_namespace_tables` reads:
+    over netlink from a thread inside (root), where the kernel walks only
+    the listening sockets; ``/proc/PID/net`` otherwise, which walks every
+    socket of the machine. ``notes`` says which could not be read.
     """
     from portbook._live.backends.base import TableQuery
     from portbook._live.netns import Netns, NetnsKind, read_namespace_tables
@@ -277,12 +289,10 @@ def container_tables(
         container = answer.container
         if container is None or container.id in found or container.id in wanted:
             continue
-        pid = container.pid
-        if pid is None and answer.by == "rootlessport":
-            pid = answer.holder
-        if pid is None:
+        entry = _inside(answer, proc)
+        if entry is None:
             continue
-        inode = _namespace_inode(pid, proc)
+        pid, inode = entry
         name = container.name or container.short_id
         wanted[container.id] = Netns(
             inode, NetnsKind.CONTAINER, name, None, None, (pid,), container
@@ -303,11 +313,31 @@ def container_tables(
     return found, notes
 
 
-def _namespace_inode(pid: int, proc: str) -> int | None:
+def _inside(answer: Published, proc: str) -> tuple[int, int | None] | None:
+    """(pid, namespace inode) of a process in the container's namespace, never the caller's own.
+
+    The inode is ``None`` for another user's process (only root may read it).
+    """
+    container = answer.container
+    candidates = [container.pid] if container is not None and container.pid else []
+    if answer.by == "rootlessport" and answer.holder is not None:
+        # Its main thread is in the container's namespace, or in the host's (Go
+        # enters the namespace from whichever thread runs the goroutine).
+        candidates.append(answer.holder)
     try:
-        return os.stat(f"{proc}/{pid}/ns/net").st_ino
+        own = os.stat(f"{proc}/thread-self/ns/net").st_ino
     except OSError:
-        return None  # another user's process: read through its /proc/PID/net
+        own = None
+    for pid in candidates:
+        try:
+            inode: int | None = os.stat(f"{proc}/{pid}/ns/net").st_ino
+        except PermissionError:
+            inode = None  # another user's process: its /proc/PID/net is still readable
+        except OSError:
+            continue  # gone
+        if inode is None or inode != own:
+            return pid, inode
+    return None
 
 
 def port_forwards(port: int, protocol: str | None = None) -> list[Published]:

@@ -309,9 +309,15 @@ def _slirp4netns(
 def _podman_by(
     index: ContainerIndex, uid: int | None, match: Any
 ) -> tuple[RuntimeContainer, Container] | None:
-    """The first container of ``uid``'s Podman (every root its conmons name) that matches."""
-    roots = [root for root, owner in index.podman_roots() if owner == uid]
-    for root in [*roots, None]:
+    """The first container of ``uid``'s Podman that matches: its default storage root
+    first, then every other root its conmons name (which takes a look at every
+    process's command line, so only when the default has none)."""
+    for known in index.podman_state(None, uid).values():
+        if match(known):
+            return known, index.from_runtime(known, uid)
+    for root, owner in index.podman_roots():
+        if owner != uid:
+            continue
         for known in index.podman_state(root, uid).values():
             if match(known):
                 return known, index.from_runtime(known, uid)

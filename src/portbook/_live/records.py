@@ -198,8 +198,8 @@ class SocketTable:
     says, one sentence each, what could not be read and why (a namespace
     this user may not enter, a container's inside). ``elsewhere`` lists,
     for a table read without ``netns``, the other namespaces that hold
-    sockets the same filters would select, with how many (``None``: it
-    could not be read without root).
+    listening sockets the same filters would select, with how many
+    (``None``: it could not be read without root).
     """
 
     sockets: tuple[Socket, ...]

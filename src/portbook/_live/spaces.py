@@ -75,12 +75,20 @@ def namespace_rows(
 
 
 def elsewhere(
-    queries: Sequence[TableQuery], *, named_dirs: Sequence[str] = _NAMED_DIRS
+    queries: Sequence[TableQuery],
+    *,
+    named_dirs: Sequence[str] = _NAMED_DIRS,
+    skip: frozenset[str] = frozenset(),
+    proc: str = PROC,
 ) -> tuple[tuple[Netns, int | None], ...]:
     """The other namespaces with a file, and how many sockets matching ``queries`` each holds.
 
     Only those that hold any are returned; ``None`` as the count where a
-    namespace could not be read (entering one needs root).
+    namespace could not be read (entering one needs root). Read as
+    :func:`portbook._live.netns.read_namespace_tables` reads: netlink from
+    a thread inside, where the kernel filters by state and port (reading
+    ``/proc/PID/net`` instead would walk every socket of the machine, once
+    per namespace). Namespaces with a file in ``skip`` are left out.
     """
     from portbook._live.netns import (
         Netns,
@@ -90,11 +98,11 @@ def elsewhere(
         read_namespace_tables,
     )
 
-    own = own_namespace()
-    files = _named_files(named_dirs, os.stat("/proc/self/ns/net").st_dev)
+    own = own_namespace(proc)
+    files = _named_files(named_dirs, os.stat(f"{proc}/self/ns/net").st_dev)
     spaces: list[Netns] = []
     for inode, paths in sorted(files.items()):
-        if inode == own:
+        if inode == own or skip.intersection(paths):
             continue
         named = next((os.path.basename(p) for p in paths if p.startswith("/run/netns/")), None)
         if named is not None:
@@ -102,7 +110,7 @@ def elsewhere(
         else:
             spaces.append(Netns(inode, NetnsKind.OTHER, f"net:[{inode}]", None, paths[0], ()))
     found: list[tuple[Netns, int | None]] = []
-    for table in read_namespace_tables(spaces, queries) if spaces else ():
+    for table in read_namespace_tables(spaces, queries, proc=proc) if spaces else ():
         if table.note is not None:
             found.append((table.netns, None))
         elif table.rows:

@@ -13,7 +13,13 @@ from __future__ import annotations
 import os
 
 from portbook._exceptions import SocketTableError, UsageError
-from portbook._live.backends.base import ALL_STATES_MASK, RawSocket, TableQuery
+from portbook._live.backends.base import (
+    ALL_STATES_MASK,
+    TCP_CLOSE,
+    TCP_LISTEN,
+    RawSocket,
+    TableQuery,
+)
 from portbook._live.build import build_sockets, state_mask, unnamed
 from portbook._live.records import Socket, SocketState, SocketTable
 from portbook._ports import Family, PortRange, Protocol, parse_protocol
@@ -74,6 +80,7 @@ class SocketFilter:
     program: str | None
     owners: bool
     netns: str | None = None
+    inside: bool = True  #: find who listens inside a container behind a published port
 
 
 def socket_filter(
@@ -88,6 +95,7 @@ def socket_filter(
     program: str | None = None,
     owners: bool = True,
     netns: str | None = None,
+    inside: bool = True,
 ) -> SocketFilter:
     """Check :func:`portbook.list_sockets`'s filters; :class:`UsageError` for a bad one."""
     if netns is not None and (not isinstance(netns, str) or not netns.strip() or "\0" in netns):
@@ -107,6 +115,7 @@ def socket_filter(
         program,
         owners,
         netns,
+        inside,
     )
 
 
@@ -135,15 +144,19 @@ def read_table(
     """:func:`read_sockets` with the namespaces read and what could not be read or lies elsewhere.
 
     Without ``chosen.netns``, ``elsewhere`` names the other network
-    namespaces that hold matching sockets, where any exist (a cheap test
-    first: files in ``/run/netns`` or ``/run/docker/netns``).
+    namespaces that hold matching listening sockets, where any exist (a
+    cheap test first: files in ``/run/netns`` or ``/run/docker/netns``).
     """
-    sockets, spaces, notes = _paused(chosen, backend, names)
+    shown: list[frozenset[str]] = []
+    sockets, spaces, notes = _paused(chosen, backend, names, shown)
     others: tuple[tuple[Netns, int | None], ...] = ()
     if chosen.netns is None and any(map(_has_entries, _NAMESPACE_DIRS)):
         from portbook._live.spaces import elsewhere
 
-        others = elsewhere(_queries(chosen), named_dirs=_NAMESPACE_DIRS)
+        # The namespaces of the containers the table already names are not
+        # pointed at again (nor read for it).
+        skip = shown[0] if shown else frozenset()
+        others = elsewhere(_listening(chosen), named_dirs=_NAMESPACE_DIRS, skip=skip)
     return SocketTable(tuple(sockets), spaces, notes, others)
 
 
@@ -161,7 +174,10 @@ def _has_entries(path: str) -> bool:
 
 
 def _paused(
-    chosen: SocketFilter, backend: SocketBackend | None, names: PortNamer | None
+    chosen: SocketFilter,
+    backend: SocketBackend | None,
+    names: PortNamer | None,
+    shown: list[frozenset[str]] | None = None,
 ) -> tuple[list[Socket], tuple[Netns, ...], tuple[str, ...]]:
     source = backend if backend is not None else socket_backend()
     # The cyclic garbage collector is paused while the table is built: tens
@@ -174,7 +190,9 @@ def _paused(
     paused = gc.isenabled()
     gc.disable()
     try:
-        sockets, spaces, notes = _read(chosen, source, fallback=backend is None, names=names)
+        sockets, spaces, notes = _read(
+            chosen, source, fallback=backend is None, names=names, shown=shown
+        )
         return _select(sockets, chosen), spaces, notes
     finally:
         if paused:
@@ -187,8 +205,13 @@ def _read(
     *,
     fallback: bool,
     names: PortNamer | None,
+    shown: list[frozenset[str]] | None = None,
 ) -> tuple[list[Socket], tuple[Netns, ...], tuple[str, ...]]:
-    """Rows, names and holders, the walk side by side with the rest (see ``walk_during``)."""
+    """Rows, names and holders, the walk side by side with the rest (see ``walk_during``).
+
+    ``shown`` receives the namespace files of the containers found behind
+    the holders.
+    """
     notes: list[str] = []
     index: ContainerIndex | None = None
     if chosen.netns is not None:
@@ -230,10 +253,12 @@ def _read(
         from portbook._live.behind import look_behind
 
         behind = look_behind(tables, scan, details, index=index, containers=wanted[0],
-                             units=wanted[1])  # fmt: skip
+                             units=wanted[1], inside=chosen.inside)  # fmt: skip
         if behind is not None:
             details = behind.details
             notes.extend(behind.notes)
+            if shown is not None:
+                shown.append(behind.shown)
     ranges = local_ranges()
     viewer = os.geteuid() if hasattr(os, "geteuid") else 0
     sockets: list[Socket] = []
@@ -307,6 +332,23 @@ def containers_running() -> bool:
 def systemd_running() -> bool:
     """Whether systemd manages this machine (``sd_booted()``'s test), so cgroups name units."""
     return os.path.isdir("/run/systemd/system")
+
+
+def _listening(chosen: SocketFilter) -> list[TableQuery]:
+    """``chosen``'s queries for listening sockets only (TCP LISTEN, UDP unconnected).
+
+    The kernel keeps listeners in a table of their own, which it walks
+    instead of every connection of the machine (one hash table for all
+    namespaces): the hint of other namespaces costs one small walk each.
+    """
+    wanted = {"tcp": 1 << TCP_LISTEN, "udp": 1 << TCP_CLOSE}
+    found = []
+    for query in _queries(chosen):
+        (protocol,) = query.protocols
+        mask = query.state_mask & wanted[protocol]
+        if mask:
+            found.append(TableQuery(query.protocols, query.families, mask, query.ports))
+    return found
 
 
 def _queries(chosen: SocketFilter) -> list[TableQuery]:
