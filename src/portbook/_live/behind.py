@@ -22,7 +22,7 @@ import os
 
 from portbook._live.table import HOLDER_PROGRAMS
 from portbook._proc import PROC
-from portbook._record import record, replace
+from portbook._record import field, record, replace
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from portbook._live.backends.base import RawSocket, TableQuery
-    from portbook._live.cgroups import Unit
+    from portbook._live.cgroups import CgroupContainer, Unit
     from portbook._live.containers import Container, ContainerIndex
     from portbook._live.netns import Netns
     from portbook._live.owners import OwnerScan
@@ -62,6 +62,9 @@ class Looked:
     details: dict[int, ProcessInfo]
     notes: tuple[str, ...] = ()
     shown: frozenset[str] = frozenset()
+    #: socket inode -> (container, unit) of the cgroup that made it, for sockets no
+    #: visible process holds (another user's, without root; pid 1's when /proc/1 is closed)
+    sockets: dict[int, tuple[Container | None, Unit | None]] = field(default_factory=dict)
 
 
 class _Describer:
@@ -106,6 +109,7 @@ def look_behind(
     containers: bool | None = None,
     units: bool | None = None,
     inside: bool = True,
+    queries: Sequence[TableQuery] = (),
     proc: str = PROC,
 ) -> Looked | None:
     """The containers, units and published ports behind the holders of ``tables``' sockets.
@@ -117,6 +121,9 @@ def look_behind(
     tests say; ``containers`` and ``units`` decide instead of those tests.
     ``inside=False`` leaves out who listens inside each container (each
     container's namespace read), for a caller that does not show it.
+    ``queries`` are the listing's: the host sockets no visible process
+    holds are named by the cgroup that made them (a second dump, for their
+    ``INET_DIAG_CGROUP_ID``), where there are any.
     """
     helpers = any(info.name in HOLDER_PROGRAMS for info in details.values())
     if containers is None or units is None:
@@ -130,6 +137,8 @@ def look_behind(
     describer = _Describer(containers=containers, units=units, proc=proc, index=index)
     for pid in details:
         describer.describe(pid)
+    unseen = _unseen(tables, scan)
+    by_socket = _by_cgroup(unseen, queries, describer) if unseen and queries else {}
     published: dict[int, Published] = {}
     notes: list[str] = []
     all_details = dict(details)
@@ -142,7 +151,75 @@ def look_behind(
         idents = {c.id for c, _ in describer.found.values() if c is not None}
         idents |= {p.container.id for p in published.values() if p.container is not None}
         shown = frozenset(describer.index.netns_files(idents))
-    return Looked(describer.found, published, all_details, tuple(notes), shown)
+    return Looked(describer.found, published, all_details, tuple(notes), shown, by_socket)
+
+
+def _unseen(tables: Tables, scan: OwnerScan | None) -> list[int]:
+    """The inodes of the host's sockets that no visible process holds (TIME-WAIT aside)."""
+    single = scan.single if scan is not None else {}
+    shared = scan.shared if scan is not None else {}
+    found: list[int] = []
+    for ns, rows in tables:
+        if ns is not None and ns.kind != "host":
+            continue  # the cgroup ids are read in this namespace only
+        for row in rows:
+            if row.inode and not row.pids and row.inode not in single and row.inode not in shared:
+                found.append(row.inode)
+    return found
+
+
+def _by_cgroup(
+    unseen: list[int], queries: Sequence[TableQuery], describer: _Describer
+) -> dict[int, tuple[Container | None, Unit | None]]:
+    """Socket inode -> (container, unit) named by the cgroup v2 directory that made the socket.
+
+    The kernel reports that cgroup's id with every socket (sock_diag's
+    ``INET_DIAG_CGROUP_ID``, the directory's inode): it names a service or a
+    container without reading any process's descriptors, so also for other
+    users' sockets without root. It is the creating task's cgroup at
+    creation time: a socket a helper made and handed on names the helper's.
+    """
+    from portbook._exceptions import SocketTableError
+    from portbook._live.cgroup_ids import socket_cgroup_ids
+    from portbook._live.cgroups import cgroup_paths_by_id, container_from_path, unit_from_path
+
+    ids: dict[int, int] = {}
+    try:
+        for query in queries:
+            ids.update(socket_cgroup_ids(query))
+    except SocketTableError:
+        return {}
+    wanted = {ids[inode] for inode in unseen if inode in ids}
+    paths = cgroup_paths_by_id(wanted) if wanted else {}
+    found: dict[int, tuple[Container | None, Unit | None]] = {}
+    named: dict[str, tuple[Container | None, Unit | None]] = {}
+    for inode in unseen:
+        path = paths.get(ids.get(inode, -1))
+        if path is None or path == "/":
+            continue
+        if path not in named:
+            unit = unit_from_path(path) if describer.units else None
+            made = container_from_path(path) if describer.index is not None else None
+            named[path] = (_known(made, describer.index) if made is not None else None, unit)
+        if named[path] != (None, None):
+            found[inode] = named[path]
+    return found
+
+
+def _known(made: CgroupContainer, index: ContainerIndex | None) -> Container:
+    """The container a cgroup path names, with its name where the runtime's state says it."""
+    from portbook._live.cgroups import Runtime
+    from portbook._live.containers import Container
+
+    if index is not None and made.runtime in (Runtime.DOCKER, None):
+        known = index.docker_container(made.id)
+        if known is not None:
+            return index.from_runtime(known)
+    if index is not None and made.runtime is Runtime.PODMAN:
+        state = index.podman_state(None).get(made.id)
+        if state is not None:
+            return index.from_runtime(state)
+    return Container(made.runtime, made.id, None, pod_uid=made.pod_uid)
 
 
 def _holder_rows(

@@ -263,6 +263,7 @@ def build_sockets(
     single_get, by_pid, other = holders.single.get, holders.by_pid, holders.other
     published = behind.published if behind is not None else {}
     published_get = published.get
+    by_socket = behind.sockets if behind is not None else {}
     space_container = netns.container if netns is not None else None
     addresses = _Addresses()
     address_get, address_make = addresses.get, addresses.make
@@ -290,6 +291,8 @@ def build_sockets(
         else:
             (procs, container, unit), note = other(inode, uid, pids if pid is None else (pid,))
         user = users[uid] if uid in users else users.setdefault(uid, user_name(uid))
+        if by_socket and not procs:
+            container, unit = by_socket.get(inode) or (container, unit)
         leads = published_get(inode) if published else None
         if container is None:
             container = leads.container if leads is not None else space_container

@@ -248,12 +248,14 @@ def _read(
 
     details = process_details(_owning_pids(tables, scan)) if chosen.owners else {}
     behind: Looked | None = None
-    wanted = behind_wanted(details, index is not None) if details else (False, False)
+    # Even with no holder seen, a socket's cgroup may name its unit or container.
+    wanted = behind_wanted(details, index is not None) if chosen.owners else (False, False)
     if wanted != (False, False):
         from portbook._live.behind import look_behind
 
         behind = look_behind(tables, scan, details, index=index, containers=wanted[0],
-                             units=wanted[1], inside=chosen.inside)  # fmt: skip
+                             units=wanted[1], inside=chosen.inside,
+                             queries=_queries(chosen))  # fmt: skip
         if behind is not None:
             details = behind.details
             notes.extend(behind.notes)
