@@ -238,3 +238,41 @@ def test_without_root_ls_netns_all_says_what_it_could_not_enter() -> None:
         assert done.returncode == 0, done.stderr
         assert f"network namespace {name} not read" in done.stderr
         assert "needs root" in done.stderr
+
+
+def test_a_port_only_a_dnat_rule_forwards_is_shown_by_who_and_route() -> None:
+    """In a namespace of the test's own: an nft DNAT rule and no socket on the port."""
+    import random
+
+    if shutil.which("nft") is None:
+        pytest.skip("needs nft (nftables)")
+    port = random.randint(20000, 60000)  # a fresh namespace: every port is free there
+    with named_netns() as name:
+        nft = ["ip", "netns", "exec", name, "nft"]
+        script = (
+            "add table ip portbook_test\n"
+            "add chain ip portbook_test out { type nat hook output priority -100 ; }\n"
+            f"add rule ip portbook_test out tcp dport {port} dnat to 10.99.0.2:8080\n"
+        )
+        made = subprocess.run(
+            [*nft, "-f", "-"], input=script, text=True, capture_output=True, check=False
+        )
+        if made.returncode != 0:
+            pytest.skip(f"cannot add an nft rule here: {made.stderr.strip()}")
+        inside = ["ip", "netns", "exec", name, sys.executable, "-m", "portbook"]
+        who = subprocess.run(
+            [*inside, "who", f"tcp/{port}"], capture_output=True, text=True, check=False
+        )
+        assert who.returncode == 1, who.stderr  # no socket holds it
+        assert f"a DNAT rule forwards tcp/{port} to 10.99.0.2:8080" in who.stdout, who.stdout
+        routed = subprocess.run(
+            [*inside, "route", "tcp", f"127.0.0.1:{port}", "--json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert routed.returncode == 0, routed.stderr
+        answer = json.loads(routed.stdout)
+        assert answer["rule"] == "dnat"
+        assert answer["published"]["target"]["address"] == "10.99.0.2"
+        assert answer["published"]["rule"]["table"] == "ip portbook_test"
