@@ -276,3 +276,10 @@ def test_a_port_only_a_dnat_rule_forwards_is_shown_by_who_and_route() -> None:
         assert answer["rule"] == "dnat"
         assert answer["published"]["target"]["address"] == "10.99.0.2"
         assert answer["published"]["rule"]["table"] == "ip portbook_test"
+
+
+def test_a_file_that_holds_no_namespace_is_refused() -> None:
+    with pytest.raises(NotFoundError, match="is not a network namespace file"):
+        select_namespaces("/etc/hostname", find_namespaces())
+    result = run_cli("ls", "--netns", "/etc/hostname")
+    assert result.status == 1 and "not a network namespace file" in result.stderr

@@ -276,13 +276,18 @@ def _matches(ns: Netns, spec: str) -> bool:
 
 def _by_file(path: str, found: list[Netns], spec: str, *, pid: int | None = None) -> Netns:
     try:
-        inode = os.stat(path).st_ino
+        st = os.stat(path)
+        inode = st.st_ino
     except PermissionError:
         if pid is not None:
             return Netns(None, NetnsKind.OTHER, f"pid:{pid}", None, None, (pid,))
         raise NotFoundError(f"cannot read network namespace {spec!r}: permission denied") from None
     except OSError as exc:
         raise NotFoundError(f"no network namespace {spec!r}: {exc.strerror}") from exc
+    if st.st_dev != os.stat("/proc/self/ns/net").st_dev:
+        # Only nsfs files hold a namespace (a rootless runtime's mount point,
+        # seen from outside its mount namespace, is an empty regular file).
+        raise NotFoundError(f"{spec!r} is not a network namespace file")
     for ns in found:
         if ns.inode == inode:
             return ns
