@@ -16,7 +16,9 @@ import portbook
 from portbook import (
     Assignment,
     BindReason,
+    Container,
     DestinationUsage,
+    DnatRule,
     Endpoint,
     EphemeralUsage,
     Exposure,
@@ -26,6 +28,8 @@ from portbook import (
     Lease,
     LocalRanges,
     NameStatus,
+    Netns,
+    NetnsKind,
     PickPolicy,
     PortCheck,
     PortClass,
@@ -34,10 +38,12 @@ from portbook import (
     PortRange,
     PortSpec,
     Protocol,
+    Published,
     RawSocket,
     RegistryInfo,
     Route,
     RouteRule,
+    Runtime,
     Service,
     ServiceSource,
     ServiceStatus,
@@ -45,7 +51,9 @@ from portbook import (
     SocketChanges,
     SocketProcess,
     SocketState,
+    SocketTable,
     TableQuery,
+    Unit,
     WaitTarget,
     lookup,
     parse_port_spec,
@@ -91,6 +99,13 @@ ASSIGNMENT = Assignment("api", 24117, Protocol.TCP)
 LEASE = Lease(17, 24117, (Protocol.TCP,), (Family.INET, Family.INET6), 4242, 99, None)
 DESTINATION = DestinationUsage(Protocol.TCP, ip_address("10.0.0.1"), 5432, 3, 1, 28000)
 ENDPOINT = Endpoint(ip_address("::1"), 53)
+CONTAINER = Container(Runtime.DOCKER, "ab" * 32, "web", pid=4242)
+UNIT = Unit("nginx.service", "service", "system", None, "system.slice", None, "/system.slice/x")
+NETNS = Netns(
+    4026532185, NetnsKind.CONTAINER, "web", None, "/run/docker/netns/x", (4242,), CONTAINER
+)
+RULE = DnatRule("tcp", None, 8080, 8080, "172.17.0.2", 80, None, "ip nat", "DOCKER", "nft")
+PUBLISHED = Published("dnat", None, "tcp", 8080, CONTAINER, "172.17.0.2", 80, (PROC,), RULE)
 
 # One of every public record class; test_every_public_record_is_here keeps it whole.
 RECORDS: list[object] = [
@@ -120,6 +135,12 @@ RECORDS: list[object] = [
     PortCheck(80, Protocol.TCP, Family.INET, ip_address("0.0.0.0"), False, "EADDRINUSE", ()),
     DESTINATION,
     EphemeralUsage(RANGES, 28231, 0, 0, 0.8, 2, (DESTINATION,)),
+    CONTAINER,
+    UNIT,
+    NETNS,
+    RULE,
+    PUBLISHED,
+    SocketTable((SOCKET,), (NETNS,), ("a note",), ((NETNS, 2),)),
 ]
 PICKLABLE = [r for r in RECORDS if not isinstance(r, PickPolicy)]  # it holds functions
 

@@ -120,6 +120,17 @@ _EXPORTS: dict[str, str] = {
     "SocketBackend": "_live.backends",
     "RawSocket": "_live.backends",
     "TableQuery": "_live.backends",
+    "SocketTable": "_live.records",
+    "socket_table": "_joined",
+    # what is behind a port: namespaces, containers, units, published ports
+    "Container": "_live.containers",
+    "DnatRule": "_live.nat",
+    "Netns": "_live.netns",
+    "NetnsKind": "_live.netns",
+    "Published": "_live.published",
+    "Runtime": "_live.cgroups",
+    "Unit": "_live.cgroups",
+    "port_forwards": "_live.behind",
     # wait, kill, route, ephemeral
     "Endpoint": "_tools.route",
     "Route": "_tools.route",
@@ -156,7 +167,9 @@ __all__ = [
     "BindReason",
     "Book",
     "CommandError",
+    "Container",
     "DestinationUsage",
+    "DnatRule",
     "Endpoint",
     "EphemeralUsage",
     "Exposure",
@@ -169,6 +182,8 @@ __all__ = [
     "LocalRanges",
     "NameStatus",
     "NetlinkBackend",
+    "Netns",
+    "NetnsKind",
     "NotFoundError",
     "PickPolicy",
     "PortCheck",
@@ -183,6 +198,7 @@ __all__ = [
     "ProcfsBackend",
     "Protocol",
     "PsutilBackend",
+    "Published",
     "RangeExhaustedError",
     "RawSocket",
     "RegistryError",
@@ -190,6 +206,7 @@ __all__ = [
     "RegistryUpdateError",
     "Route",
     "RouteRule",
+    "Runtime",
     "Service",
     "ServiceSource",
     "ServiceStatus",
@@ -198,6 +215,7 @@ __all__ = [
     "SocketChanges",
     "SocketProcess",
     "SocketState",
+    "SocketTable",
     "SocketTableError",
     "Store",
     "StoreCorruptError",
@@ -206,6 +224,7 @@ __all__ = [
     "StoreReadOnlyError",
     "StoreVersionError",
     "TableQuery",
+    "Unit",
     "UnsupportedError",
     "UsageError",
     "WaitTarget",
@@ -243,6 +262,7 @@ __all__ = [
     "parse_wait_target",
     "pick_port",
     "port_class",
+    "port_forwards",
     "port_holders",
     "registry_info",
     "registry_warning",
@@ -255,6 +275,7 @@ __all__ = [
     "search",
     "service_name",
     "socket_backend",
+    "socket_table",
     "sockets_json",
     "sockets_on_port",
     "transfer_lease",
@@ -323,9 +344,18 @@ if TYPE_CHECKING:  # the live table
         TableQuery,
     )
     from ._live.jsontext import sockets_json
-    from ._live.records import Exposure, Socket, SocketProcess, SocketState
+    from ._live.records import Exposure, Socket, SocketProcess, SocketState, SocketTable
     from ._live.table import socket_backend
     from ._live.watch import SocketChanges
+
+if TYPE_CHECKING:  # what is behind a port
+    from ._joined import socket_table
+    from ._live.behind import port_forwards
+    from ._live.cgroups import Runtime, Unit
+    from ._live.containers import Container
+    from ._live.nat import DnatRule
+    from ._live.netns import Netns, NetnsKind
+    from ._live.published import Published
 
 if TYPE_CHECKING:  # your names
     from ._joined import NameStatus, PortQuery, find_sockets, name_status, resolve_ports

@@ -10,7 +10,7 @@ your names a program serves right now; the tools around ports (``kill``,
 from __future__ import annotations
 
 from portbook._exceptions import SocketTableError
-from portbook._live.table import read_sockets, socket_filter
+from portbook._live.table import read_sockets, read_table, socket_filter
 from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from portbook._live.backends.base import SocketBackend
     from portbook._live.build import Namer
-    from portbook._live.records import Socket, SocketProcess, SocketState
+    from portbook._live.records import Socket, SocketProcess, SocketState, SocketTable
     from portbook._live.watch import SocketChanges
     from portbook._names.assignments import Assignment
     from portbook._names.leases import Lease
@@ -40,6 +40,7 @@ __all__ = [
     "port_in_use",
     "resolve_ports",
     "single_port",
+    "socket_table",
     "sockets_on_port",
     "watch_sockets",
 ]
@@ -95,6 +96,7 @@ def list_sockets(
     program: str | None = None,
     owners: bool = True,
     backend: SocketBackend | None = None,
+    netns: str | None = None,
 ) -> list[Socket]:
     """Sockets of this machine, filtered; every filter given must hold.
 
@@ -107,6 +109,12 @@ def list_sockets(
     (``processes`` stays empty). Without root, holders of other users'
     sockets cannot be seen: such sockets are still listed, with
     ``owner_note`` saying so.
+
+    ``netns`` reads other network namespaces instead of the caller's own:
+    ``"all"``, a name (``host``, an ``ip netns`` name, a container's name or
+    id prefix), a pid or a namespace file; each socket's ``netns`` says
+    which. :func:`socket_table` also says which namespaces could not be read.
+    Raises :class:`NotFoundError` when ``netns`` names no namespace.
     """
     chosen = socket_filter(
         protocols=protocols,
@@ -118,8 +126,55 @@ def list_sockets(
         user=user,
         program=program,
         owners=owners,
+        netns=netns,
     )
     return read_sockets(chosen, backend=backend, names=_port_names)
+
+
+def socket_table(
+    query: PortQuery | None = None,
+    *,
+    netns: str | None = None,
+    backend: SocketBackend | None = None,
+    **filters: Any,
+) -> SocketTable:
+    """:func:`list_sockets` (same ``filters``), with what was read and what was not.
+
+    ``query`` (from :func:`resolve_ports`) limits the table to its ports and
+    address, as :func:`find_sockets` does. The answer's ``namespaces`` are
+    those read (with ``netns``), its ``notes`` what could not be read and
+    why, and, without ``netns``, ``elsewhere`` the other network namespaces
+    that hold sockets these filters select. ``inside=False`` (a filter
+    :func:`list_sockets` does not take) spares reading each container's
+    namespace for who listens behind a published port:
+    ``published.listeners`` stays empty.
+    """
+    from portbook._live.records import SocketTable
+
+    if query is None:
+        chosen = socket_filter(netns=netns, **filters)
+        return read_table(chosen, backend=backend, names=_port_names)
+    if query.protocol is not None:
+        filters["protocols"] = [query.protocol]
+    sockets: list[Socket] = []
+    spaces: dict[int | None, Any] = {}
+    notes: dict[str, None] = {}
+    others: dict[Any, int | None] = {}
+    for ports in query.ports:
+        chosen = socket_filter(port=ports, netns=netns, **filters)
+        table = read_table(chosen, backend=backend, names=_port_names)
+        sockets.extend(table.sockets)
+        spaces.update((ns.inode, ns) for ns in table.namespaces)
+        notes.update(dict.fromkeys(table.notes))
+        for ns, count in table.elsewhere:
+            before = others.get(ns, 0)
+            others[ns] = None if count is None or before is None else before + count
+    return SocketTable(
+        tuple(_on_host(sockets, query)),
+        tuple(spaces.values()),
+        tuple(notes),
+        tuple(others.items()),
+    )
 
 
 def sockets_on_port(
@@ -128,6 +183,7 @@ def sockets_on_port(
     *,
     owners: bool = True,
     backend: SocketBackend | None = None,
+    netns: str | None = None,
 ) -> list[Socket]:
     """Every socket whose local port is exactly ``port`` (any state), with its holders."""
     return list_sockets(
@@ -135,6 +191,7 @@ def sockets_on_port(
         port=port,
         owners=owners,
         backend=backend,
+        netns=netns,
     )
 
 
@@ -353,17 +410,24 @@ def single_port(text: str, *, store: Store | None = None) -> tuple[int, Protocol
     return query.ports[0].first, query.protocol
 
 
-def find_sockets(query: PortQuery, *, backend: SocketBackend | None = None) -> list[Socket]:
+def find_sockets(
+    query: PortQuery, *, backend: SocketBackend | None = None, netns: str | None = None
+) -> list[Socket]:
     """Every socket (any state) on the ports ``query`` names, on its address if it has one."""
+    protocols = None if query.protocol is None else [query.protocol]
+    found: list[Socket] = []
+    for ports in query.ports:
+        found.extend(list_sockets(protocols=protocols, port=ports, backend=backend, netns=netns))
+    return _on_host(found, query)
+
+
+def _on_host(found: list[Socket], query: PortQuery) -> list[Socket]:
+    """The sockets of ``found`` on ``query``'s address (all of them when it has none)."""
     from ipaddress import ip_address
 
     from portbook._addresses import unmapped
     from portbook._live.records import Exposure
 
-    protocols = None if query.protocol is None else [query.protocol]
-    found: list[Socket] = []
-    for ports in query.ports:
-        found.extend(list_sockets(protocols=protocols, port=ports, backend=backend))
     if query.host == "localhost":
         return [s for s in found if s.exposure is Exposure.LOOPBACK]
     if query.host is not None:

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from portbook import Socket
 from tests.conftest import run_cli, run_portbook
 from tests.live_helpers import needs_ipv6, needs_linux, open_sockets, port_of, start_holder
 
@@ -265,3 +266,61 @@ def test_ls_and_who_leave_the_garbage_collector_running() -> None:
         assert gc.isenabled()
     assert run_cli("who", "nosuchservicename").status != 0
     assert gc.isenabled()
+
+
+def _table_of(sockets: list[Socket], *, tty: bool, width: int = 200) -> list[str]:
+    import argparse
+    import io
+
+    from portbook._cli._output import Output
+    from portbook._cli.live import _render
+
+    out = io.StringIO()
+    args = argparse.Namespace(sort="port", wide=False)
+    _render(sockets, Output(out, io.StringIO(), tty=tty, width=width), args, show_peer=False)
+    return out.getvalue().splitlines()
+
+
+def test_container_unit_and_namespace_columns_appear_only_when_known() -> None:
+    import ipaddress
+
+    from portbook import (
+        Container,
+        Exposure,
+        Family,
+        Netns,
+        NetnsKind,
+        PortClass,
+        Protocol,
+        Published,
+        Runtime,
+        SocketProcess,
+        SocketState,
+        Unit,
+    )
+
+    def sock(port: int, name: str, **extra: object) -> Socket:
+        proc = SocketProcess(7, name, (name,), "root")
+        return Socket(
+            Protocol.TCP, Family.INET, SocketState.LISTEN, ipaddress.ip_address("127.0.0.1"),
+            port, None, None, port, 0, 0, 128, None, None, (proc,), None, None, PortClass.USER,
+            False, Exposure.LOOPBACK, "root", **extra,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    plain = [sock(8000, "python3")]
+    assert _table_of(plain, tty=False)[0].split() == [
+        "PROTO", "STATE", "LOCAL", "USER", "SERVICE", "PROCESS",
+    ]  # fmt: skip
+    web = Container(Runtime.DOCKER, "ab" * 32, "web\x1b[2J")
+    unit = Unit("docker.service", "service", "system", None, "system.slice", None, "/x")
+    host = Netns(1, NetnsKind.HOST, "host", None, None, ())
+    published = Published("docker-proxy", 7, "tcp", 8080, web, "172.17.0.2", 80)
+    rich = [sock(8080, "docker-proxy", netns=host, container=web, unit=unit, published=published)]
+    lines = _table_of(rich, tty=False)
+    assert lines[0].split()[-3:] == ["NETNS", "CONTAINER", "UNIT"]
+    # A hostile container name is shown escaped; the published port says where it leads.
+    assert "web\\x1b[2J (docker) -> 172.17.0.2:80" in lines[1] and "\x1b" not in lines[1]
+    assert lines[1].split()[-1] == "docker.service"
+    # A narrow terminal drops USER, UNIT and SERVICE before the container.
+    narrow = _table_of(rich, tty=True, width=95)
+    assert "CONTAINER" in narrow[0] and "UNIT" not in narrow[0] and "USER" not in narrow[0]

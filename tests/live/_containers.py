@@ -260,3 +260,103 @@ def server_in(netns: str) -> Iterator[tuple[subprocess.Popen[str], int, int]]:
         child.wait()
         if child.stdout is not None:
             child.stdout.close()
+
+
+# -- what portbook's commands say about them ---------------------------------------------------
+
+
+def _cli_json(*argv: str) -> tuple[int, object, str]:
+    """``portbook ARGV --json`` in this process: (exit status, parsed output, stderr)."""
+    import json
+
+    from tests.conftest import run_cli
+
+    result = run_cli(*argv, "--json")
+    return (
+        result.status,
+        json.loads(result.stdout) if result.stdout.strip() else None,
+        result.stderr,
+    )
+
+
+def check_published(c: Running, by: str) -> None:
+    """who, ls --netns all, route and kill on ``c``'s published port, as a user runs them.
+
+    ``who PORT --json`` names the helper ``by`` that holds the port, the container and
+    the process listening inside; ``ls --netns all`` lists that listener in the
+    container's namespace; ``route`` follows the port into the container and reaches the
+    listener; ``kill`` refuses to signal the helper (and signals nothing), naming the
+    container and the command that stops it.
+    """
+    status, sockets, err = _cli_json("who", str(c.host_port))
+    assert status == 0, err
+    assert isinstance(sockets, list)
+    held = [s for s in sockets if s["local_address"] == "127.0.0.1" and s["state"] == "LISTEN"]
+    assert len(held) == 1, sockets
+    s = held[0]
+    assert [p["name"] for p in s["processes"]] == [by]
+    assert (s["container"]["runtime"], s["container"]["id"]) == (c.runtime, c.id)
+    assert s["container"]["name"] == c.name
+    published = s["published"]
+    assert (published["by"], published["holder"]) == (by, s["processes"][0]["pid"])
+    assert published["container"]["id"] == c.id
+    assert published["target"]["port"] == 80
+    if c.address is not None and by != "rootlessport":
+        assert published["target"]["address"] == c.address
+    assert [p["pid"] for p in published["target"]["processes"]] == [c.pid]
+    assert published["target"]["processes"][0]["container"]["id"] == c.id
+    _check_listed_inside(c)
+    _check_routed(c)
+    _check_kill_refused(c, by, s["processes"][0]["pid"])
+
+
+def _check_listed_inside(c: Running) -> None:
+    status, sockets, err = _cli_json("ls", "--netns", "all", "--tcp")
+    assert status == 0, err
+    assert isinstance(sockets, list)
+    inside = [
+        s
+        for s in sockets
+        if s["netns"] is not None
+        and s["netns"]["kind"] == "container"
+        and (s["netns"]["container"] or {}).get("id") == c.id
+    ]
+    assert inside, f"no socket in {c.name}'s namespace"
+    listener = next(s for s in inside if s["local_port"] == 80)
+    assert [p["pid"] for p in listener["processes"]] == [c.pid]
+    assert listener["container"]["id"] == c.id
+    assert listener["netns"]["name"] == c.name
+    # The helper's socket is the host's, not the container's (rootlessport's main thread
+    # sits in the container's namespace, its socket does not).
+    host = [s for s in sockets if s["local_port"] == c.host_port]
+    assert host and all(s["netns"]["kind"] == "host" for s in host)
+
+
+def _check_routed(c: Running) -> None:
+    status, answer, err = _cli_json("route", "tcp", f"127.0.0.1:{c.host_port}")
+    assert status == 0, err
+    assert isinstance(answer, dict)
+    assert answer["rule"] == "exact-listener"
+    assert answer["published"]["container"]["id"] == c.id
+    inside = answer["inside"]
+    assert inside is not None, answer
+    assert inside["rule"] == "wildcard-listener"
+    assert inside["destination"]["port"] == 80
+    assert [p["pid"] for p in inside["socket"]["processes"]] == [c.pid]
+    assert inside["netns"]["container"]["id"] == c.id
+
+
+def _check_kill_refused(c: Running, by: str, holder: int) -> None:
+    from tests.conftest import run_cli
+
+    # tcp/: Docker may publish another container port as the same number on UDP.
+    result = run_cli("kill", f"tcp/{c.host_port}", "--yes")
+    assert result.status == 1
+    assert f"refusing to signal pid {holder} ({by})" in result.stderr, result.stderr
+    assert f"for container {c.name}" in result.stderr
+    how = f"podman stop {c.name}" if c.runtime == "podman" else f"docker stop {c.name}"
+    assert how in result.stderr and "nothing was signalled" in result.stderr
+    if c.user is not None:
+        assert f"as user {c.user}" in result.stderr
+    assert os.path.exists(f"/proc/{holder}")
+    assert os.path.exists(f"/proc/{c.pid}")

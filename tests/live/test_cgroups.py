@@ -445,3 +445,104 @@ def _listener_inode(pid: int, port: int) -> int:
         if any(p.pid == pid for p in s.processes):
             return s.inode
     raise AssertionError(f"no listener of {pid} on {port}")
+
+
+@needs_root_linux
+@pytest.mark.root
+def test_the_live_table_names_each_holders_unit_and_container(cgroups: Places) -> None:
+    """Real processes in real cgroups, read through the live table's own steps."""
+    from portbook._live.backends.base import TableQuery
+    from portbook._live.backends.netlink import NetlinkBackend
+    from portbook._live.behind import look_behind
+    from portbook._live.build import build_sockets
+    from portbook._live.owners import scan_all
+    from portbook._live.processes import process_details
+    from portbook._machine import local_ranges
+
+    tag, ident = secrets.token_hex(2), secrets.token_hex(32)
+    service = cgroups.enter(f"system.slice/portbook-test-{tag}.service")
+    contained = cgroups.enter(f"docker/{ident}")
+    ports = {service.pid: service.listen(), contained.pid: contained.listen()}
+    rows = [
+        r
+        for port in ports.values()
+        for r in NetlinkBackend().sockets(TableQuery(frozenset({"tcp"}), ports=(port, port)))
+    ]
+    scan = scan_all()
+    details = process_details(sorted(ports))
+    looked = look_behind([(None, rows)], scan, details, containers=True, units=True)
+    assert looked is not None
+    built = build_sockets(rows, scan=scan, processes=details, ranges=local_ranges(), behind=looked)
+    by_port = {s.local_port: s for s in built}
+    s = by_port[ports[service.pid]]
+    assert s.unit is not None and s.unit.name == f"portbook-test-{tag}.service"
+    assert s.processes[0].unit == s.unit and s.container is None
+    assert s.to_json()["unit"]["name"] == s.unit.name
+    c = by_port[ports[contained.pid]]
+    assert c.container is not None and (c.container.runtime, c.container.id) == (
+        Runtime.DOCKER,
+        ident,
+    )
+    assert c.processes[0].container == c.container
+    # Told that nothing can be known here, it reads nothing at all.
+    assert look_behind([(None, rows)], scan, details, containers=False, units=False) is None
+
+
+_AS_NOBODY = """
+import encodings.ascii, ipaddress, json, os, pwd, sys
+import portbook._live.behind, portbook._live.cgroup_ids, portbook._live.cgroups
+import portbook._live.containers, portbook._live.runtimes, portbook._live.records
+import portbook._live.processes, portbook._proc, portbook._machine
+from portbook._live.backends.base import TableQuery
+from portbook._live.backends.netlink import NetlinkBackend
+from portbook._live.behind import look_behind
+from portbook._live.build import build_sockets
+from portbook._live.owners import scan_all
+from portbook._live.processes import process_details
+from portbook._machine import local_ranges
+ports = [int(p) for p in sys.argv[1:]]
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+queries = [TableQuery(frozenset({"tcp"}), ports=(p, p)) for p in ports]
+rows = [r for q in queries for r in NetlinkBackend().sockets(q)]
+scan = scan_all()
+details = process_details(sorted({p for pids in scan.owners.values() for p in pids}))
+looked = look_behind([(None, rows)], scan, details, containers=True, units=True, queries=queries)
+built = build_sockets(rows, scan=scan, processes={}, ranges=local_ranges(), behind=looked,
+                      viewer_uid=65534)
+print(json.dumps({s.local_port: [s.unit.name if s.unit else None,
+                                 s.container.id if s.container else None,
+                                 len(s.processes), s.owner_note] for s in built}))
+"""
+
+
+@needs_root_linux
+@pytest.mark.root
+def test_without_root_the_cgroup_that_made_a_socket_names_its_unit_and_container(
+    cgroups: Places,
+) -> None:
+    """No holder is visible to another user, and still the socket's cgroup id names them."""
+    import json
+
+    mount = cgroup2_mount()
+    if mount is None or Path(mount) not in cgroups.roots:
+        pytest.skip("no cgroup v2 hierarchy mounted")
+    tag, ident = secrets.token_hex(2), secrets.token_hex(32)
+    service = cgroups.enter(f"system.slice/portbook-test-{tag}.service")
+    contained = cgroups.enter(f"docker/{ident}")
+    sport, cport = service.listen(), contained.listen()
+    done = subprocess.run(
+        [sys.executable, "-c", _AS_NOBODY, str(sport), str(cport)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen[str(sport)] == [
+        f"portbook-test-{tag}.service",
+        None,
+        0,
+        "not visible without root",
+    ]
+    assert seen[str(cport)][1:3] == [ident, 0]

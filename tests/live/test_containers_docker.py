@@ -14,8 +14,10 @@ from portbook._live.netns import NetnsKind, find_namespaces, read_namespace
 from portbook._live.owners import scan_all
 from portbook._live.published import published_by, published_by_rule
 from portbook._proc import parent_pid
+from tests.conftest import run_cli
 from tests.live._containers import (
     Running,
+    check_published,
     docker_container,
     docker_lock,
     docker_ready,
@@ -95,6 +97,29 @@ def test_docker_proxy_holds_the_port_and_leads_into_the_container() -> None:
         assert (by_udp.container.id, by_udp.target_port) == (c.id, 5353)
         _check_inside(index, c)
         _check_rule(index, c)
+        check_published(c, "docker-proxy")
+        # The metrics name the container behind the port, not the proxy alone.
+        from portbook._serve.metrics import listener_labels
+
+        labels = listener_labels(_holder(c.host_port), {})
+        assert (labels["program"], labels["container"], labels["netns"]) == (
+            "docker-proxy",
+            c.name,
+            "",
+        )
+
+
+def test_kill_container_stops_it_with_docker_and_frees_the_port() -> None:
+    docker_ready()
+    with docker_lock(exclusive=False), docker_container() as c:
+        # tcp/: another container may publish the same number on UDP meanwhile.
+        result = run_cli("kill", f"tcp/{c.host_port}", "--container", "--yes", "--timeout", "1")
+        assert result.status == 0, result.stderr
+        assert f"stopped container {c.name} (docker)" in result.stdout
+        assert "released" in result.stdout
+        state = run("docker", "inspect", "-f", "{{.State.Running}}", c.name).strip()
+        assert state == "false"
+        assert not list_sockets(protocols=["tcp"], port=c.host_port, listening=True)
 
 
 @pytest.mark.slow
@@ -121,3 +146,7 @@ def test_dockerd_itself_holds_the_port_without_the_userland_proxy() -> None:
         assert (published.target_address, published.target_port) == (c.address, 80)
         _check_inside(index, c)
         _check_rule(index, c)
+        check_published(c, "dockerd")
+        # dockerd only reserves the port: route says the DNAT rule carries the traffic.
+        routed = run_cli("route", "tcp", f"127.0.0.1:{c.host_port}")
+        assert routed.status == 0 and "DNAT rule sends the traffic" in routed.stdout

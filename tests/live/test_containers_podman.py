@@ -21,7 +21,14 @@ from portbook._live.netns import NetnsKind, find_namespaces, read_namespace_tabl
 from portbook._live.owners import scan_all
 from portbook._live.published import published_by, published_by_rule
 from portbook._proc import parent_pid
-from tests.live._containers import ROOTLESS_USER, podman_container, podman_ready
+from tests.conftest import run_cli
+from tests.live._containers import (
+    ROOTLESS_USER,
+    check_published,
+    podman,
+    podman_container,
+    podman_ready,
+)
 
 pytestmark = [pytest.mark.linux, pytest.mark.root]
 
@@ -66,6 +73,7 @@ def test_rootful_conmon_holds_the_port_of_its_container() -> None:
         assert by_rule.container is not None
         assert (by_rule.container.id, by_rule.container.name) == (c.id, c.name)
         assert (by_rule.target_address, by_rule.target_port) == (c.address, 80)
+        check_published(c, "conmon")
 
 
 def test_rootless_port_is_held_by_rootlessport_in_the_hosts_namespace() -> None:
@@ -95,9 +103,14 @@ def test_rootless_port_is_held_by_rootlessport_in_the_hosts_namespace() -> None:
         found = find_namespaces(containers=index)
         ns = next(n for n in found if c.pid in n.pids)
         assert (ns.kind, ns.name) == (NetnsKind.CONTAINER, c.name)
-        # The trap: rootlessport's main thread is in the container's namespace ...
-        assert os.stat(f"/proc/{forwarder.pid}/ns/net").st_ino == ns.inode
-        assert forwarder.pid in ns.pids
+        # The trap: rootlessport's threads are in the container's namespace or the host's
+        # (Go enters it from one of its threads: the main thread, seen as the process's
+        # ns/net, is often the one, not always) ...
+        tasks = os.listdir(f"/proc/{forwarder.pid}/task")
+        spaces = {os.stat(f"/proc/{forwarder.pid}/task/{t}/ns/net").st_ino for t in tasks}
+        assert found[0].inode in spaces
+        if os.stat(f"/proc/{forwarder.pid}/ns/net").st_ino == ns.inode:
+            assert forwarder.pid in ns.pids
         host, inner = read_namespace_tables([found[0], ns], TableQuery(frozenset({"tcp"})))
         # ... while its listening socket lives in the host's.
         assert holder.inode in {r.inode for r in host.rows}
@@ -105,6 +118,19 @@ def test_rootless_port_is_held_by_rootlessport_in_the_hosts_namespace() -> None:
         listeners = [r for r in inner.rows if r.local_port == 80 and r.state == 10]
         assert [scan_all().single.get(r.inode) for r in listeners] == [c.pid]
         _as_the_user(ROOTLESS_USER, c.name, c.pid)
+        check_published(c, "rootlessport")
+
+
+def test_kill_container_stops_a_rootless_one_with_its_users_podman() -> None:
+    podman_ready(ROOTLESS_USER)
+    with podman_container(ROOTLESS_USER) as c:
+        # tcp/: another container may publish the same number on UDP meanwhile.
+        result = run_cli("kill", f"tcp/{c.host_port}", "--container", "--yes", "--timeout", "1")
+        assert result.status == 0, result.stderr
+        assert f"stopped container {c.name} (podman)" in result.stdout
+        state = podman(ROOTLESS_USER, "inspect", "-f", "{{.State.Running}}", c.name)
+        assert state is not None and state.strip() == "false"
+        assert not list_sockets(protocols=["tcp"], port=c.host_port, listening=True)
 
 
 _AS_USER = textwrap.dedent(

@@ -22,6 +22,7 @@ from portbook._live.netns import (
     select_namespaces,
 )
 from portbook._live.owners import scan_all
+from tests.conftest import run_cli
 from tests.live._containers import named_netns, server_in
 
 pytestmark = [pytest.mark.linux, pytest.mark.netns, pytest.mark.root]
@@ -159,3 +160,126 @@ def test_read_namespace_raises_when_a_namespace_is_gone() -> None:
     # The file is gone and no process holds it: nothing to enter, nothing to read.
     with pytest.raises(UnsupportedError, match="cannot read network namespace"):
         read_namespace(ns, LISTENING)
+
+
+def _cli_json(*argv: str) -> tuple[int, object, str]:
+    result = run_cli(*argv, "--json")
+    return (
+        result.status,
+        json.loads(result.stdout) if result.stdout.strip() else None,
+        result.stderr,
+    )
+
+
+def test_who_ls_route_and_check_reach_a_server_in_a_named_namespace() -> None:
+    with named_netns() as name, server_in(name) as (child, tcp, udp):
+        status, sockets, err = _cli_json("who", str(tcp), "--netns", name)
+        assert status == 0, err
+        assert isinstance(sockets, list) and len(sockets) == 1
+        (s,) = sockets
+        assert (s["netns"]["kind"], s["netns"]["name"], s["netns"]["named"]) == (
+            "named",
+            name,
+            name,
+        )
+        assert [p["pid"] for p in s["processes"]] == [child.pid]
+        assert s["container"] is None and s["published"] is None
+        # Every namespace at once: the server's two sockets, marked with theirs.
+        status, listed, err = _cli_json("ls", "--netns", "all")
+        assert status == 0, err
+        assert isinstance(listed, list)
+        mine = {
+            (x["protocol"], x["local_port"])
+            for x in listed
+            if x["netns"]["name"] == name and x["processes"][0]["pid"] == child.pid
+        }
+        assert mine == {("tcp", tcp), ("udp", udp)}
+        # route decides inside the namespace, on its loopback.
+        status, routed, err = _cli_json("route", "tcp", f"127.0.0.1:{tcp}", "--netns", name)
+        assert status == 0, err
+        assert isinstance(routed, dict)
+        assert routed["rule"] == "exact-listener" and routed["netns"]["name"] == name
+        assert [p["pid"] for p in routed["socket"]["processes"]] == [child.pid]
+        # check binds inside the namespace: taken there, by the server.
+        status, checked, err = _cli_json("check", str(tcp), "--netns", name, "-4")
+        assert status == 1, err
+        assert isinstance(checked, dict)
+        (one,) = checked["checks"]
+        assert one["netns"]["name"] == name and one["error"] == "EADDRINUSE"
+        assert [r["kind"] for r in one["reasons"] if r["blocks"]] == ["listener"]
+        # Without --netns the host table is shown, with a note where the port is in use.
+        plain = run_cli("who", str(tcp))
+        assert f"{name} (1)" in plain.stderr and "--netns all" in plain.stderr
+
+
+# The same command once as root first, output dropped: every module it imports is loaded
+# before the privileges go (the interpreter's own files may be unreadable to nobody).
+_AS_NOBODY = textwrap.dedent(
+    """
+    import encodings.ascii, io, os, sys
+    from portbook._cli import main
+    from portbook._cli._output import Output
+    main(sys.argv[1:], Output(io.StringIO(), io.StringIO()))
+    os.setgroups([]); os.setgid(65534); os.setuid(65534)
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def test_without_root_ls_netns_all_says_what_it_could_not_enter() -> None:
+    with named_netns() as name, server_in(name):
+        done = subprocess.run(
+            [sys.executable, "-c", _AS_NOBODY, "ls", "--netns", "all"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"network namespace {name} not read" in done.stderr
+        assert "needs root" in done.stderr
+
+
+def test_a_port_only_a_dnat_rule_forwards_is_shown_by_who_and_route() -> None:
+    """In a namespace of the test's own: an nft DNAT rule and no socket on the port."""
+    import random
+
+    if shutil.which("nft") is None:
+        pytest.skip("needs nft (nftables)")
+    port = random.randint(20000, 60000)  # a fresh namespace: every port is free there
+    with named_netns() as name:
+        nft = ["ip", "netns", "exec", name, "nft"]
+        script = (
+            "add table ip portbook_test\n"
+            "add chain ip portbook_test out { type nat hook output priority -100 ; }\n"
+            f"add rule ip portbook_test out tcp dport {port} dnat to 10.99.0.2:8080\n"
+        )
+        made = subprocess.run(
+            [*nft, "-f", "-"], input=script, text=True, capture_output=True, check=False
+        )
+        if made.returncode != 0:
+            pytest.skip(f"cannot add an nft rule here: {made.stderr.strip()}")
+        inside = ["ip", "netns", "exec", name, sys.executable, "-m", "portbook"]
+        who = subprocess.run(
+            [*inside, "who", f"tcp/{port}"], capture_output=True, text=True, check=False
+        )
+        assert who.returncode == 1, who.stderr  # no socket holds it
+        assert f"a DNAT rule forwards tcp/{port} to 10.99.0.2:8080" in who.stdout, who.stdout
+        routed = subprocess.run(
+            [*inside, "route", "tcp", f"127.0.0.1:{port}", "--json"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert routed.returncode == 0, routed.stderr
+        answer = json.loads(routed.stdout)
+        assert answer["rule"] == "dnat"
+        assert answer["published"]["target"]["address"] == "10.99.0.2"
+        assert answer["published"]["rule"]["table"] == "ip portbook_test"
+
+
+def test_a_file_that_holds_no_namespace_is_refused() -> None:
+    with pytest.raises(NotFoundError, match="is not a network namespace file"):
+        select_namespaces("/etc/hostname", find_namespaces())
+    result = run_cli("ls", "--netns", "/etc/hostname")
+    assert result.status == 1 and "not a network namespace file" in result.stderr

@@ -275,7 +275,9 @@ def test_json_contract_and_fast_text_match_to_json() -> None:
         assert key in one
     assert one["remote_address"] is None and one["remote_port"] is None
     assert one["protocol"] == "tcp" and one["family"] == 4 and one["state"] == "LISTEN"
-    assert set(one["processes"][0]) == {"pid", "name", "user", "cmdline"}
+    assert set(one["processes"][0]) == {"pid", "name", "user", "cmdline", "container", "unit"}
+    # Read without netns: no namespace; a socket of this test leads nowhere else.
+    assert one["netns"] is None and one["published"] is None
 
 
 def test_backend_is_chosen_once_and_named() -> None:
@@ -357,3 +359,37 @@ def test_the_garbage_collector_is_left_as_it_was(enabled: bool) -> None:
     finally:
         if was:
             gc.enable()
+
+
+def test_json_of_namespaces_containers_units_and_published_ports_matches_to_json() -> None:
+    from portbook import Container, Netns, NetnsKind, Published, Runtime, Unit
+    from portbook._live.records import SocketProcess
+
+    web = Container(Runtime.DOCKER, "ab" * 32, 'w"eb\u00e9', pid=42)
+    unit = Unit("docker.service", "service", "system", None, "system.slice", None, "/x")
+    inside = (SocketProcess(42, "httpd", ("httpd",), "root", web, None),)
+    proxy = (SocketProcess(7, "docker-proxy", ("docker-proxy",), "root", None, unit),)
+    published = Published("docker-proxy", 7, "tcp", 8080, web, "172.17.0.2", 80, inside)
+    space = Netns(4026532185, NetnsKind.CONTAINER, "web", None, "/run/docker/netns/x", (42,), web)
+    host = Netns(4026531833, NetnsKind.HOST, "host", None, None, (1,))
+
+    def sock(port: int, procs: tuple[SocketProcess, ...], **extra: Any) -> Socket:
+        return Socket(
+            Protocol.TCP, Family.INET, SocketState.LISTEN, ipaddress.ip_address("127.0.0.1"),
+            port, None, None, port, 0, 0, 128, None, None, procs, None, None,
+            portbook.PortClass.USER, False, Exposure.LOOPBACK, **extra,
+        )  # fmt: skip
+
+    sockets = [
+        sock(8080, proxy, netns=host, container=web, unit=unit, published=published),
+        sock(80, inside, netns=space, container=web),
+        sock(8081, proxy, netns=host, unit=unit),
+    ] * 3
+    assert sockets_json(sockets) == json.dumps([s.to_json() for s in sockets], ensure_ascii=False)
+    first = json.loads(sockets_json(sockets))[0]
+    assert first["published"]["target"] == {
+        "address": "172.17.0.2",
+        "port": 80,
+        "processes": [inside[0].to_json()],
+    }
+    assert first["container"]["name"] == 'w"eb\u00e9' and first["unit"]["name"] == "docker.service"

@@ -26,8 +26,7 @@ from portbook._serve.metrics import (
 from portbook._serve.source import Fresh, Source
 from tests.serve.conftest import require
 
-# Labels of portbook_listener_info today; container, unit and netns join them when
-# Socket has those fields (portbook._serve.metrics.listener_labels).
+# Labels of portbook_listener_info (portbook._serve.metrics.listener_labels).
 LISTENER_LABELS = {
     "protocol",
     "family",
@@ -38,6 +37,9 @@ LISTENER_LABELS = {
     "program",
     "user",
     "exposure",
+    "container",
+    "unit",
+    "netns",
 }
 METRICS = {
     # name: (type in the text format, label names)
@@ -91,6 +93,8 @@ def test_a_listener_the_test_opened_is_one_info_series_with_its_facts(
     port = listener.getsockname()[1]
     found = [labels for labels, _ in samples(scrape())["portbook_listener_info"]]
     mine = [labels for labels in found if labels["port"] == str(port)]
+    # This test's own unit, where systemd runs the machine (none here otherwise).
+    (own,) = portbook.list_sockets(port=port, listening=True)
     assert mine == [
         {
             "protocol": "tcp",
@@ -102,6 +106,9 @@ def test_a_listener_the_test_opened_is_one_info_series_with_its_facts(
             "program": comm(),
             "user": __import__("pwd").getpwuid(__import__("os").geteuid()).pw_name,
             "exposure": "loopback",
+            "container": "",
+            "unit": own.unit.name if own.unit is not None else "",
+            "netns": "",
         }
     ]
 

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -416,3 +417,32 @@ def test_a_prefork_server_is_a_tree_signalled_from_its_root() -> None:
             proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def test_a_container_runtimes_helper_is_never_signalled(tmp_path: Path) -> None:
+    """A program called docker-proxy holds ports for containers: kill refuses, signals none."""
+    helper = tmp_path / "docker-proxy"
+    helper.symlink_to(sys.executable)  # the kernel names a process after the file it ran
+    proc = subprocess.Popen(
+        [str(helper), "-c", SERVER, "0", "plain"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        (holder,) = port_holders(port)
+        assert holder.process.name == "docker-proxy" and holder.protected is not None
+        with pytest.raises(ProcessSignalError, match="holds this port for a container"):
+            kill_port(port, timeout=1)
+        result = run_cli("kill", "--yes", str(port))
+        assert result.status == 1 and "nothing was signalled" in result.stderr
+        with pytest.raises(ProcessSignalError, match="no container portbook can name"):
+            kill_port(port, container=True, timeout=1)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -34,6 +34,9 @@ def register(subparsers: Any) -> None:
     family.add_argument("-4", dest="family", action="store_const", const=4, help="IPv4 only")
     family.add_argument("-6", dest="family", action="store_const", const=6, help="IPv6 only")
     p.add_argument("--host", metavar="ADDR", help="the address to bind (default: every address)")
+    from portbook._cli.live import add_netns_option
+
+    add_netns_option(p)
     p.add_argument("--json", action="store_true", help="print JSON for programs")
     p.set_defaults(handler=run_check, family=None)
 
@@ -54,6 +57,7 @@ def run_check(args: argparse.Namespace, out: Output) -> int:
         protocols=protocols,
         families=None if args.family is None else [args.family],
         host=host,
+        netns=args.netns,
     )
     bindable = all(c.bindable for c in checks)
     if args.json:
@@ -70,6 +74,8 @@ def _show(c: PortCheck, out: Output) -> None:
     from portbook import endpoint_text
 
     where = f"{c.protocol.value} {endpoint_text(c.address, c.port)}"
+    if c.netns is not None:
+        where += f" in network namespace {c.netns.name}"
     verdict = "can be bound now" if c.bindable else f"cannot be bound now ({c.error})"
     out.line(f"{where}: {verdict}")
     for r in c.reasons:

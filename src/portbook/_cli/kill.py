@@ -23,7 +23,9 @@ def register(subparsers: Any) -> None:
             "Find every process holding exactly PORT, show them as process trees, ask, send "
             "a signal (SIGTERM), to each tree's root first, and wait until the kernel shows "
             "the port free. Never signals pid 1, portbook or its parents; signals nothing "
-            "when one holder cannot be seen or signalled."
+            "when one holder cannot be seen or signalled. A port a container runtime's helper "
+            "holds for a container (docker-proxy, dockerd, conmon, rootlessport) is refused, "
+            "with the command that stops the container; --container runs it."
         ),
     )
     p.add_argument(
@@ -39,6 +41,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--force", action="store_true", help="send SIGKILL if still held after timeout")
     p.add_argument(
         "--dry-run", action="store_true", help="show what would be signalled, do nothing"
+    )
+    p.add_argument(
+        "--container",
+        action="store_true",
+        help=(
+            "for a published port: stop the containers behind it with their runtime "
+            "(docker stop, podman stop) instead of signalling anything"
+        ),
     )
     p.add_argument("-y", "--yes", action="store_true", help="do not ask")
     p.add_argument("--json", action="store_true", help="print JSON for programs")
@@ -67,27 +77,52 @@ def run_kill(args: argparse.Namespace, out: Output) -> int:
     label = f"{proto.value}/{port}" if proto else f"port {port}"
     holders = port_holders(port, proto)
     name = signals.Signals(signum).name
+    if not args.json and holders:
+        _show(holders, out)
+    # Refused now, before asking: what kill_port would refuse, it refuses in a dry run.
+    checked = kill_port(
+        port,
+        protocol=proto,
+        sig=signum,
+        timeout=args.timeout,
+        dry_run=True,
+        holders=holders,
+        container=args.container,
+    )
     if not holders or args.dry_run:
-        result = kill_port(port, protocol=proto, sig=signum, dry_run=True, holders=holders)
         if args.json:
-            out.json(result.to_json())
+            out.json(checked.to_json())
         elif not holders:
             out.line(f"no process holds {label}")
         else:
-            _show(holders, out)
-            out.line(f"dry run: would send {name} to {', '.join(str(h.pid) for h in holders)}")
+            out.line(f"dry run: would {_action(checked, name)}")
         return 0 if holders else 1
-    if not args.json:
-        _show(holders, out)
-    if not args.yes and not _confirm(
-        out, f"Send {name} to {len(holders)} process(es) holding {label}?"
-    ):
+    if not args.yes and not _confirm(out, f"{_action(checked, name).capitalize()}?"):
         out.line("nothing signalled")
         return 1
     result = kill_port(
-        port, protocol=proto, sig=signum, timeout=args.timeout, force=args.force, holders=holders
+        port,
+        protocol=proto,
+        sig=signum,
+        timeout=args.timeout,
+        force=args.force,
+        holders=holders,
+        container=args.container,
     )
     return _report(result, args, out, label, name)
+
+
+def _action(planned: KillResult, name: str) -> str:
+    """What will be done: ``send SIGTERM to 12, 13`` or ``stop container web (docker)``."""
+    containers = []
+    for h in planned.holders:
+        c = h.published.container if h.published is not None else None
+        if c is not None and c not in containers:
+            containers.append(c)
+    if containers and all(h.published is not None for h in planned.holders):
+        names = ", ".join(f"{c.name or c.short_id} ({c.runtime})" for c in containers)
+        return f"stop container {names}"
+    return f"send {name} to {', '.join(str(h.pid) for h in planned.holders)}"
 
 
 def _confirm(out: Output, question: str) -> bool:
@@ -115,6 +150,12 @@ def _show(holders: Sequence[PortHolder], out: Output) -> None:
         rows.append(["  " * depth[h.pid] + str(h.pid), h.process.user or "?", socks, cmd])
     out.table(["PID", "USER", "SOCKETS", "COMMAND"], rows)
     for h in holders:
+        c = h.published.container if h.published is not None else None
+        if c is not None:
+            out.line(
+                f"pid {h.pid} ({h.process.name}) holds it for container "
+                f"{c.name or c.short_id} ({c.runtime}, {c.short_id})"
+            )
         if h.also_holds:
             also = ", ".join(_socket_text(s) for s in h.also_holds)
             out.line(f"pid {h.pid} also holds {also}: stopping it frees those too")
@@ -132,6 +173,8 @@ def _report(
     if args.json:
         out.json(result.to_json())
     else:
+        for c in result.stopped:
+            out.line(f"stopped container {c.name or c.short_id} ({c.runtime})")
         if result.signalled:
             out.line(f"sent {name} to {', '.join(map(str, result.signalled))}")
         if result.killed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
+
 from portbook._cli._args import seconds, whole
 from portbook._cli._output import Output, says_registry_warning
 
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from portbook import Protocol, Socket
+    from portbook import Protocol, Socket, SocketTable
 
 _ROOT_NOTE = (
     "Without root, the owning process of another user's socket cannot be seen: such "
@@ -25,6 +27,13 @@ _KERNEL = "held by the kernel, not by a process"  # TIME-WAIT and the like: "-",
 _SOURCE_MARK = {"unofficial": " (common)", "iana": " (iana)"}
 _SORTS = ("port", "program", "pid", "state", "user")
 _FOLD = 2  # holders shown by name before "+N" folds the rest
+# What some sockets have (records are non-empty tuples: true when there).
+_NETNS, _CONTAINER, _UNIT, _PUBLISHED = map(attrgetter, ("netns", "container", "unit", "published"))
+_NETNS_HELP = (
+    "read this network namespace instead of this process's own: all (every one: ip netns, "
+    "containers, any process's), host, an ip netns name, a container's name or id, a pid, or "
+    "a namespace file (entering another namespace needs root)"
+)
 
 
 # What ls and who hold when no option is given: argparse's defaults, written
@@ -48,8 +57,9 @@ LS_DEFAULTS: dict[str, object] = {
     "watch": False,
     "interval": 2.0,
     "count": None,
+    "netns": None,
 }
-WHO_DEFAULTS: dict[str, object] = {"sort": "port", "wide": False, "json": False}
+WHO_DEFAULTS: dict[str, object] = {"sort": "port", "wide": False, "json": False, "netns": None}
 
 
 def register(subparsers: Any) -> None:
@@ -92,6 +102,7 @@ def _add_ls(subparsers: Any) -> None:
     ls.add_argument("--user", metavar="U", help="only sockets of this user (name or uid)")
     ls.add_argument("--program", metavar="NAME", help="only sockets held by this program")
     ls.add_argument("--no-owners", action="store_true", help="skip finding owning processes")
+    add_netns_option(ls)
     _add_table_options(ls)
     ls.add_argument(
         "--json",
@@ -112,6 +123,11 @@ def _add_ls(subparsers: Any) -> None:
         "--count", type=whole(1, 10**9), metavar="N", help="with --watch: stop after N refreshes"
     )
     ls.set_defaults(handler=run_ls)
+
+
+def add_netns_option(parser: argparse.ArgumentParser) -> None:
+    """``--netns NAME|PID|PATH|all``, as ls, who, check and route take it."""
+    parser.add_argument("--netns", metavar="NAME|PID|PATH|all", help=_NETNS_HELP)
 
 
 def _add_table_options(parser: argparse.ArgumentParser) -> None:
@@ -135,6 +151,7 @@ def _add_who(subparsers: Any) -> None:
         ),
     )
     who.add_argument("port", metavar="PORT")
+    add_netns_option(who)
     _add_table_options(who)
     who.add_argument("--json", action="store_true", help="print a JSON array for programs")
     who.set_defaults(handler=run_who)
@@ -156,6 +173,7 @@ def _ls_filters(args: argparse.Namespace) -> dict[str, Any]:
         "user": _known_user(args.user),
         "program": args.program,
         "owners": not args.no_owners,
+        "netns": args.netns,
     }
 
 
@@ -183,14 +201,23 @@ def run_ls(args: argparse.Namespace, out: Output) -> int:
 
 
 def _list_once(filters: dict[str, Any], args: argparse.Namespace, out: Output) -> int:
-    from portbook import list_sockets
+    from portbook import socket_table
 
-    sockets = list_sockets(**filters)
+    # The plain table shows nobody inside a container (--wide does): not read then.
+    table = socket_table(**filters, inside=args.json or args.wide)
     if args.json:
-        _json(sockets, out)
+        _json(table.sockets, out)
     else:
-        _render(sockets, out, args, show_peer=args.all or bool(args.state))
+        _render(table.sockets, out, args, show_peer=args.all or bool(args.state))
+    _notes(table, out, "portbook ls --netns all")
     return 0
+
+
+def _notes(table: SocketTable, out: Output, command: str) -> None:
+    if table.notes or table.elsewhere:  # the common case: nothing to say, nothing imported
+        from portbook._cli.behind import notes
+
+        notes(table, out, command)
 
 
 def _collector_paused(run: Callable[..., int], *args: Any) -> int:
@@ -220,17 +247,28 @@ def run_who(args: argparse.Namespace, out: Output) -> int:
 
 
 def _who(args: argparse.Namespace, out: Output) -> int:
-    from portbook import find_sockets, resolve_ports
+    from portbook import resolve_ports, socket_table
 
     query = resolve_ports(args.port)
-    sockets = find_sockets(query)
+    table = socket_table(query, netns=args.netns)
+    sockets = table.sockets
+    command = f"portbook who {args.port} --netns all"
     if args.json:
         _json(sockets, out)
+        _notes(table, out, command)
         return 0 if sockets else 1
     if not sockets:
         out.line(f"nothing is using {query} right now")
+        from portbook._cli.behind import forwarded
+
+        forwarded(query, out)
     else:
+        if any(map(_CONTAINER, sockets)) or any(map(_PUBLISHED, sockets)):
+            from portbook._cli.behind import lead
+
+            lead(sockets, out)
         _render(sockets, out, args, show_peer=True)
+    _notes(table, out, command)
     if query.source == "name":
         out.line()
         out.line(f"{args.port} is your name for {query.protocol}/{query}")
@@ -325,6 +363,13 @@ def _render(
             text = hosts[id(address)] = f"[{shown}]" if address.version == 6 else shown
         return f"{text}:{port}"
 
+    extra: list[tuple[str, Callable[[Socket], str]]] = []
+    if any(map(_NETNS, sockets)) or any(map(_CONTAINER, sockets)) or any(map(_UNIT, sockets)):
+        from portbook._cli.behind import extra_columns
+
+        extra = extra_columns(sockets, wide)
+    headers += [name for name, _ in extra]
+    cells: dict[tuple[str, int, int, int, int], str] = {}  # by the shared records behind a cell
     rows: list[list[str]] = []
     for s in ordered:
         key = (id(s.processes), s.user, s.owner_note)
@@ -342,19 +387,31 @@ def _render(
             _service_text(s),
             who,
         ]
+        for name, text in extra:
+            shared = (name, id(s.netns), id(s.container), id(s.unit), id(s.published))
+            cell = cells.get(shared)
+            if cell is None:
+                keep.append((s.netns, s.container, s.unit, s.published))
+                cell = cells[shared] = text(s)
+            row.append(cell)
         if not show_peer:
             del row[3]
         rows.append(row)
     if not show_peer:
         del headers[3]
     # On a narrow terminal the least useful columns go first: who the socket
-    # belongs to, then what the book calls it, then the peer.
-    drop = [headers.index(h) for h in ("USER", "SERVICE", "PEER") if h in headers]
+    # belongs to, its unit, what the book calls it, the peer; the namespace
+    # and the container, which say which program it is, last.
+    drop = [
+        headers.index(h)
+        for h in ("USER", "UNIT", "SERVICE", "PEER", "NETNS", "CONTAINER")
+        if h in headers
+    ]
     out.table(headers, rows, drop=drop)
-    _notes(sockets, out)
+    _owner_notes(sockets, out)
 
 
-def _notes(sockets: Sequence[Socket], out: Output) -> None:
+def _owner_notes(sockets: Sequence[Socket], out: Output) -> None:
     """What each "?" in the PROCESS column stands for, once per reason."""
     if any(s.owner_note == _NOT_VISIBLE for s in sockets):
         out.note("some owners are not visible without root")

@@ -33,7 +33,9 @@ def register(subparsers: Any) -> None:
             "Show the socket this machine's kernel delivers a TCP connection or UDP datagram "
             "to, its owning program, and the rule that chose it: established, exact-listener, "
             "wildcard-listener (incl. IPv6 dual-stack), reuseport-group or none; for an address "
-            "that is not this machine's, not-local and where the routing table sends it. "
+            "that is not this machine's, not-local and where the routing table sends it. A port "
+            "a container runtime publishes is followed into the container (inside); as root, a "
+            "port no socket takes but a DNAT rule forwards answers dnat. "
             "Quote the arrow in a shell, where > redirects: "
             "portbook route udp '192.0.2.7:40000 -> 127.0.0.1:53'. "
             "Exit status: 0 a socket takes it, 1 none does, 2 bad input."
@@ -55,6 +57,9 @@ def register(subparsers: Any) -> None:
         metavar="IFACE",
         help="the interface the packet arrives on (default: lo for loopback)",
     )
+    from portbook._cli.live import add_netns_option
+
+    add_netns_option(p)
     p.add_argument("--json", action="store_true", help="print JSON for programs")
     p.set_defaults(handler=run_route)
 
@@ -63,15 +68,39 @@ def run_route(args: argparse.Namespace, out: Output) -> int:
     from portbook import RouteRule, parse_route_args, route
 
     source, destination = parse_route_args(args.endpoints)
-    result = route(args.protocol, destination, source=source, device=args.device)
+    result = route(args.protocol, destination, source=source, device=args.device, netns=args.netns)
     if args.json:
         out.json(result.to_json())
         return 0 if result.rule not in (RouteRule.NONE, RouteRule.NOT_LOCAL) else 1
     head = f"{result.protocol.value} "
     head += f"{result.source} -> {result.destination}" if result.source else str(result.destination)
+    if result.netns is not None:
+        head += f" in network namespace {result.netns.name}"
     out.line(head)
-    out.line(f"rule    {result.rule.value}")
-    out.line(f"why     {result.reason}")
+    _show(result, out)
+    inside = result.inside
+    if result.published is not None and result.published.container is not None:
+        c = result.published.container
+        target = f"{result.published.target_address or ''}:{result.published.target_port}"
+        out.line(
+            f"into    container {c.name or c.short_id} ({c.runtime}, {c.short_id}), "
+            f"forwarded by {result.published.by} to {target}"
+        )
+        if inside is None:
+            out.line("inside  its network namespace could not be read")
+    if inside is not None:
+        out.line(f"inside  {inside.rule.value}: {inside.reason}")
+        _show(inside, out, show_rule=False)
+        if inside.rule is RouteRule.NONE:
+            return 1
+    return 0 if result.rule not in (RouteRule.NONE, RouteRule.NOT_LOCAL) else 1
+
+
+def _show(result: Any, out: Output, *, show_rule: bool = True) -> None:
+    """One decision: its rule and reason, its sockets, its notes."""
+    if show_rule:
+        out.line(f"rule    {result.rule.value}")
+        out.line(f"why     {result.reason}")
     if result.candidates:
         if result.group_size > 1:
             out.line(f"group   {result.group_size} sockets, one chosen by hash:")
@@ -100,7 +129,6 @@ def run_route(args: argparse.Namespace, out: Output) -> int:
     for note in result.notes:
         if note not in result.reason:
             out.line(f"note    {note}")
-    return 0 if result.rule not in (RouteRule.NONE, RouteRule.NOT_LOCAL) else 1
 
 
 def _endpoint(address: Any, port: int) -> str:

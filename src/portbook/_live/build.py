@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from ipaddress import IPv4Address, IPv6Address
 
     from portbook._live.backends.base import RawSocket
+    from portbook._live.behind import Looked
+    from portbook._live.cgroups import Unit
+    from portbook._live.containers import Container
+    from portbook._live.netns import Netns
     from portbook._live.owners import OwnerScan
     from portbook._live.processes import ProcessInfo
     from portbook._machine import LocalRanges
@@ -139,46 +143,60 @@ class _PortFacts(dict[int, _Facts]):
         return made
 
 
+#: A socket's holders, with the container and unit of the first holder that has one.
+_Held = tuple[tuple[SocketProcess, ...], "Container | None", "Unit | None"]
+_NOBODY: _Held = ((), None, None)
+
+
 class _Holders:
     """Who holds each socket, as shared tuples of :class:`SocketProcess`, or why nobody is seen."""
 
     def __init__(
-        self, scan: OwnerScan | None, processes: Mapping[int, ProcessInfo], viewer_uid: int
+        self,
+        scan: OwnerScan | None,
+        processes: Mapping[int, ProcessInfo],
+        viewer_uid: int,
+        behind: Mapping[int, tuple[Container | None, Unit | None]],
     ) -> None:
         self.walked = scan is not None
         self.single = scan.single if scan is not None else {}
         self._shared = scan.shared if scan is not None else {}
         self._refused = scan.refused if scan is not None else ()
         self._viewer = viewer_uid
-        self._tuples: dict[tuple[int, ...], tuple[SocketProcess, ...]] = {}
-        self.by_pid: dict[int, tuple[SocketProcess, ...]] = {
-            pid: (SocketProcess(pid, info.name, info.cmdline, info.user),)
-            for pid, info in processes.items()
-        }
+        self._tuples: dict[tuple[int, ...], _Held] = {}
+        nothing = (None, None)
+        self.by_pid: dict[int, _Held] = {}
+        for pid, info in processes.items():
+            container, unit = behind.get(pid, nothing)
+            proc = SocketProcess(pid, info.name, info.cmdline, info.user, container, unit)
+            self.by_pid[pid] = ((proc,), container, unit)
         self._refused_uids: dict[int, list[int]] | None = None
 
-    def of_pids(self, pids: tuple[int, ...]) -> tuple[SocketProcess, ...]:
+    def of_pids(self, pids: tuple[int, ...]) -> _Held:
         """The shared holder tuple of ``pids`` (a pid without details gets ``None`` fields)."""
         found = self._tuples.get(pids)
         if found is None:
-            found = self._tuples[pids] = tuple(
-                self.by_pid[p][0] if p in self.by_pid else SocketProcess(p, None, None, None)
+            procs = tuple(
+                self.by_pid[p][0][0] if p in self.by_pid else SocketProcess(p, None, None, None)
                 for p in pids
             )
+            container = next((p.container for p in procs if p.container is not None), None)
+            unit = next((p.unit for p in procs if p.unit is not None), None)
+            found = self._tuples[pids] = (procs, container, unit)
         return found
 
     def other(
         self, inode: int, uid: int, raw_pids: tuple[int, ...] | None
-    ) -> tuple[tuple[SocketProcess, ...], str | None]:
+    ) -> tuple[_Held, str | None]:
         """(holders, note) of a socket not held by exactly one walked process."""
         if raw_pids is not None:  # the backend named the holders itself
-            return (self.of_pids(raw_pids), None) if raw_pids else ((), NOTE_NOT_VISIBLE)
+            return (self.of_pids(raw_pids), None) if raw_pids else (_NOBODY, NOTE_NOT_VISIBLE)
         if not self.walked:
-            return (), None
+            return _NOBODY, None
         pids = self._shared.get(inode)
         if pids is not None:
             return self.of_pids(pids), None
-        return (), self._missing(inode, uid)
+        return _NOBODY, self._missing(inode, uid)
 
     def _missing(self, inode: int, uid: int) -> str:
         if inode == 0:
@@ -227,18 +245,26 @@ def build_sockets(
     ranges: LocalRanges,
     names: Namer = unnamed,
     viewer_uid: int = 0,
+    netns: Netns | None = None,
+    behind: Looked | None = None,
 ) -> list[Socket]:
     """The one place public :class:`Socket` records are made.
 
     ``scan`` is the owner walk (``None`` when owners were not asked for);
     ``processes`` the details of every holding pid; ``names`` names a port;
     ``viewer_uid`` is the effective uid of the reader (0: root, who sees
-    every holder).
+    every holder). ``netns`` is the namespace ``raws`` were read in (``None``:
+    read without one); ``behind`` the containers, units and published ports
+    found for the listing (:func:`portbook._live.behind.look_behind`).
     """
     from portbook._proc import user_name
 
-    holders = _Holders(scan, processes, viewer_uid)
+    holders = _Holders(scan, processes, viewer_uid, behind.processes if behind else {})
     single_get, by_pid, other = holders.single.get, holders.by_pid, holders.other
+    published = behind.published if behind is not None else {}
+    published_get = published.get
+    by_socket = behind.sockets if behind is not None else {}
+    space_container = netns.container if netns is not None else None
     addresses = _Addresses()
     address_get, address_make = addresses.get, addresses.make
     facts = {p: _PortFacts(p, ranges, names) for p in (Protocol.TCP, Protocol.UDP)}
@@ -261,15 +287,20 @@ def build_sockets(
             remote, remote_port = (address_get(raddr) or address_make(raddr, fam))[0], rport
         pid = single_get(inode) if pids is None else None
         if pid is not None and pid in by_pid:
-            procs, note = by_pid[pid], None
+            (procs, container, unit), note = by_pid[pid], None
         else:
-            procs, note = other(inode, uid, pids if pid is None else (pid,))
+            (procs, container, unit), note = other(inode, uid, pids if pid is None else (pid,))
         user = users[uid] if uid in users else users.setdefault(uid, user_name(uid))
+        if by_socket and not procs:
+            container, unit = by_socket.get(inode) or (container, unit)
+        leads = published_get(inode) if published else None
+        if container is None:
+            container = leads.container if leads is not None else space_container
         # fmt: off
         append(make((
             protocol, family, states.get(code, closed), local[0], lport, remote, remote_port,
             inode, uid, rq, sq, v6only, ifindex or None, procs, note, named, port_cls, ephemeral,
-            local[1], user, yours, source,
+            local[1], user, yours, source, netns, container, unit, leads,
         )))
         # fmt: on
     return out

@@ -42,7 +42,7 @@ import os
 import re
 
 from portbook._proc import PROC
-from portbook._record import record
+from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -110,6 +110,17 @@ class Unit:
     session: str | None
     path: str
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "manager": self.manager,
+            "uid": self.uid,
+            "slice": self.slice,
+            "session": self.session,
+            "path": self.path,
+        }
+
 
 @record
 class CgroupContainer:
@@ -130,15 +141,19 @@ class CgroupContainer:
 _UNIT_SUFFIXES = frozenset(
     {"service", "scope", "slice", "socket", "mount", "swap", "target", "device", "automount"}
 )
+_ID_LENGTH = 64
 _HEX64 = r"[0-9a-f]{64}"
 # A scope (systemd driver) or a plain directory (cgroupfs driver) per runtime.
 # Podman's own conmon and CRI-O's conmon get a scope too: `libpod-conmon-ID`
 # and `crio-conmon-ID`, which must not read as the container.
-_SCOPE = re.compile(rf"^(docker|libpod|cri-containerd|crio|nerdctl)-({_HEX64})(?:\.scope)?$")
-_MISCONFIGURED = re.compile(rf":(cri-containerd|crio|docker):({_HEX64})$")
-_BARE_ID = re.compile(rf"^{_HEX64}$")
-_POD_SLICE = re.compile(r"^kubepods(?:-[a-z]+)?-pod([0-9a-f_]+)\.slice")
-_POD_DIR = re.compile(r"^pod([0-9a-f-]+)$")
+# Patterns as text: re compiles (and caches) each on its first use, and the
+# length and prefix tests before each use mean that a host process's path
+# (the common case: the live table reads one per holder) compiles none.
+_SCOPE = rf"^(docker|libpod|cri-containerd|crio|nerdctl)-({_HEX64})(?:\.scope)?$"
+_MISCONFIGURED = rf":(cri-containerd|crio|docker):({_HEX64})$"
+_BARE_ID = rf"^{_HEX64}$"
+_POD_SLICE = r"^kubepods(?:-[a-z]+)?-pod([0-9a-f_]+)\.slice"
+_POD_DIR = r"^pod([0-9a-f-]+)$"
 _SCOPE_RUNTIMES = {
     "docker": Runtime.DOCKER,
     "libpod": Runtime.PODMAN,
@@ -146,9 +161,9 @@ _SCOPE_RUNTIMES = {
     "crio": Runtime.CRIO,
     "nerdctl": Runtime.CONTAINERD,
 }
-_USER_SLICE = re.compile(r"^user-(\d+)\.slice$")
-_USER_MANAGER = re.compile(r"^user@(\d+)\.service$")
-_SESSION = re.compile(r"^session-([^.]+)\.scope$")
+_USER_SLICE = r"^user-(\d+)\.slice$"
+_USER_MANAGER = r"^user@(\d+)\.service$"
+_SESSION = r"^session-([^.]+)\.scope$"
 
 
 def parse_cgroup(text: str) -> CgroupPaths:
@@ -195,10 +210,14 @@ def unit_from_path(path: str) -> Unit | None:
         if not dot or kind not in _UNIT_SUFFIXES:
             continue
         if kind == "slice":
-            user_slice = _USER_SLICE.match(part)
+            user_slice = re.match(_USER_SLICE, part) if part.startswith("user-") else None
             if user_slice is not None and manager == "system":
                 uid = int(user_slice.group(1))
-        session = _SESSION.match(part) if manager == "system" else None
+        session = (
+            re.match(_SESSION, part)
+            if manager == "system" and part.startswith("session-")
+            else None
+        )
         found = Unit(
             part,
             kind,
@@ -210,7 +229,7 @@ def unit_from_path(path: str) -> Unit | None:
         )
         if kind == "slice":
             current_slice = part
-        user_manager = _USER_MANAGER.match(part)
+        user_manager = re.match(_USER_MANAGER, part) if part.startswith("user@") else None
         if user_manager is not None and manager == "system":
             # Units below user@UID.service are the user's own manager's.
             manager, uid, current_slice = "user", int(user_manager.group(1)), None
@@ -237,7 +256,11 @@ def container_from_path(path: str) -> CgroupContainer | None:
     pod_uid: str | None = None
     found: CgroupContainer | None = None
     for i, part in enumerate(parts):
-        pod = _POD_SLICE.match(part) or _POD_DIR.match(part)
+        pod = None
+        if part.startswith("kubepods"):
+            pod = re.match(_POD_SLICE, part)
+        elif part.startswith("pod"):
+            pod = re.match(_POD_DIR, part)
         if pod is not None:
             pod_uid = pod.group(1).replace("_", "-")
         runtime_id = _container_component(part, parts[i - 1] if i else None)
@@ -248,15 +271,17 @@ def container_from_path(path: str) -> CgroupContainer | None:
 
 
 def _container_component(part: str, parent: str | None) -> tuple[Runtime | None, str] | None:
-    scope = _SCOPE.match(part)
+    if len(part) < _ID_LENGTH:
+        return None  # every form below holds a whole 64-digit id
+    scope = re.match(_SCOPE, part)
     if scope is not None:
         return _SCOPE_RUNTIMES[scope.group(1)], scope.group(2)
-    broken = _MISCONFIGURED.search(part)
+    broken = re.search(_MISCONFIGURED, part)
     if broken is not None:
         # containerd with SystemdCgroup set but a cgroupfs kubelet writes the
         # systemd triple "slice:prefix:id" as a literal directory name.
         return _SCOPE_RUNTIMES.get(broken.group(1)), broken.group(2)
-    if _BARE_ID.match(part):
+    if re.match(_BARE_ID, part):
         if parent == "docker":
             return Runtime.DOCKER, part
         # /kubepods/.../podUID/ID or containerd's /NAMESPACE/ID: the path
@@ -329,3 +354,6 @@ def cgroup_paths_by_id(ids: Iterable[int], mount: str | None = None) -> dict[int
                 wanted.discard(inode)
             stack.append((entry.path, child))
     return found
+
+
+public(Runtime, Unit)

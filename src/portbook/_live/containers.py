@@ -42,7 +42,7 @@ from portbook._live.runtimes import (
     shim_args,
 )
 from portbook._proc import PROC, parent_pid, process_uid
-from portbook._record import record
+from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -300,6 +300,20 @@ class ContainerIndex:
                 roots.append((root, uid))
         return roots
 
+    def netns_files(self, idents: set[str]) -> set[str]:
+        """The network namespace files of containers ``idents``, from the state read so far.
+
+        Only what this index has already read (nothing more is read); Docker
+        records ``/var/run/docker/netns/X``, written here as ``/run/...``.
+        """
+        found: set[str] = set()
+        for state in (*self._docker.values(), *self._podman.values()):
+            for ident in idents & state.keys():
+                path = state[ident].netns
+                if path:
+                    found.add(path.replace("/var/run/", "/run/", 1))
+        return found
+
     def from_runtime(self, known: RuntimeContainer, uid: int | None = None) -> Container:
         """The :class:`Container` for a runtime's record (``uid``: a rootless runtime's user)."""
         return _rootless(self._from_runtime(known), uid)
@@ -373,3 +387,6 @@ def _pids(proc: str) -> list[int]:
     from portbook._live.walk import all_pids
 
     return all_pids(proc)
+
+
+public(Container)

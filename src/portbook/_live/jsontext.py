@@ -82,6 +82,19 @@ class _Pieces:
             )
         return text
 
+    def record(self, value: object) -> str:
+        """A namespace, container, unit or published port (records shared between sockets)."""
+        if value is None:
+            return "null"
+        text = self._by_id.get(id(value))
+        if text is None:
+            self._keep.append(value)
+            text = self._by_id[id(value)] = self._dumps(
+                value.to_json(),  # type: ignore[attr-defined]
+                ensure_ascii=False,
+            )
+        return text
+
     def address(self, address: object) -> str:
         if address is None:
             return "null"
@@ -103,7 +116,7 @@ def _json_chunks(sockets: Iterable[Socket]) -> Iterator[str]:
     pieces = _Pieces()
     protocols, families, states = pieces.protocols, pieces.families, pieces.states
     exposures, classes = pieces.exposures, pieces.classes
-    holders, address, value = pieces.holders, pieces.address, pieces.value
+    holders, address, value, record = pieces.holders, pieces.address, pieces.value, pieces.record
     parts: list[str] = []
     append = parts.append
     separator = "["  # before the next piece: "[" first, then ", "
@@ -132,6 +145,10 @@ def _json_chunks(sockets: Iterable[Socket]) -> Iterator[str]:
         user,
         yours,
         source,
+        netns,
+        container,
+        unit,
+        published,
     ) in values_of(sockets):
         append(
             f'{{"protocol": "{protocols[proto]}", "family": {families[fam]}, '
@@ -146,7 +163,9 @@ def _json_chunks(sockets: Iterable[Socket]) -> Iterator[str]:
             f'"ephemeral": {"true" if ephemeral else "false"}, '
             f'"recv_queue": {rq}, "send_queue": {sq}, '
             f'"v6only": {"null" if v6only is None else "true" if v6only else "false"}, '
-            f'"interface": {"null" if ifindex is None else ifindex}}}'
+            f'"interface": {"null" if ifindex is None else ifindex}, '
+            f'"netns": {record(netns)}, "container": {record(container)}, '
+            f'"unit": {record(unit)}, "published": {record(published)}}}'
         )
         if len(parts) == _JSON_CHUNK:
             yield separator

@@ -26,7 +26,7 @@ import re
 import shutil
 import subprocess
 
-from portbook._record import record, replace
+from portbook._record import public, record, replace
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -74,6 +74,20 @@ class DnatRule:
             self.target_address,
             self.target_port,
         )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "protocol": self.protocol,
+            "host_address": self.host_address,
+            "host_port": self.host_port,
+            "host_port_end": self.host_port_end,
+            "target_address": self.target_address,
+            "target_port": self.target_port,
+            "comment": self.comment,
+            "table": self.table,
+            "chain": self.chain,
+            "source": self.source,
+        }
 
     def target_port_for(self, port: int) -> int:
         """Where a packet to host port ``port`` goes (ranges map one to one)."""
@@ -375,3 +389,6 @@ def rules_for_port(
         and r.host_port <= port <= r.host_port_end
         and (address is None or r.host_address in (None, address))
     ]
+
+
+public(DnatRule)

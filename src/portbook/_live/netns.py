@@ -39,12 +39,15 @@ import os
 from portbook._exceptions import NotFoundError, SocketTableError, UnsupportedError, UsageError
 from portbook._live.backends.base import RawSocket, TableQuery
 from portbook._proc import PROC
-from portbook._record import record
+from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
+    from typing import TypeVar
+
+    _T = TypeVar("_T")
 
     from portbook._live.backends.base import SocketBackend
     from portbook._live.containers import Container, ContainerIndex
@@ -54,6 +57,7 @@ __all__ = [
     "Netns",
     "NetnsKind",
     "NetnsTable",
+    "call_in_namespace",
     "find_namespaces",
     "read_namespace_tables",
     "select_namespaces",
@@ -64,6 +68,8 @@ CLONE_NEWNET = 0x40000000
 
 
 class NetnsKind(enum.StrEnum):
+    """What a network namespace is to this machine."""
+
     HOST = "host"  # the caller's own
     NAMED = "named"  # a file in /run/netns (ip netns add NAME)
     CONTAINER = "container"  # a container's
@@ -270,13 +276,18 @@ def _matches(ns: Netns, spec: str) -> bool:
 
 def _by_file(path: str, found: list[Netns], spec: str, *, pid: int | None = None) -> Netns:
     try:
-        inode = os.stat(path).st_ino
+        st = os.stat(path)
+        inode = st.st_ino
     except PermissionError:
         if pid is not None:
             return Netns(None, NetnsKind.OTHER, f"pid:{pid}", None, None, (pid,))
         raise NotFoundError(f"cannot read network namespace {spec!r}: permission denied") from None
     except OSError as exc:
         raise NotFoundError(f"no network namespace {spec!r}: {exc.strerror}") from exc
+    if st.st_dev != os.stat("/proc/self/ns/net").st_dev:
+        # Only nsfs files hold a namespace (a rootless runtime's mount point,
+        # seen from outside its mount namespace, is an empty regular file).
+        raise NotFoundError(f"{spec!r} is not a network namespace file")
     for ns in found:
         if ns.inode == inode:
             return ns
@@ -433,6 +444,47 @@ def _read_one_entered(
     return NetnsTable(ns, rows, method="netlink")
 
 
+def call_in_namespace(ns: Netns, function: Callable[[], _T], *, proc: str = PROC) -> _T:
+    """``function()`` run by a private worker thread that has entered ``ns``; its result.
+
+    What the function opens there (sockets, ``/proc/sys/net`` files) belongs
+    to ``ns``. Raises :class:`UnsupportedError` when ``ns`` cannot be entered
+    (entering another namespace needs root), and whatever ``function`` raises.
+    """
+    if ns.inode is not None and ns.inode == own_namespace(proc):
+        return function()
+    if not _may_enter():
+        raise UnsupportedError(f"entering network namespace {ns.name} needs root")
+    import threading
+
+    result: list[_T] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            fd = _open_namespace(ns, proc)
+            if fd is None:
+                raise UnsupportedError(f"network namespace {ns.name} is gone")
+            try:
+                error = _setns(fd)
+            finally:
+                os.close(fd)
+            if error is not None:
+                raise UnsupportedError(
+                    f"cannot enter network namespace {ns.name}: {os.strerror(error)}"
+                )
+            result.append(function())
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    worker = threading.Thread(target=work, name="portbook-netns", daemon=True)
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
 def _open_namespace(ns: Netns, proc: str) -> int | None:
     """An open descriptor of ``ns``'s namespace, checked to be that namespace."""
     candidates = [ns.path] if ns.path is not None else []
@@ -500,3 +552,6 @@ def _read_procfs(ns: Netns, queries: tuple[TableQuery, ...], proc: str) -> Netns
             continue
         return NetnsTable(ns, rows, method="procfs")
     return None
+
+
+public(Netns, NetnsKind)

@@ -41,8 +41,9 @@ from portbook._live.runtimes import (
     docker_data_root,
     docker_proxy_args,
 )
+from portbook._live.table import HOLDER_PROGRAMS
 from portbook._proc import process_uid
-from portbook._record import record
+from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -50,11 +51,10 @@ if TYPE_CHECKING:
     from typing import Any
 
     from portbook._live.nat import DnatRule
+    from portbook._live.records import SocketProcess
 
 __all__ = ["HOLDER_PROGRAMS", "Published", "published_by", "published_by_rule"]
 
-#: The programs that hold published ports for a container runtime.
-HOLDER_PROGRAMS = frozenset({"docker-proxy", "dockerd", "conmon", "rootlessport", "slirp4netns"})
 
 _PODMAN_ID = re.compile(r"\bid: ([0-9a-f]{64})\b")
 _API_SOCKET = re.compile(r"/([0-9a-f]{64})\.net$")
@@ -70,7 +70,10 @@ class Published:
     (the runtime's state unreadable without root). ``target_address`` is the
     container's address the traffic goes to (``None`` where the runtime
     forwards inside the container's own namespace without one);
-    ``target_port`` the port inside the container.
+    ``target_port`` the port inside the container. ``listeners`` are the
+    processes listening on that port inside the container's namespace
+    (empty where that namespace could not be read). ``rule`` is the DNAT
+    rule, for ``by == "dnat"``.
     """
 
     by: str
@@ -80,16 +83,23 @@ class Published:
     container: Container | None
     target_address: str | None
     target_port: int | None
+    listeners: tuple[SocketProcess, ...] = ()
+    rule: DnatRule | None = None
 
     def to_json(self) -> dict[str, Any]:
         target = None
         if self.target_port is not None:
-            target = {"address": self.target_address, "port": self.target_port}
+            target = {
+                "address": self.target_address,
+                "port": self.target_port,
+                "processes": [p.to_json() for p in self.listeners],
+            }
         return {
             "by": self.by,
             "holder": self.holder,
             "container": self.container.to_json() if self.container is not None else None,
             "target": target,
+            "rule": self.rule.to_json() if self.rule is not None else None,
         }
 
 
@@ -299,9 +309,15 @@ def _slirp4netns(
 def _podman_by(
     index: ContainerIndex, uid: int | None, match: Any
 ) -> tuple[RuntimeContainer, Container] | None:
-    """The first container of ``uid``'s Podman (every root its conmons name) that matches."""
-    roots = [root for root, owner in index.podman_roots() if owner == uid]
-    for root in [*roots, None]:
+    """The first container of ``uid``'s Podman that matches: its default storage root
+    first, then every other root its conmons name (which takes a look at every
+    process's command line, so only when the default has none)."""
+    for known in index.podman_state(None, uid).values():
+        if match(known):
+            return known, index.from_runtime(known, uid)
+    for root, owner in index.podman_roots():
+        if owner != uid:
+            continue
         for known in index.podman_state(root, uid).values():
             if match(known):
                 return known, index.from_runtime(known, uid)
@@ -382,7 +398,14 @@ def published_by_rule(index: ContainerIndex, rule: DnatRule, host_port: int) -> 
     if container is None:
         container = _by_address(index, rule.target_address)
     return Published(
-        "dnat", None, rule.protocol, host_port, container, rule.target_address, target_port
+        "dnat",
+        None,
+        rule.protocol,
+        host_port,
+        container,
+        rule.target_address,
+        target_port,
+        rule=rule,
     )
 
 
@@ -397,3 +420,6 @@ def _by_address(index: ContainerIndex, address: str) -> Container | None:
             if known.running and address in known.addresses:
                 return index.from_runtime(known, uid)
     return None
+
+
+public(Published)

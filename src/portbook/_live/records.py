@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from ipaddress import IPv4Address, IPv6Address
     from typing import Any
 
+    from portbook._live.cgroups import Unit
+    from portbook._live.containers import Container
+    from portbook._live.netns import Netns
+    from portbook._live.published import Published
+
 __all__ = [
     "NOTE_NOT_FOUND",
     "NOTE_NOT_VISIBLE",
@@ -28,6 +33,7 @@ __all__ = [
     "Socket",
     "SocketProcess",
     "SocketState",
+    "SocketTable",
 ]
 
 
@@ -63,12 +69,19 @@ class Exposure(enum.StrEnum):
 
 @record
 class SocketProcess:
-    """A process holding a socket. ``None`` fields could not be read."""
+    """A process holding a socket. ``None`` fields could not be read.
+
+    ``container`` is the container the process runs in (``None`` for a
+    process of the host, or where that cannot be read); ``unit`` the systemd
+    unit it runs in, on a machine systemd manages.
+    """
 
     pid: int
     name: str | None
     cmdline: tuple[str, ...] | None
     user: str | None
+    container: Container | None = None
+    unit: Unit | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +89,8 @@ class SocketProcess:
             "name": self.name,
             "user": self.user,
             "cmdline": list(self.cmdline) if self.cmdline is not None else None,
+            "container": self.container.to_json() if self.container is not None else None,
+            "unit": self.unit.to_json() if self.unit is not None else None,
         }
 
 
@@ -92,6 +107,15 @@ class Socket:
     name for the port (from the store); ``service`` the book's, and
     ``service_source`` which source gave it (``etc-services``, ``unofficial``
     or ``iana``: see :meth:`portbook.Book.display_names`).
+
+    ``netns`` is the network namespace the socket was read in, ``None`` when
+    the table was read without ``netns`` (the caller's own namespace).
+    ``container`` is the container behind the socket: its first holder's
+    container, else the one a published port leads into, else the one whose
+    namespace holds it. ``unit`` is its first holder's systemd unit.
+    ``published`` is set for a host port that a container runtime's helper
+    holds for a container (``docker-proxy``, ``dockerd``, ``conmon``,
+    ``rootlessport``, ``slirp4netns``): where it leads.
     """
 
     protocol: Protocol
@@ -116,6 +140,10 @@ class Socket:
     user: str | None = None
     name: str | None = None
     service_source: str | None = None
+    netns: Netns | None = None
+    container: Container | None = None
+    unit: Unit | None = None
+    published: Published | None = None
 
     @property
     def listening(self) -> bool:
@@ -149,6 +177,10 @@ class Socket:
             "send_queue": self.send_queue,
             "v6only": self.v6only,
             "interface": self.interface,
+            "netns": self.netns.to_json() if self.netns is not None else None,
+            "container": self.container.to_json() if self.container is not None else None,
+            "unit": self.unit.to_json() if self.unit is not None else None,
+            "published": self.published.to_json() if self.published is not None else None,
         }
 
 
@@ -157,4 +189,31 @@ NOTE_NOT_VISIBLE = "not visible without root"
 NOTE_NOT_FOUND = "no owning process found (gone, or outside this process namespace)"
 
 
-public(Exposure, Socket, SocketProcess, SocketState)
+@record
+class SocketTable:
+    """One reading of the live table: its sockets, the namespaces read, and what was not read.
+
+    ``namespaces`` are the network namespaces the sockets come from (empty
+    when the table was read without ``netns``: the caller's own). ``notes``
+    says, one sentence each, what could not be read and why (a namespace
+    this user may not enter, a container's inside). ``elsewhere`` lists,
+    for a table read without ``netns``, the other namespaces that hold
+    listening sockets the same filters would select, with how many
+    (``None``: it could not be read without root).
+    """
+
+    sockets: tuple[Socket, ...]
+    namespaces: tuple[Netns, ...] = ()
+    notes: tuple[str, ...] = ()
+    elsewhere: tuple[tuple[Netns, int | None], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sockets": [s.to_json() for s in self.sockets],
+            "namespaces": [n.to_json() for n in self.namespaces],
+            "notes": list(self.notes),
+            "elsewhere": [{"netns": n.to_json(), "sockets": c} for n, c in self.elsewhere],
+        }
+
+
+public(Exposure, Socket, SocketProcess, SocketState, SocketTable)

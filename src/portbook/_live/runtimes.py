@@ -29,12 +29,18 @@ not start, wake or change a runtime to ask it something. Three sources:
 
 from __future__ import annotations
 
-import json
 import os
 
-from portbook._live.boltdb import BoltError, BoltFile
 from portbook._live.cgroups import Runtime
 from portbook._record import record, replace
+
+# Not `from typing import TYPE_CHECKING`: see portbook._record. json and the
+# bolt reader are imported where a state file is read: the live table imports
+# this module to tell a helper's command line, on every listing with
+# containers about, and most of those read no state file at all.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from portbook._live.boltdb import BoltFile
 
 __all__ = [
     "ConmonArgs",
@@ -261,6 +267,8 @@ def docker_containers(data_root: str) -> dict[str, RuntimeContainer]:
 
 def docker_container(data_root: str, ident: str) -> RuntimeContainer | None:
     """One container's ``config.v2.json``, or ``None`` when absent or unreadable."""
+    import json
+
     try:
         with open(os.path.join(data_root, "containers", ident, "config.v2.json"), "rb") as fh:
             config = json.loads(fh.read())
@@ -315,6 +323,10 @@ def _docker_record(ident: str, config: dict[str, object]) -> RuntimeContainer:
 
 def podman_containers(db_path: str) -> dict[str, RuntimeContainer]:
     """Every container in a Podman state database, by id; ``{}`` when it cannot be read."""
+    if not os.path.exists(db_path):
+        return {}
+    from portbook._live.boltdb import BoltError, BoltFile
+
     try:
         db = BoltFile.open(db_path)
         bucket = db.bucket(b"ctr")
@@ -339,6 +351,8 @@ def podman_containers(db_path: str) -> dict[str, RuntimeContainer]:
 
 
 def _podman_pod_names(db: BoltFile) -> dict[str, str]:
+    import json
+
     names: dict[str, str] = {}
     pods = db.bucket(b"pod")
     for key, pod in pods.buckets() if pods is not None else ():
@@ -354,6 +368,8 @@ def _podman_record(
 ) -> RuntimeContainer | None:
     if config_bytes is None:
         return None
+    import json
+
     config = _dict(json.loads(config_bytes))
     state = _dict(json.loads(state_bytes)) if state_bytes else {}
     ports = [_podman_mapping(_dict(m)) for m in _list(config.get("newPortMappings"))]

@@ -13,27 +13,47 @@ from __future__ import annotations
 import os
 
 from portbook._exceptions import SocketTableError, UsageError
-from portbook._live.backends.base import ALL_STATES_MASK, RawSocket, TableQuery
+from portbook._live.backends.base import (
+    ALL_STATES_MASK,
+    TCP_CLOSE,
+    TCP_LISTEN,
+    RawSocket,
+    TableQuery,
+)
 from portbook._live.build import build_sockets, state_mask, unnamed
-from portbook._live.records import Socket, SocketState
+from portbook._live.records import Socket, SocketState, SocketTable
 from portbook._ports import Family, PortRange, Protocol, parse_protocol
 from portbook._record import record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
     from portbook._live.backends.base import SocketBackend
+    from portbook._live.behind import Looked, Tables
     from portbook._live.build import Namer
+    from portbook._live.containers import ContainerIndex
+    from portbook._live.netns import Netns
     from portbook._live.owners import OwnerScan
+    from portbook._live.processes import ProcessInfo
 
     #: What the live table is handed to name its ports: the set of (port, protocol
     #: value) pairs of the table in, a namer of each pair out.
     PortNamer = Callable[[set[tuple[int, str]]], Namer]
 
-__all__ = ["SocketFilter", "read_sockets", "socket_backend", "socket_filter"]
+__all__ = [
+    "HOLDER_PROGRAMS",
+    "SocketFilter",
+    "behind_wanted",
+    "containers_running",
+    "read_sockets",
+    "read_table",
+    "socket_backend",
+    "socket_filter",
+    "systemd_running",
+]
 
 _LIVE_PROTOCOLS = (Protocol.TCP, Protocol.UDP)
 _LISTENING = frozenset({SocketState.LISTEN, SocketState.UNCONN})
@@ -59,6 +79,8 @@ class SocketFilter:
     user: str | int | None
     program: str | None
     owners: bool
+    netns: str | None = None
+    inside: bool = True  #: find who listens inside a container behind a published port
 
 
 def socket_filter(
@@ -72,8 +94,12 @@ def socket_filter(
     user: str | int | None = None,
     program: str | None = None,
     owners: bool = True,
+    netns: str | None = None,
+    inside: bool = True,
 ) -> SocketFilter:
     """Check :func:`portbook.list_sockets`'s filters; :class:`UsageError` for a bad one."""
+    if netns is not None and (not isinstance(netns, str) or not netns.strip() or "\0" in netns):
+        raise UsageError(f"a network namespace is NAME, PID, PATH or all, not {netns!r}")
     wanted = _states(states)
     if listening:
         wanted = _LISTENING if wanted is None else wanted & _LISTENING
@@ -88,6 +114,8 @@ def socket_filter(
         user,
         program,
         owners,
+        netns,
+        inside,
     )
 
 
@@ -101,8 +129,56 @@ def read_sockets(
 
     ``backend`` replaces the one chosen for this machine (then no fallback
     is tried). Raises :class:`SocketTableError` when no backend can read
-    the table.
+    the table, :class:`NotFoundError` when ``chosen.netns`` names no
+    namespace.
     """
+    return _paused(chosen, backend, names)[0]
+
+
+def read_table(
+    chosen: SocketFilter,
+    *,
+    backend: SocketBackend | None = None,
+    names: PortNamer | None = None,
+) -> SocketTable:
+    """:func:`read_sockets` with the namespaces read and what could not be read or lies elsewhere.
+
+    Without ``chosen.netns``, ``elsewhere`` names the other network
+    namespaces that hold matching listening sockets, where any exist (a
+    cheap test first: files in ``/run/netns`` or ``/run/docker/netns``).
+    """
+    shown: list[frozenset[str]] = []
+    sockets, spaces, notes = _paused(chosen, backend, names, shown)
+    others: tuple[tuple[Netns, int | None], ...] = ()
+    if chosen.netns is None and any(map(_has_entries, _NAMESPACE_DIRS)):
+        from portbook._live.spaces import elsewhere
+
+        # The namespaces of the containers the table already names are not
+        # pointed at again (nor read for it).
+        skip = shown[0] if shown else frozenset()
+        others = elsewhere(_listening(chosen), named_dirs=_NAMESPACE_DIRS, skip=skip)
+    return SocketTable(tuple(sockets), spaces, notes, others)
+
+
+# Where other network namespaces have files (ip netns and rootful Podman; Docker):
+# as portbook._live.netns.NAMED_NETNS_DIRS, not imported for one listdir each.
+_NAMESPACE_DIRS = ("/run/netns", "/run/docker/netns")
+
+
+def _has_entries(path: str) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False
+
+
+def _paused(
+    chosen: SocketFilter,
+    backend: SocketBackend | None,
+    names: PortNamer | None,
+    shown: list[frozenset[str]] | None = None,
+) -> tuple[list[Socket], tuple[Netns, ...], tuple[str, ...]]:
     source = backend if backend is not None else socket_backend()
     # The cyclic garbage collector is paused while the table is built: tens
     # of thousands of raw rows and records (none in a reference cycle)
@@ -114,7 +190,10 @@ def read_sockets(
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _select(_read(chosen, source, fallback=backend is None, names=names), chosen)
+        sockets, spaces, notes = _read(
+            chosen, source, fallback=backend is None, names=names, shown=shown
+        )
+        return _select(sockets, chosen), spaces, notes
     finally:
         if paused:
             gc.enable()
@@ -126,32 +205,166 @@ def _read(
     *,
     fallback: bool,
     names: PortNamer | None,
-) -> list[Socket]:
-    """Rows, names and holders, the walk side by side with the rest (see ``walk_during``)."""
+    shown: list[frozenset[str]] | None = None,
+) -> tuple[list[Socket], tuple[Netns, ...], tuple[str, ...]]:
+    """Rows, names and holders, the walk side by side with the rest (see ``walk_during``).
 
-    def rows_and_names() -> tuple[list[RawSocket], Namer]:
-        rows = _rows(chosen, source, fallback=fallback)
-        pairs = {(r.local_port, r.protocol) for r in rows}
-        return rows, (names(pairs) if names is not None and pairs else unnamed)
+    ``shown`` receives the namespace files of the containers found behind
+    the holders.
+    """
+    notes: list[str] = []
+    index: ContainerIndex | None = None
+    if chosen.netns is not None:
+        from portbook._live.containers import ContainerIndex
+
+        index = ContainerIndex()  # names the namespaces, then the holders
+
+    def rows_and_names() -> tuple[Tables, Namer]:
+        tables: Tables
+        if chosen.netns is None:
+            tables = [(None, _rows(chosen, source, fallback=fallback))]
+        else:
+            from portbook._live.spaces import namespace_rows
+
+            tables = namespace_rows(
+                chosen.netns,
+                _queries(chosen),
+                lambda: _rows(chosen, source, fallback=fallback),
+                notes,
+                index=index,
+            )
+        pairs = {(r.local_port, r.protocol) for _, rows in tables for r in rows}
+        return tables, (names(pairs) if names is not None and pairs else unnamed)
 
     scan: OwnerScan | None = None
     if chosen.owners and not source.provides_owners:
         from portbook._live.owners import walk_during
 
-        (rows, named), scan = walk_during(rows_and_names, work_units=_socket_count_work)
+        (tables, named), scan = walk_during(rows_and_names, work_units=_socket_count_work)
     else:
-        rows, named = rows_and_names()
+        tables, named = rows_and_names()
     from portbook._live.processes import process_details
     from portbook._machine import local_ranges
 
-    return build_sockets(
-        rows,
-        scan=scan,
-        processes=process_details(_owning_pids(rows, scan)) if chosen.owners else {},
-        ranges=local_ranges(),
-        names=named,
-        viewer_uid=os.geteuid() if hasattr(os, "geteuid") else 0,
+    details = process_details(_owning_pids(tables, scan)) if chosen.owners else {}
+    behind: Looked | None = None
+    # Even with no holder seen, a socket's cgroup may name its unit or container.
+    wanted = behind_wanted(details, index is not None) if chosen.owners else (False, False)
+    if wanted != (False, False):
+        from portbook._live.behind import look_behind
+
+        behind = look_behind(tables, scan, details, index=index, containers=wanted[0],
+                             units=wanted[1], inside=chosen.inside,
+                             queries=_queries(chosen))  # fmt: skip
+        if behind is not None:
+            details = behind.details
+            notes.extend(behind.notes)
+            if shown is not None:
+                shown.append(behind.shown)
+    ranges = local_ranges()
+    viewer = os.geteuid() if hasattr(os, "geteuid") else 0
+    sockets: list[Socket] = []
+    for ns, rows in tables:
+        built = build_sockets(
+            rows,
+            scan=scan,
+            processes=details,
+            ranges=ranges,
+            names=named,
+            viewer_uid=viewer,
+            netns=ns,
+            behind=behind,
+        )
+        sockets = built if not sockets else sockets + built
+    spaces = tuple(ns for ns, _ in tables if ns is not None)
+    return sockets, spaces, tuple(dict.fromkeys(notes))
+
+
+#: The programs that hold published ports for a container runtime (their ``comm``).
+HOLDER_PROGRAMS = frozenset({"docker-proxy", "dockerd", "conmon", "rootlessport", "slirp4netns"})
+
+# The state directories of the OCI runtimes: one entry per running container.
+# Docker's runc keeps them under its own root; containerd's per containerd
+# namespace (k8s.io, default, moby); Podman and CRI-O use runc's or crun's
+# default root; a rootless Podman its user's runtime directory.
+_RUNTIME_ROOTS = ("/run/docker/runtime-runc/moby", "/run/runc", "/run/crun")
+_NAMESPACED_ROOTS = ("/run/containerd/runc",)
+_USER_RUNTIME_DIRS = ("runc", "crun")
+
+
+def behind_wanted(details: Mapping[int, ProcessInfo], netns: bool) -> tuple[bool, bool]:
+    """(look for containers, look for units): what can be told behind these holders, cheaply.
+
+    Containers where the listing reads other namespaces (``netns``), a
+    holder is a runtime's helper, or a container runs; units where systemd
+    manages the machine. Decided here, in a few ``stat``-sized reads, so
+    that a machine with neither imports none of their readers.
+    """
+    helpers = any(info.name in HOLDER_PROGRAMS for info in details.values())
+    return netns or helpers or containers_running(), systemd_running()
+
+
+def containers_running() -> bool:
+    """Whether any container seems to run here, from the runtimes' state directories (cheap).
+
+    Root also looks at every user's runtime directory (rootless Podman),
+    others at their own.
+    """
+    if any(_has_entries(root) for root in _RUNTIME_ROOTS):
+        return True
+    for root in _NAMESPACED_ROOTS:
+        try:
+            spaces = os.listdir(root)
+        except OSError:
+            continue
+        if any(_has_entries(os.path.join(root, space)) for space in spaces):
+            return True
+    uid = os.geteuid()
+    try:
+        users = os.listdir("/run/user") if uid == 0 else [str(uid)]
+    except OSError:
+        return False
+    return any(
+        _has_entries(os.path.join("/run/user", user, name))
+        for user in users
+        for name in _USER_RUNTIME_DIRS
     )
+
+
+def systemd_running() -> bool:
+    """Whether systemd manages this machine (``sd_booted()``'s test), so cgroups name units."""
+    return os.path.isdir("/run/systemd/system")
+
+
+def _listening(chosen: SocketFilter) -> list[TableQuery]:
+    """``chosen``'s queries for listening sockets only (TCP LISTEN, UDP unconnected).
+
+    The kernel keeps listeners in a table of their own, which it walks
+    instead of every connection of the machine (one hash table for all
+    namespaces): the hint of other namespaces costs one small walk each.
+    """
+    wanted = {"tcp": 1 << TCP_LISTEN, "udp": 1 << TCP_CLOSE}
+    found = []
+    for query in _queries(chosen):
+        (protocol,) = query.protocols
+        mask = query.state_mask & wanted[protocol]
+        if mask:
+            found.append(TableQuery(query.protocols, query.families, mask, query.ports))
+    return found
+
+
+def _queries(chosen: SocketFilter) -> list[TableQuery]:
+    """One query per protocol ``chosen`` asks for (TCP and UDP need different state masks)."""
+    queries = []
+    for protocol in _LIVE_PROTOCOLS:
+        if protocol not in chosen.protocols:
+            continue
+        mask = ALL_STATES_MASK if chosen.states is None else state_mask(chosen.states, protocol)
+        if mask:
+            queries.append(
+                TableQuery(frozenset({protocol.value}), chosen.families, mask, chosen.ports)
+            )
+    return queries
 
 
 def _rows(chosen: SocketFilter, source: SocketBackend, *, fallback: bool) -> list[RawSocket]:
@@ -159,13 +372,7 @@ def _rows(chosen: SocketFilter, source: SocketBackend, *, fallback: bool) -> lis
     result: list[RawSocket] = []
     # TCP and UDP need different masks when states are given (UNCONN is
     # TCP_CLOSE for UDP), so each protocol is its own query.
-    for protocol in _LIVE_PROTOCOLS:
-        if protocol not in chosen.protocols:
-            continue
-        mask = ALL_STATES_MASK if chosen.states is None else state_mask(chosen.states, protocol)
-        if mask == 0:
-            continue
-        query = TableQuery(frozenset({protocol.value}), chosen.families, mask, chosen.ports)
+    for query in _queries(chosen):
         try:
             result.extend(source.sockets(query))
         except SocketTableError:
@@ -184,21 +391,22 @@ def _rows(chosen: SocketFilter, source: SocketBackend, *, fallback: bool) -> lis
     return result
 
 
-def _owning_pids(rows: list[RawSocket], scan: OwnerScan | None) -> list[int]:
-    """Every pid that holds one of ``rows``, for reading its details once."""
+def _owning_pids(tables: Tables, scan: OwnerScan | None) -> list[int]:
+    """Every pid that holds one of the rows of ``tables``, for reading its details once."""
     pids: set[int] = set()
     single: dict[int, int] = scan.single if scan is not None else {}
     shared: dict[int, tuple[int, ...]] = scan.shared if scan is not None else {}
     single_get, shared_get = single.get, shared.get
-    for r in rows:
-        if r.pids is not None:
-            pids.update(r.pids)
-        elif r.inode:
-            pid = single_get(r.inode)
-            if pid is not None:
-                pids.add(pid)
-            else:
-                pids.update(shared_get(r.inode, ()))
+    for _, rows in tables:
+        for r in rows:
+            if r.pids is not None:
+                pids.update(r.pids)
+            elif r.inode:
+                pid = single_get(r.inode)
+                if pid is not None:
+                    pids.add(pid)
+                else:
+                    pids.update(shared_get(r.inode, ()))
     return sorted(pids)
 
 

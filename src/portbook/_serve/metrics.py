@@ -80,6 +80,11 @@ def listener_labels(sock: Socket, names: dict[tuple[int, str], str]) -> dict[str
         "program": ",".join(programs),
         "user": sock.user or (str(sock.uid) if sock.uid >= 0 else ""),
         "exposure": sock.exposure.value,
+        # The container behind the port (a published one's too), by name; its
+        # systemd unit; the network namespace it was read in, when not this one.
+        "container": (sock.container.name or sock.container.short_id) if sock.container else "",
+        "unit": sock.unit.name if sock.unit is not None else "",
+        "netns": sock.netns.name if sock.netns is not None else "",
     }
 
 

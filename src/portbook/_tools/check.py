@@ -20,6 +20,11 @@ from the live table and this machine's settings:
   never picks it by itself), or portbook's store gives it to a name or a
   lease (portbook's own picks keep away from it).
 
+In another network namespace (``netns``) the sockets, the bind and the
+namespace's own ranges (``ip_local_port_range`` and the privileged-port
+limit are per namespace) are read by a worker thread that has entered it,
+which needs root.
+
 :func:`blockers` is the rule over the table that ``wait --closed`` uses too.
 """
 
@@ -40,7 +45,9 @@ if TYPE_CHECKING:
     from ipaddress import IPv4Address, IPv6Address
     from typing import Any
 
+    from portbook._live.netns import Netns
     from portbook._live.records import Socket
+    from portbook._machine import LocalRanges
     from portbook._names.store import Store
 
     IPAddress = IPv4Address | IPv6Address
@@ -87,6 +94,7 @@ class PortCheck:
     bindable: bool
     error: str | None
     reasons: tuple[BindReason, ...]
+    netns: Netns | None = None  #: where it was checked (``None``: this process's own namespace)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +105,7 @@ class PortCheck:
             "bindable": self.bindable,
             "error": self.error,
             "reasons": [r.to_json() for r in self.reasons],
+            "netns": self.netns.to_json() if self.netns is not None else None,
         }
 
 
@@ -107,15 +116,18 @@ def check_port(
     families: Sequence[Family | int] | None = None,
     host: str | None = None,
     store: Store | None = None,
+    netns: str | None = None,
 ) -> list[PortCheck]:
     """Can ``port`` be bound right now? One :class:`PortCheck` per protocol and family.
 
     ``host`` is the address a program would bind (an IP address; default
     the wildcard, which conflicts with every address on the port); it picks
     the family. Without it, IPv4 and IPv6 (where the machine has it) are
-    checked. Raises :class:`UsageError` for a bad port, protocol or host.
+    checked. ``netns`` checks in other network namespaces (a name, pid, file
+    or ``all``: one set of checks per namespace; root for any but this
+    process's own). Raises :class:`UsageError` for a bad port, protocol or
+    host, :class:`UnsupportedError` for a namespace that cannot be entered.
     """
-    from portbook._joined import sockets_on_port
     from portbook._ports import PortRange, parse_protocol
 
     PortRange(port, port)  # checks the number
@@ -123,18 +135,84 @@ def check_port(
     if any(p not in (Protocol.TCP, Protocol.UDP) for p in protos):
         raise UsageError("check knows tcp and udp")
     targets = _targets(host, families)
-    facts = _facts(port, store)
+    protos = list(dict.fromkeys(protos))
+    if netns is None:
+        from portbook._joined import sockets_on_port
+
+        sockets = [s for p in protos for s in sockets_on_port(port, p)]
+        local = _here(port, protos, targets)
+        return _checks(port, protos, targets, sockets, local, store=store, netns=None)
+    return _checks_in(port, protos, targets, store, netns)
+
+
+if TYPE_CHECKING:
+    #: What only the namespace itself can say: each (protocol, family)'s bind
+    #: result, its ranges and its privileged-port limit.
+    _Local = tuple[dict[tuple[Protocol, Family], tuple[bool, str | None]], LocalRanges, int]
+
+
+def _here(port: int, protos: list[Protocol], targets: list[tuple[Family, IPAddress]]) -> _Local:
+    """The bind of every target, and the ranges, in the calling thread's namespace."""
+    from portbook._machine import local_ranges
+
+    probes = {
+        (protocol, family): _probe(protocol, family, address, port)
+        for protocol in protos
+        for family, address in targets
+    }
+    return probes, local_ranges(), _unprivileged_start()
+
+
+def _checks(
+    port: int,
+    protos: list[Protocol],
+    targets: list[tuple[Family, IPAddress]],
+    sockets: list[Socket],
+    local: _Local,
+    *,
+    store: Store | None,
+    netns: Netns | None,
+) -> list[PortCheck]:
+    probes, ranges, unprivileged = local
+    facts = _facts(port, store, ranges)
     checks = []
-    for protocol in dict.fromkeys(protos):
-        sockets = sockets_on_port(port, protocol)
+    for protocol in protos:
         for family, address in targets:
             found = blockers(sockets, protocol, family, address)
-            ok, error = _probe(protocol, family, address, port)
+            ok, error = probes[protocol, family]
+            reasons = list(found)
+            if port < unprivileged:
+                reasons.insert(0, _privileged(port, unprivileged))
             checks.append(
-                _verdict(
-                    port, protocol, family, address, ok=ok, error=error, found=found, facts=facts
-                )
-            )
+                _verdict(port, protocol, family, address, ok=ok, error=error, found=reasons,
+                         facts=facts, netns=netns)
+            )  # fmt: skip
+    return checks
+
+
+def _checks_in(
+    port: int,
+    protos: list[Protocol],
+    targets: list[tuple[Family, IPAddress]],
+    store: Store | None,
+    netns: str,
+) -> list[PortCheck]:
+    """:func:`check_port` in each namespace ``netns`` selects: read there by a worker thread."""
+    from portbook._exceptions import UnsupportedError
+    from portbook._joined import socket_table
+    from portbook._live.netns import call_in_namespace
+
+    table = socket_table(port=port, protocols=protos, netns=netns)
+    checks: list[PortCheck] = []
+    for ns in table.namespaces:
+        sockets = [s for s in table.sockets if s.netns == ns]
+        try:
+            local = call_in_namespace(ns, lambda: _here(port, protos, targets))
+        except UnsupportedError:
+            if len(table.namespaces) == 1:
+                raise
+            continue  # of all namespaces, the ones that can be entered (one went meanwhile)
+        checks.extend(_checks(port, protos, targets, sockets, local, store=store, netns=ns))
     return checks
 
 
@@ -167,15 +245,14 @@ def _verdict(
     error: str | None,
     found: list[BindReason],
     facts: list[BindReason],
+    netns: Netns | None = None,
 ) -> PortCheck:
     reasons = list(found)
-    if port < _unprivileged_start():
-        reasons.insert(0, _privileged(port))
     if not ok and not any(r.blocks for r in reasons):
         reasons.append(
             BindReason("refused", True, f"bind() failed ({error}) for a reason portbook cannot see")
         )
-    return PortCheck(port, protocol, family, address, ok, error, tuple(reasons + facts))
+    return PortCheck(port, protocol, family, address, ok, error, tuple(reasons + facts), netns)
 
 
 def blockers(
@@ -282,11 +359,8 @@ def _probe(
     return True, None
 
 
-def _facts(port: int, store: Store | None) -> list[BindReason]:
+def _facts(port: int, store: Store | None, ranges: LocalRanges) -> list[BindReason]:
     """What is true of the port but does not stop a bind: ranges, names and leases."""
-    from portbook._machine import local_ranges
-
-    ranges = local_ranges()
     facts = []
     if ranges.is_reserved(port):
         facts.append(
@@ -346,8 +420,7 @@ def _can_bind_privileged() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def _privileged(port: int) -> BindReason:
-    start = _unprivileged_start()
+def _privileged(port: int, start: int) -> BindReason:
     return BindReason(
         "privileged",
         not _can_bind_privileged(),

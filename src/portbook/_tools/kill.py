@@ -7,7 +7,14 @@ Safety rules, checked before anything is sent:
 * every holder of every socket on the port must be seen and signallable:
   when one cannot be seen (another user's, without root) or signalled (no
   permission), nothing at all is signalled, so a port is never left
-  half-freed and "released" is never said of a port someone still holds.
+  half-freed and "released" is never said of a port someone still holds;
+* a container runtime's helper that holds a published port for a container
+  (``docker-proxy``, ``dockerd``, ``conmon``, ``rootlessport``,
+  ``slirp4netns``) is never signalled: that would break the container's
+  mapping (or stop every container, for ``dockerd``) while the server
+  inside runs on. The container is named with the command that stops it;
+  ``container=True`` stops it through its runtime's own command line
+  (``docker stop``, ``podman stop``, a rootless user's own ``podman``).
 
 Between listing the holders and signalling them a process may exit and its
 pid be reused by an unrelated program. On Linux each holder is first pinned
@@ -40,6 +47,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from portbook._live.containers import Container
+    from portbook._live.published import Published
     from portbook._live.records import Socket, SocketProcess
 
 __all__ = ["KillResult", "PortHolder", "kill_port", "parse_signal", "port_holders"]
@@ -82,6 +91,7 @@ class PortHolder:
     protected: str | None = None
     parent: int | None = None
     also_holds: tuple[Socket, ...] = ()
+    published: Published | None = None  #: the container port it holds, for a runtime's helper
 
     @property
     def pid(self) -> int:
@@ -94,6 +104,7 @@ class PortHolder:
             "sockets": [_socket_json(s) for s in self.sockets],
             "parent": self.parent,
             "also_holds": [_socket_json(s) for s in self.also_holds],
+            "published": self.published.to_json() if self.published is not None else None,
         }
 
 
@@ -104,7 +115,8 @@ class KillResult:
     ``signalled`` got ``signal``; ``killed`` got SIGKILL afterwards (``force``);
     ``released`` is true when the kernel's table shows no socket on the port
     (connections left in TIME-WAIT belong to the kernel and do not count);
-    ``still_held_by`` lists the processes holding it at the end.
+    ``still_held_by`` lists the processes holding it at the end. ``stopped``
+    are the containers stopped through their runtimes (``container=True``).
     """
 
     port: int
@@ -116,6 +128,7 @@ class KillResult:
     released: bool = False
     dry_run: bool = False
     still_held_by: tuple[int, ...] = ()
+    stopped: tuple[Container, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +141,7 @@ class KillResult:
             "killed": list(self.killed),
             "released": self.released,
             "still_held_by": list(self.still_held_by),
+            "stopped": [c.to_json() for c in self.stopped],
         }
 
 
@@ -198,17 +212,85 @@ def _holders(on_port: list[Socket], everything: list[Socket]) -> list[PortHolder
                 if proc.pid in by_pid:
                     elsewhere.setdefault(proc.pid, []).append(s)
     parents = {pid: parent_pid(pid) for pid in by_pid}
-    holders = [
-        PortHolder(
-            proc,
-            tuple(socks),
-            _protection(pid, mine),
-            parents[pid] if parents[pid] in by_pid else None,
-            tuple(elsewhere.get(pid, ())),
+    holders = []
+    for pid, (proc, socks) in sorted(by_pid.items()):
+        published = _published_by(proc, socks)
+        holders.append(
+            PortHolder(
+                proc,
+                tuple(socks),
+                _protection(pid, mine) or (_helper_protection(proc, published)),
+                parents[pid] if parents[pid] in by_pid else None,
+                tuple(elsewhere.get(pid, ())),
+                published,
+            )
         )
-        for pid, (proc, socks) in sorted(by_pid.items())
-    ]
     return _tree_order(holders)
+
+
+# A runtime's helpers that only ever hold ports for containers; dockerd also
+# serves its own API, so it is protected only where it holds a published port.
+_ALWAYS_HELPERS = frozenset({"docker-proxy", "conmon", "rootlessport", "slirp4netns"})
+
+
+def _published_by(proc: SocketProcess, sockets: list[Socket]) -> Published | None:
+    for s in sockets:
+        if s.published is not None and s.published.holder == proc.pid:
+            return s.published
+    return None
+
+
+def _helper_protection(proc: SocketProcess, published: Published | None) -> str | None:
+    """Why a runtime's helper is never signalled, with what to do instead; ``None`` otherwise."""
+    name = proc.name or "?"
+    if published is None:
+        if name not in _ALWAYS_HELPERS:
+            return None
+        return (
+            f"{name} holds this port for a container (which one cannot be read here); signalling "
+            "it would break the container's port, not stop the container: stop the container "
+            "with its runtime"
+        )
+    what = "every container" if name == "dockerd" else "the container's port"
+    container = published.container
+    if container is None:
+        return (
+            f"{name} holds this port for a container this user cannot name; signalling it would "
+            f"break {what}: stop the container with its runtime"
+        )
+    return (
+        f"{name} holds this port for container {container.name or container.short_id} "
+        f"({container.runtime or 'unknown runtime'}); signalling it would break {what} and "
+        f"leave the server running: {stop_advice(container)}"
+    )
+
+
+def stop_advice(container: Container) -> str:
+    """How to stop ``container``: its runtime's own command (``docker stop web``)."""
+    from portbook._live.cgroups import Runtime
+
+    name = container.name or container.id
+    if container.pod is not None and container.namespace is not None:
+        return (
+            f"it belongs to Kubernetes pod {container.pod} in namespace {container.namespace}: "
+            f"kubectl delete pod {container.pod} -n {container.namespace} (the kubelet restarts "
+            "a container stopped underneath it)"
+        )
+    if container.runtime is Runtime.DOCKER:
+        return f"docker stop {name} (or kill --container)"
+    if container.runtime is Runtime.PODMAN:
+        if container.uid is not None:
+            return f"as user {_user(container.uid)}: podman stop {name} (or kill --container)"
+        return f"podman stop {name} (or kill --container)"
+    if container.runtime is Runtime.CRIO:
+        return f"crictl stop {container.id}"
+    return f"nerdctl stop {container.id} (containerd)"
+
+
+def _user(uid: int) -> str:
+    from portbook._proc import user_name
+
+    return user_name(uid) or str(uid)
 
 
 def _tree_order(holders: list[PortHolder]) -> list[PortHolder]:
@@ -368,21 +450,30 @@ def kill_port(
     force: bool = False,
     dry_run: bool = False,
     holders: list[PortHolder] | None = None,
+    container: bool = False,
 ) -> KillResult:
     """Signal the processes holding ``port`` and wait until the kernel shows it free.
 
     Refuses (:class:`~portbook.ProcessSignalError`, nothing signalled) when a
-    holder is pid 1, this process or one of its ancestors, cannot be
-    signalled for lack of permission, or cannot be seen at all. Roots of the
-    holders' process trees are signalled first. With ``force``, holders still
-    there after ``timeout`` seconds get SIGKILL. ``holders`` (from
+    holder is pid 1, this process or one of its ancestors, a container
+    runtime's helper holding the port for a container, cannot be signalled
+    for lack of permission, or cannot be seen at all. Roots of the holders'
+    process trees are signalled first. With ``force``, holders still there
+    after ``timeout`` seconds get SIGKILL. ``holders`` (from
     :func:`port_holders`) is what the caller showed the user; protection and
     the holding itself are checked again before anything is signalled.
+
+    ``container=True`` frees a published port by stopping its containers
+    through their runtimes' commands (``docker stop -t TIMEOUT``, ``podman
+    stop``, as the container's user for rootless Podman), never by a signal;
+    every holder must then be such a helper.
     """
     proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
     signum = parse_signal(sig) if isinstance(sig, str) else int(sig)
     wait = check_timeout(timeout)
     found = port_holders(port, proto) if holders is None else holders
+    if container:
+        return _stop_containers(port, proto, signum, found, timeout=wait, dry_run=dry_run)
     mine = ancestors(os.getpid())
     found = [h if h.protected else replace(h, protected=_protection(h.pid, mine)) for h in found]
     _refuse_unsafe(found, port, proto)
@@ -442,6 +533,91 @@ def _signal_and_wait(
         killed = [p.pid for p in targets if p.pid in left and p.send(signal.SIGKILL)]
         left, held = _wait_released(port, proto, targets, _AFTER_KILL)
     return tuple(signalled), tuple(killed), left, held
+
+
+def _stop_containers(
+    port: int,
+    proto: Protocol | None,
+    signum: int,
+    found: list[PortHolder],
+    *,
+    timeout: float,
+    dry_run: bool,
+) -> KillResult:
+    """``kill_port(container=True)``: stop the containers behind the port, then wait for it."""
+    containers: list[Container] = []
+    for h in found:
+        target = h.published.container if h.published is not None else None
+        if target is None:
+            raise ProcessSignalError(
+                f"pid {h.pid} ({h.process.name or '?'}) holds the port for no container portbook "
+                "can name; nothing was stopped",
+                pid=h.pid,
+            )
+        if target not in containers:
+            containers.append(target)
+    commands = [_stop_command(c, timeout) for c in containers]  # refuses before stopping any
+    if not found or dry_run:
+        return KillResult(port, proto, signum, tuple(found), dry_run=dry_run)
+    for c, argv in zip(containers, commands, strict=True):
+        _run_stop(c, argv, timeout)
+    left, held = _wait_released(port, proto, [], timeout + _AFTER_KILL)
+    return KillResult(
+        port,
+        proto,
+        signum,
+        tuple(found),
+        released=not held,
+        still_held_by=tuple(sorted(left)),
+        stopped=tuple(containers),
+    )
+
+
+def _stop_command(container: Container, timeout: float) -> list[str]:
+    """The runtime command that stops ``container`` (its own user's, for rootless Podman)."""
+    import shutil
+
+    from portbook._live.cgroups import Runtime
+
+    if container.runtime not in (Runtime.DOCKER, Runtime.PODMAN) or container.pod is not None:
+        raise ProcessSignalError(
+            f"portbook stops Docker and Podman containers only; "
+            f"{container.name or container.id}: {stop_advice(container)}"
+        )
+    tool = "docker" if container.runtime is Runtime.DOCKER else "podman"
+    path = shutil.which(tool) or shutil.which(tool, path="/usr/bin:/usr/local/bin")
+    if path is None:
+        raise ProcessSignalError(f"{tool} is not installed here: cannot stop {container.id}")
+    argv = [path, "stop", "-t", str(math.ceil(timeout)), container.id]
+    if container.uid is None or container.uid == os.geteuid():
+        return argv
+    if os.geteuid() != 0:
+        raise ProcessSignalError(
+            f"container {container.name or container.id} belongs to user "
+            f"{_user(container.uid)}'s own Podman: run portbook as that user (or root)"
+        )
+    import pwd
+
+    entry = pwd.getpwuid(container.uid)
+    runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    if runuser is None:
+        raise ProcessSignalError("runuser is not installed: cannot run that user's podman")
+    environment = [f"HOME={entry.pw_dir}", f"XDG_RUNTIME_DIR=/run/user/{container.uid}"]
+    return [runuser, "-u", entry.pw_name, "--", "env", *environment, *argv]
+
+
+def _run_stop(container: Container, argv: list[str], timeout: float) -> None:
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout + 60, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ProcessSignalError(f"{argv[0]} failed: {exc}") from exc
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise ProcessSignalError(f"could not stop {container.name or container.id}: {why}")
 
 
 public(KillResult, PortHolder)

@@ -39,6 +39,15 @@ only exist with SO_REUSEPORT, so they are one reuseport group. Several UDP
 sockets on the same address and port need SO_REUSEPORT or SO_REUSEADDR: the
 answer names the group and says which of the two rules applies to which option.
 
+Containers
+  A port a container runtime publishes leads on: :func:`route` follows it
+  into the container's network namespace and routes the packet there again,
+  to the target address and port the runtime forwards to (``inside``). A
+  port no socket holds may still be taken by a DNAT rule before any socket
+  lookup (Kubernetes, nerdctl, Docker for other hosts): as root the rules
+  are read, and such a port answers ``dnat`` (the rule's conditions on
+  interfaces and sources are not weighed).
+
 The decision is pure: :func:`route_packet` takes socket records (the live
 table's :class:`~portbook.Socket`, or anything with the same attributes) so it
 can be checked against sockets a test opened itself; :func:`route` reads the
@@ -49,6 +58,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import os
 import socket as _socket
 import sys
 from collections.abc import Iterable, Sequence
@@ -63,6 +73,8 @@ from portbook._record import public, record, replace
 
 if TYPE_CHECKING:
     from portbook._live.backends.base import SocketBackend
+    from portbook._live.netns import Netns
+    from portbook._live.published import Published
 
 __all__ = [
     "Endpoint",
@@ -85,6 +97,7 @@ class RouteRule(enum.StrEnum):
     REUSEPORT_GROUP = "reuseport-group"
     NONE = "none"
     NOT_LOCAL = "not-local"  # the destination is not this machine's: the packet leaves
+    DNAT = "dnat"  # a DNAT rule sends it elsewhere before any socket lookup
 
 
 @record
@@ -109,7 +122,10 @@ class Route:
     ``notes`` lists what a reader should know (ties, device-bound sockets not
     considered, what an answer of ``none`` sends back). ``via`` is where this
     machine's routing table sends a packet that is not for it
-    (``unicast dev eth0 via 10.0.0.1``).
+    (``unicast dev eth0 via 10.0.0.1``). ``netns`` is the network namespace
+    the packet was routed in (``None``: the caller's own); ``inside`` the
+    same decision inside the container a published port or a DNAT rule
+    leads into, and ``published`` where it leads.
     """
 
     protocol: Protocol
@@ -123,6 +139,9 @@ class Route:
     reason: str
     notes: tuple[str, ...] = ()
     via: str | None = None
+    netns: Netns | None = None
+    published: Published | None = None
+    inside: Route | None = None
 
     @property
     def group_size(self) -> int:
@@ -142,6 +161,9 @@ class Route:
             "candidates": [s.to_json() for s in self.candidates],
             "notes": list(self.notes),
             "via": self.via,
+            "netns": self.netns.to_json() if self.netns is not None else None,
+            "published": self.published.to_json() if self.published is not None else None,
+            "inside": self.inside.to_json() if self.inside is not None else None,
         }
 
 
@@ -540,42 +562,154 @@ def route(
     source: Endpoint | str | None = None,
     device: int | str | None = None,
     backend: SocketBackend | None = None,
+    netns: str | None = None,
 ) -> Route:
     """Which socket on this machine receives that packet, read from the live table.
 
     ``destination``/``source`` are :class:`Endpoint` or text (``127.0.0.1:80``,
     ``[::1]:53``). ``device`` (index or name) is the interface the packet
     arrives on; by default loopback for a loopback destination or a source
-    on this machine's loopback, else unknown.
+    on this machine's loopback, else unknown. ``netns`` routes it in another
+    network namespace (a name, pid or file, as :func:`list_sockets` takes;
+    not ``"all"``: a packet arrives in one). A published port is followed
+    into its container (``inside``).
     """
     from portbook._joined import sockets_on_port
 
     dst = _parse_endpoint(destination) if isinstance(destination, str) else destination
     src = _parse_endpoint(source) if isinstance(source, str) else source
     proto = parse_protocol(protocol) if isinstance(protocol, str) else protocol
-    dev: int | None
-    if isinstance(device, str):
-        try:
-            dev = _socket.if_nametoindex(device)
-        except OSError:
-            raise UsageError(f"no network device named {device!r}") from None
-    else:
-        dev = device
-    if dev is None and (
-        unmapped(dst.address).is_loopback or (src is not None and unmapped(src.address).is_loopback)
-    ):
-        # Loopback destinations arrive on lo; so does any packet this machine
-        # sends to one of its own addresses (the kernel routes it via lo).
-        dev = loopback_index()
-    elsewhere = _not_for_this_machine(proto, dst, src, dev)
-    if elsewhere is not None:
-        return elsewhere
-    socks = sockets_on_port(dst.port, proto, owners=True, backend=backend)
+    if netns is not None and netns.strip() == "all":
+        raise UsageError("a packet arrives in one network namespace: name it, not all")
+    dev = _device(device, dst, src, netns)
+    if netns is None:
+        elsewhere = _not_for_this_machine(proto, dst, src, dev)
+        if elsewhere is not None:
+            return elsewhere
+    socks = sockets_on_port(dst.port, proto, owners=True, backend=backend, netns=netns)
     decided = route_packet(proto, dst, socks, source=src, device=dev)
+    space = next((s.netns for s in socks if s.netns is not None), None)
+    if space is not None:
+        note = "the destination is taken to be an address of that namespace"
+        decided = replace(decided, netns=space, notes=(*decided.notes, note))
+    decided = _follow(decided, proto, backend, host=netns is None)
     if not sys.platform.startswith("linux"):
         note = "these are Linux's lookup rules; this system's kernel may choose differently"
         decided = replace(decided, notes=(*decided.notes, note))
     return decided
+
+
+def _device(
+    device: int | str | None, dst: Endpoint, src: Endpoint | None, netns: str | None
+) -> int | None:
+    if isinstance(device, str):
+        if netns is not None:
+            raise UsageError("--device names a device of this namespace; give its index instead")
+        try:
+            return _socket.if_nametoindex(device)
+        except OSError:
+            raise UsageError(f"no network device named {device!r}") from None
+    if device is None and (
+        unmapped(dst.address).is_loopback or (src is not None and unmapped(src.address).is_loopback)
+    ):
+        # Loopback destinations arrive on lo; so does any packet this machine
+        # sends to one of its own addresses (the kernel routes it via lo).
+        # lo is the first device of every namespace: index 1 in another one.
+        return loopback_index() if netns is None else 1
+    return device
+
+
+# Where each runtime's helper really sends local traffic (measured on the runtimes).
+_BY_DNAT = {
+    "dockerd": "dockerd only reserves the port: a DNAT rule sends the traffic into the "
+    "container before any socket lookup",
+    "conmon": "conmon only holds the port open for Podman: netavark's DNAT rule sends the "
+    "traffic into the container before any socket lookup",
+}
+
+
+def _follow(decided: Route, proto: Protocol, backend: SocketBackend | None, *, host: bool) -> Route:
+    """``decided`` with the route inside the container a published port or DNAT rule leads to.
+
+    The DNAT rules are read (two commands) only where they can be: as root,
+    for the host's own table, when no socket takes the packet.
+    """
+    published = decided.socket.published if decided.socket is not None else None
+    notes: tuple[str, ...] = ()
+    if published is None and decided.rule is RouteRule.NONE:
+        if host and backend is None and hasattr(os, "geteuid") and os.geteuid() == 0:
+            return _by_rule(decided, proto)
+        return decided
+    if published is None or published.container is None or published.target_port is None:
+        return decided
+    if published.by in _BY_DNAT:
+        notes = (_BY_DNAT[published.by],)
+    inside = _route_inside(proto, published)
+    return replace(decided, published=published, inside=inside, notes=(*decided.notes, *notes))
+
+
+def _by_rule(decided: Route, proto: Protocol) -> Route:
+    """A port no socket takes, forwarded by a DNAT rule (read as root): rule ``dnat``."""
+    from portbook._exceptions import UnsupportedError
+    from portbook._live.behind import port_forwards
+
+    dst = decided.destination
+    try:
+        forwards = port_forwards(dst.port, proto.value)
+    except UnsupportedError:
+        return decided  # the rules need root: the answer stands on the sockets alone
+    wanted = address_text(dst.address)
+    for published in forwards:
+        rule = published.rule
+        if rule is None or rule.host_address not in (None, wanted):
+            continue
+        where = f"{published.target_address}:{published.target_port}"
+        reason = (
+            f"a DNAT rule ({rule.source}: {rule.table}, chain {rule.chain}) forwards "
+            f"{proto.value} {dst} to {where} before any socket lookup"
+        )
+        inside = _route_inside(proto, published) if published.container is not None else None
+        note = "the rule's conditions on interfaces and sources are not weighed"
+        return Route(
+            proto,
+            decided.source,
+            dst,
+            RouteRule.DNAT,
+            None,
+            (),
+            False,
+            decided.device,
+            reason,
+            (note,),
+            netns=decided.netns,
+            published=published,
+            inside=inside,
+        )
+    return decided
+
+
+def _route_inside(proto: Protocol, published: Published) -> Route | None:
+    """The route of the forwarded packet inside the container's own namespace."""
+    from portbook._exceptions import NotFoundError, UnsupportedError
+
+    container = published.container
+    pid = container.pid if container is not None else None
+    if pid is None and published.by == "rootlessport":
+        pid = published.holder  # its main thread sits in the container's namespace
+    if pid is None and published.listeners:
+        pid = published.listeners[0].pid
+    if pid is None or published.target_port is None:
+        return None
+    address = published.target_address or "127.0.0.1"
+    try:
+        target = Endpoint(unmapped(ipaddress.ip_address(address)), published.target_port)
+        inside = route(proto, target, netns=str(pid))
+    except (NotFoundError, UnsupportedError, ValueError):
+        return None
+    if published.target_address is None:
+        note = f"where {published.by} connects inside is not recorded: {address} is assumed"
+        inside = replace(inside, notes=(*inside.notes, note))
+    return inside
 
 
 public(Endpoint, Route, RouteRule)

@@ -78,8 +78,8 @@
       program: programText(s),
       user: s.user || (s.uid >= 0 ? String(s.uid) : ""),
       exposure: s.exposure,
-      container: s.container || "",
-      unit: s.unit || "",
+      container: s.container ? s.container.name || s.container.id.slice(0, 12) : "",
+      unit: s.unit ? s.unit.name : "",
       command: commandText(s),
     };
   }
