@@ -241,7 +241,7 @@ class _Usage(Source):
         super().__init__()
         self.usage = usage
 
-    def ephemeral(self) -> EphemeralUsage:
+    def ephemeral(self, sockets: list[portbook.Socket] | None = None) -> EphemeralUsage:
         return self.usage
 
 

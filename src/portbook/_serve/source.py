@@ -63,8 +63,9 @@ class Source:
         """
         return portbook.list_sockets()
 
-    def ephemeral(self) -> EphemeralUsage:
-        return portbook.ephemeral_usage()
+    def ephemeral(self, sockets: list[Socket] | None = None) -> EphemeralUsage:
+        """Ephemeral ports in use; from ``sockets`` (a reading of :meth:`sockets`) when given."""
+        return portbook.ephemeral_usage(sockets=sockets)
 
     def names(self, listeners: list[Socket] | None = None) -> list[NameStatus]:
         """Every name and whether it is listening: what ``names --json`` lists.
@@ -168,6 +169,9 @@ class Snapshot:
         table = part("sockets", source.sockets)
         listeners: list[Socket] | None = None
         counts: dict[tuple[str, str], int] | None = None
+        # The same reading counts the ephemeral ports (a second one would
+        # read the kernel's table again); without one, the part reads its own.
+        ephemeral = part("ephemeral", lambda: source.ephemeral(table))
         if table is not None:
             listeners = [s for s in table if s.listening]
             counts = dict(Counter((s.protocol.value, s.state.value) for s in table))
@@ -175,7 +179,7 @@ class Snapshot:
         return cls(
             listeners=listeners,
             state_counts=counts,
-            ephemeral=part("ephemeral", source.ephemeral),
+            ephemeral=ephemeral,
             names=part("names", lambda: source.names(listeners)),
             leases=part("leases", source.leases),
             errors=errors,
