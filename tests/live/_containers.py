@@ -90,10 +90,15 @@ def docker_ready() -> None:
 
 @contextlib.contextmanager
 def docker_lock(exclusive: bool) -> Iterator[None]:
-    """Tests that need dockerd as it is share this lock; one that restarts it holds it alone."""
+    """Tests that need dockerd as it is share this lock; one that restarts it holds it alone.
+
+    Docker is checked once the lock is held: checked before, it may be a
+    dockerd another test is just restarting (no image yet, or no daemon).
+    """
     with open(DOCKER_LOCK, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
+            docker_ready()
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)

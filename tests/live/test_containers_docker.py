@@ -20,7 +20,6 @@ from tests.live._containers import (
     check_published,
     docker_container,
     docker_lock,
-    docker_ready,
     dockerd_without_userland_proxy,
     run,
 )
@@ -76,7 +75,6 @@ def _check_rule(index: ContainerIndex, c: Running) -> None:
 
 
 def test_docker_proxy_holds_the_port_and_leads_into_the_container() -> None:
-    docker_ready()
     with docker_lock(exclusive=False), docker_container("127.0.0.1::5353/udp") as c:
         holder = _holder(c.host_port)
         proxy = holder.processes[0]
@@ -110,7 +108,6 @@ def test_docker_proxy_holds_the_port_and_leads_into_the_container() -> None:
 
 
 def test_kill_container_stops_it_with_docker_and_frees_the_port() -> None:
-    docker_ready()
     with docker_lock(exclusive=False), docker_container() as c:
         # tcp/: another container may publish the same number on UDP meanwhile.
         result = run_cli("kill", f"tcp/{c.host_port}", "--container", "--yes", "--timeout", "1")
@@ -125,7 +122,6 @@ def test_kill_container_stops_it_with_docker_and_frees_the_port() -> None:
 @pytest.mark.slow
 def test_dockerd_itself_holds_the_port_without_the_userland_proxy() -> None:
     """Restarts dockerd twice (a few seconds): the mode is a daemon option."""
-    docker_ready()
     with (
         docker_lock(exclusive=True),
         dockerd_without_userland_proxy(),

@@ -404,24 +404,11 @@ def _read_entering(
     make: Callable[[], SocketBackend],
 ) -> dict[int, NetnsTable]:
     """Read each namespace from one worker thread that ``setns``-es into it in turn."""
-    import threading
 
-    results: dict[int, NetnsTable] = {}
-    failure: list[BaseException] = []
+    def work() -> dict[int, NetnsTable]:
+        return {index: _read_one_entered(ns, queries, proc, make) for index, ns in foreign}
 
-    def work() -> None:
-        try:
-            for index, ns in foreign:
-                results[index] = _read_one_entered(ns, queries, proc, make)
-        except BaseException as exc:  # handed to the caller's thread
-            failure.append(exc)
-
-    worker = threading.Thread(target=work, name="portbook-netns", daemon=True)
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return results
+    return _on_worker(work)
 
 
 def _read_one_entered(
@@ -455,29 +442,43 @@ def call_in_namespace(ns: Netns, function: Callable[[], _T], *, proc: str = PROC
         return function()
     if not _may_enter():
         raise UnsupportedError(f"entering network namespace {ns.name} needs root")
+
+    def work() -> _T:
+        fd = _open_namespace(ns, proc)
+        if fd is None:
+            raise UnsupportedError(f"network namespace {ns.name} is gone")
+        try:
+            error = _setns(fd)
+        finally:
+            os.close(fd)
+        if error is not None:
+            raise UnsupportedError(
+                f"cannot enter network namespace {ns.name}: {os.strerror(error)}"
+            )
+        return function()
+
+    return _on_worker(work)
+
+
+def _on_worker(work: Callable[[], _T]) -> _T:
+    """``work()`` run by a fresh thread, its result or its exception handed back here.
+
+    A thread of its own because setns() moves only the calling thread, and a
+    thread that has entered another namespace must never run anything else:
+    it ends with ``work``.
+    """
     import threading
 
     result: list[_T] = []
     failure: list[BaseException] = []
 
-    def work() -> None:
+    def run() -> None:
         try:
-            fd = _open_namespace(ns, proc)
-            if fd is None:
-                raise UnsupportedError(f"network namespace {ns.name} is gone")
-            try:
-                error = _setns(fd)
-            finally:
-                os.close(fd)
-            if error is not None:
-                raise UnsupportedError(
-                    f"cannot enter network namespace {ns.name}: {os.strerror(error)}"
-                )
-            result.append(function())
+            result.append(work())
         except BaseException as exc:  # handed to the caller's thread
             failure.append(exc)
 
-    worker = threading.Thread(target=work, name="portbook-netns", daemon=True)
+    worker = threading.Thread(target=run, name="portbook-netns", daemon=True)
     worker.start()
     worker.join()
     if failure:

@@ -241,15 +241,8 @@ def _conmon(
         # container is still known from conmon's arguments; where it leads
         # is then left to the DNAT rules (published_by_rule).
         return Published("conmon", pid, protocol, host_port, container, None, None)
-    mapping = _mapping(known.ports, protocol, host_address, host_port)
-    return Published(
-        "conmon",
-        pid,
-        protocol,
-        host_port,
-        container,
-        _first_v4(known.addresses) if mapping is not None else None,
-        mapping.container_port if mapping is not None else None,
+    return _leading(
+        "conmon", pid, known, container, protocol=protocol, host=(host_address, host_port)
     )
 
 
@@ -265,15 +258,8 @@ def _rootlessport(
         container = _container_in_namespace_of(index, pid)
         return Published("rootlessport", pid, protocol, host_port, container, None, None)
     known, container = found
-    mapping = _mapping(known.ports, protocol, host_address, host_port)
-    return Published(
-        "rootlessport",
-        pid,
-        protocol,
-        host_port,
-        container,
-        _first_v4(known.addresses) if mapping is not None else None,
-        mapping.container_port if mapping is not None else None,
+    return _leading(
+        "rootlessport", pid, known, container, protocol=protocol, host=(host_address, host_port)
     )
 
 
@@ -294,15 +280,15 @@ def _slirp4netns(
     if found is None:
         return Published("slirp4netns", pid, protocol, host_port, None, None, None)
     known, container = found
-    mapping = _mapping(known.ports, protocol, host_address, host_port)
-    return Published(
+    # slirp4netns forwards to the container's own loopback: no address to give.
+    return _leading(
         "slirp4netns",
         pid,
-        protocol,
-        host_port,
+        known,
         container,
-        None,
-        mapping.container_port if mapping is not None else None,
+        protocol=protocol,
+        host=(host_address, host_port),
+        address=False,
     )
 
 
@@ -359,6 +345,26 @@ def _container_in_namespace_of(index: ContainerIndex, pid: int) -> Container | N
         if found is not None:
             return found
     return None
+
+
+def _leading(
+    by: str,
+    pid: int,
+    known: RuntimeContainer,
+    container: Container | None,
+    *,
+    protocol: str,
+    host: tuple[str, int],
+    address: bool = True,
+) -> Published:
+    """What ``by`` (pid ``pid``) publishes for ``container``: the runtime's mapping of
+    the host address and port, where its state records one."""
+    host_address, host_port = host
+    mapping = _mapping(known.ports, protocol, host_address, host_port)
+    if mapping is None:
+        return Published(by, pid, protocol, host_port, container, None, None)
+    target = _first_v4(known.addresses) if address else None
+    return Published(by, pid, protocol, host_port, container, target, mapping.container_port)
 
 
 def _mapping(
