@@ -27,7 +27,11 @@ import struct
 
 from portbook._exceptions import SocketTableError
 from portbook._live.backends.base import TableQuery
-from portbook._live.backends.netlink import (
+from portbook._live.backends.netlink import (  # the one description of the wire format
+    _ATTR,
+    _DIAG_MSG_LEN,
+    _HEADER,
+    _NLMSG_HDRLEN,
     NETLINK_SOCK_DIAG,
     NLMSG_DONE,
     NLMSG_ERROR,
@@ -37,12 +41,8 @@ from portbook._live.backends.netlink import (
 __all__ = ["INET_DIAG_CGROUP_ID", "cgroup_id_attribute", "socket_cgroup_ids"]
 
 INET_DIAG_CGROUP_ID = 21
-_HEADER = struct.Struct("=IHHII")
-_ATTR = struct.Struct("=HH")
 _U64 = struct.Struct("=Q")
 _INODE = struct.Struct("=I")
-_NLMSG_HDRLEN = 16
-_DIAG_MSG_LEN = 72
 _INODE_OFFSET = _NLMSG_HDRLEN + 68  # idiag_inode, the last field of inet_diag_msg
 
 
