@@ -62,8 +62,10 @@ def test_counts_outgoing_connections_per_destination(clients: Clients) -> None:
     assert str(dest.remote_address) == "127.0.0.1"
     assert dest.in_use == 5 and dest.time_wait == 0
     # The server's accepted sockets (local port = the server's) are not outgoing:
-    # over this process's own sockets, the clients' destination is the only one.
-    own = list_sockets(protocols=["tcp"], pid=os.getpid())
+    # over the fixture's sockets (both ends), the clients' destination is the only
+    # one. (Not all of this process's: an earlier test's connection may linger.)
+    mine = {clients.port, *clients.client_ports}
+    own = [s for s in list_sockets(protocols=["tcp"], pid=os.getpid()) if s.local_port in mine]
     assert [
         (str(d.remote_address), d.remote_port)
         for d in summarize_ephemeral(own, usage.ranges).destinations
