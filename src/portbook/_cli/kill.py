@@ -79,6 +79,9 @@ def run_kill(args: argparse.Namespace, out: Output) -> int:
     name = signals.Signals(signum).name
     if not args.json and holders:
         _show(holders, out)
+    if holders and args.yes and not args.dry_run:
+        # Nothing to ask: kill_port checks the same again before signalling.
+        return _report(_kill(port, proto, signum, holders, args), args, out, label, name)
     # Refused now, before asking: what kill_port would refuse, it refuses in a dry run.
     checked = kill_port(
         port,
@@ -100,7 +103,15 @@ def run_kill(args: argparse.Namespace, out: Output) -> int:
     if not args.yes and not _confirm(out, f"{_action(checked, name).capitalize()}?"):
         out.line("nothing signalled")
         return 1
-    result = kill_port(
+    return _report(_kill(port, proto, signum, holders, args), args, out, label, name)
+
+
+def _kill(
+    port: int, proto: Protocol | None, signum: int, holders: list[PortHolder], args: Any
+) -> KillResult:
+    from portbook import kill_port
+
+    return kill_port(
         port,
         protocol=proto,
         sig=signum,
@@ -109,7 +120,6 @@ def run_kill(args: argparse.Namespace, out: Output) -> int:
         holders=holders,
         container=args.container,
     )
-    return _report(result, args, out, label, name)
 
 
 def _action(planned: KillResult, name: str) -> str:

@@ -384,7 +384,12 @@ def _holding(port: int, protocol: Protocol | None) -> tuple[set[int], bool]:
     from portbook._live.records import SocketState
 
     live = [s for s in _sockets(port, protocol) if s.state is not SocketState.TIME_WAIT]
-    return {p.pid for s in live for p in s.processes}, bool(live)
+    return _holders_of(live), bool(live)
+
+
+def _holders_of(sockets: list[Socket]) -> set[int]:
+    """The pids holding any of ``sockets`` but a TIME-WAIT one (which nobody holds)."""
+    return {p.pid for s in sockets for p in s.processes}
 
 
 def _wait_released(
@@ -417,10 +422,8 @@ def _still_held(port: int, protocol: Protocol | None) -> bool:
     return any(s.state is not SocketState.TIME_WAIT for s in _sockets(port, protocol, owners=False))
 
 
-def _refuse_unsafe(found: list[PortHolder], port: int, protocol: Protocol | None) -> None:
-    """Raise when any holder must not be signalled, or one cannot even be seen."""
-    from portbook._live.records import SocketState
-
+def _refuse_protected(found: list[PortHolder]) -> None:
+    """Raise when any holder must not be signalled (pid 1, an ancestor, a runtime's helper...)."""
     for h in found:
         if h.protected:
             raise ProcessSignalError(
@@ -428,10 +431,14 @@ def _refuse_unsafe(found: list[PortHolder], port: int, protocol: Protocol | None
                 "nothing was signalled",
                 pid=h.pid,
             )
+
+
+def _refuse_unseen(now: list[Socket], port: int) -> None:
+    """Raise when a socket on the port (``now``: a fresh read) has a holder nobody can see."""
+    from portbook._live.records import SocketState
+
     unseen = [
-        s
-        for s in _sockets(port, protocol)
-        if not s.processes and s.state is not SocketState.TIME_WAIT and s.inode
+        s for s in now if not s.processes and s.state is not SocketState.TIME_WAIT and s.inode
     ]
     if unseen:
         where = address_text(unseen[0].local_address)
@@ -476,15 +483,20 @@ def kill_port(
         return _stop_containers(port, proto, signum, found, timeout=wait, dry_run=dry_run)
     mine = ancestors(os.getpid())
     found = [h if h.protected else replace(h, protected=_protection(h.pid, mine)) for h in found]
-    _refuse_unsafe(found, port, proto)
+    _refuse_protected(found)
     if not found or dry_run:
+        _refuse_unseen(_sockets(port, proto), port)
         return KillResult(port, proto, signum, tuple(found), dry_run=dry_run)
     pinned = {h.pid: _Pinned(h.pid) for h in found}
     try:
         for p in pinned.values():
             p.check()
+        # One read, after pinning, both refuses an unseen holder and says who
+        # of the pinned still holds the port (each read walks every process).
+        now = _sockets(port, proto)
+        _refuse_unseen(now, port)
         signalled, killed, left, held = _signal_and_wait(
-            port, proto, found, pinned, signum=signum, timeout=wait, force=force
+            port, proto, found, pinned, _holders_of(now), signum=signum, timeout=wait, force=force
         )
     finally:
         for p in pinned.values():
@@ -506,15 +518,18 @@ def _signal_and_wait(
     proto: Protocol | None,
     found: list[PortHolder],
     pinned: dict[int, _Pinned],
+    still: set[int],
     *,
     signum: int,
     timeout: float,
     force: bool,
 ) -> tuple[tuple[int, ...], tuple[int, ...], set[int], bool]:
-    """(signalled, killed, still holding, still held): the signals and the waits."""
-    # Pinned now: a pid that stopped holding the port meanwhile (and may have
-    # been reused) is dropped, never signalled.
-    still, _ = _holding(port, proto)
+    """(signalled, killed, still holding, still held): the signals and the waits.
+
+    ``still`` are the pids holding the port, read after ``pinned`` were: a
+    pid that stopped holding it meanwhile (and may have been reused) is
+    dropped, never signalled.
+    """
     roots = [pinned[h.pid] for h in found if h.pid in still and h.parent is None]
     rest = [pinned[h.pid] for h in found if h.pid in still and h.parent is not None]
     signalled = [p.pid for p in roots if p.send(signum)]
