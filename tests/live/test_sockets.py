@@ -393,3 +393,31 @@ def test_json_of_namespaces_containers_units_and_published_ports_matches_to_json
         "processes": [inside[0].to_json()],
     }
     assert first["container"]["name"] == 'w"eb\u00e9' and first["unit"]["name"] == "docker.service"
+
+
+@needs_linux
+def test_rows_share_repeated_values_and_are_freed_as_records_are_built() -> None:
+    """A large table costs what its distinct values cost: one object per address, port, uid."""
+    from portbook._live import table
+    from portbook._live.backends.base import TableQuery
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = port_of(server)
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        try:
+            query = TableQuery(frozenset({"tcp"}), frozenset({4}), ports=(port, port))
+            rows = list(portbook.NetlinkBackend().sockets(query))
+            servers = [r for r in rows if r.local_port == port]
+            assert len(servers) == 4  # the listener and three accepted ends
+            first = servers[0]
+            assert all(r.local_address is first.local_address for r in servers)
+            assert all(r.local_port is first.local_port for r in servers)
+            assert all(r.uid is first.uid for r in servers)
+            order = list(rows)
+            drained = table._drained(rows)
+            assert next(drained) is order[0]
+            assert len(rows) == len(order) - 1  # handed out: no longer held by the list
+            assert [order[0], *drained] == order and rows == []
+        finally:
+            for c in clients:
+                c.close()

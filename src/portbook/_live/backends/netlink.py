@@ -94,6 +94,10 @@ class NetlinkBackend:
             # ERROR) at the end of a batch must not read past the buffer.
             buf = bytearray(_RECV_BUFFER + _MESSAGE.size)
             seq = 0
+            # Each value repeated across rows (an address, a port, a uid) is one
+            # object: a fresh bytes or int object per row would cost 30-50
+            # bytes each, about a third of a large table's rows.
+            shared: dict[object, object] = {}
             for protocol in ("tcp", "udp"):
                 if protocol not in query.protocols:
                     continue
@@ -102,7 +106,8 @@ class NetlinkBackend:
                         continue
                     seq += 1
                     sock.send(_request(family, protocol, query, seq))
-                    _read_dump(sock, buf, seq=seq, protocol=protocol, fam=family, out=result)
+                    _read_dump(sock, buf, seq=seq, protocol=protocol, fam=family, out=result,
+                               shared=shared)  # fmt: skip
         except OSError as exc:
             raise SocketTableError(f"reading the socket table over netlink failed: {exc}") from exc
         finally:
@@ -148,23 +153,34 @@ def _read_dump(
     protocol: str,
     fam: int,
     out: list[RawSocket],
+    shared: dict[object, object],
 ) -> None:
-    """Read the replies to dump request ``seq`` into ``out`` until the kernel says done."""
+    """Read the replies to dump request ``seq`` into ``out`` until the kernel says done.
+
+    ``shared`` maps each address, port and uid seen to the one object that stands for it.
+    """
     while True:
         size = sock.recv_into(buf, _RECV_BUFFER)
-        if _parse_batch(buf, size, seq=seq, protocol=protocol, fam=fam, out=out):
+        if _parse_batch(buf, size, seq=seq, protocol=protocol, fam=fam, out=out, shared=shared):
             return
         if size == 0:
             raise SocketTableError("netlink dump ended without NLMSG_DONE")
 
 
 def _parse_batch(
-    buf: bytearray, size: int, *, seq: int, protocol: str, fam: int, out: list[RawSocket]
+    buf: bytearray,
+    size: int,
+    *,
+    seq: int,
+    protocol: str,
+    fam: int,
+    out: list[RawSocket],
+    shared: dict[object, object],
 ) -> bool:
     """Turn one batch of messages into rows; True when it held the end of the dump."""
     unpack = (_MESSAGE4 if fam == 4 else _MESSAGE).unpack_from
     v4 = fam == 4
-    append, make = out.append, make_raw_socket
+    append, make, one = out.append, make_raw_socket, shared.setdefault
     offset = 0
     while offset + _NLMSG_HDRLEN <= size:
         # fmt: off
@@ -185,9 +201,10 @@ def _parse_batch(
             None if v4 else _v6only(buf, offset + _NLMSG_HDRLEN + _DIAG_MSG_LEN, offset + length)
         )
         # fmt: off
+        sport, dport = (sport_hi << 8) | sport_lo, (dport_hi << 8) | dport_lo
         append(make((
-            protocol, fam, state, src, (sport_hi << 8) | sport_lo, dst, (dport_hi << 8) | dport_lo,
-            inode, uid, rqueue, wqueue, v6only, ifindex, None,
+            protocol, fam, state, one(src, src), one(sport, sport), one(dst, dst),
+            one(dport, dport), inode, one(uid, uid), rqueue, wqueue, v6only, ifindex, None,
         )))
         # fmt: on
         offset += (length + 3) & ~3
