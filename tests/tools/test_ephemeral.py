@@ -149,3 +149,30 @@ def test_counts_agree_with_ss(clients: Clients) -> None:
         check=True,
     ).stdout
     assert dest.time_wait == len(tw.splitlines())
+
+
+_ONE_OF_EACH = """
+import socket, subprocess, sys
+tcp = socket.socket(); tcp.bind(("0.0.0.0", 0))  # bound only: lost to every destination
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("0.0.0.0", 0))
+done = subprocess.run([sys.executable, "-m", "portbook", "ephemeral"], capture_output=True,
+                      text=True, check=False)
+print(done.stdout, done.stderr, end="")
+"""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_counts_of_one_are_singular() -> None:
+    """In a network namespace of the test's own: exactly one bound TCP and one UDP port."""
+    done = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--net", sys.executable, "-c", _ONE_OF_EACH],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = {line.split("  ")[0]: line.split("  ")[-1].strip() for line in done.stdout.splitlines()}
+    assert lines["held by bind()"] == "1 port of the range (lost to every destination)", done.stdout
+    assert lines["udp"] == "1 local port in use (0.0%)", done.stdout
+    assert lines["usable"].endswith(" ports per destination"), done.stdout

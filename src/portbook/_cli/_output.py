@@ -30,7 +30,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from typing import Any, TextIO
 
-__all__ = ["ClosedStream", "Output", "escape", "says_registry_warning", "terminal_columns"]
+__all__ = [
+    "ClosedStream",
+    "Output",
+    "count",
+    "escape",
+    "says_registry_warning",
+    "terminal_columns",
+]
 
 # C0 controls, DEL and C1 controls, plus the invisible characters that
 # reorder or hide text on a terminal (bidi overrides and isolates, zero-width
@@ -40,6 +47,11 @@ _INVISIBLE = frozenset(
      0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF]
 )  # fmt: skip
 _ESCAPES = {c: (f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}") for c in _INVISIBLE}
+
+
+def count(n: int, noun: str) -> str:
+    """``1 port``, ``2 ports``: ``n`` and ``noun``, plural unless ``n`` is 1 (nouns take an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def escape(text: str) -> str:

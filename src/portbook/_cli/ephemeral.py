@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from portbook._cli._args import number, whole
-from portbook._cli._output import Output
+from portbook._cli._output import Output, count
 
 
 def register(subparsers: Any) -> None:
@@ -43,15 +43,17 @@ def run_ephemeral(args: argparse.Namespace, out: Output) -> int:
         out.json(usage.to_json())
         return 0
     r = usage.ranges
-    out.line(f"ephemeral range  {r.ephemeral}  ({len(r.ephemeral)} ports, {r.source})")
+    out.line(f"ephemeral range  {r.ephemeral}  ({count(len(r.ephemeral), 'port')}, {r.source})")
     out.line(f"reserved ports   {', '.join(str(x) for x in r.reserved) or 'none'}")
-    out.line(f"usable           {usage.capacity} ports per destination")
+    out.line(f"usable           {count(usage.capacity, 'port')} per destination")
     if usage.bound:
-        out.line(f"held by bind()   {usage.bound} ports of the range (lost to every destination)")
+        bound = count(usage.bound, "port")
+        out.line(f"held by bind()   {bound} of the range (lost to every destination)")
     if usage.tw_reuse is not None:
         meaning = {0: "off", 1: "on", 2: "loopback only"}.get(usage.tw_reuse, str(usage.tw_reuse))
         out.line(f"tcp_tw_reuse     {usage.tw_reuse} ({meaning})")
-    out.line(f"udp              {usage.udp_in_use} local ports in use ({usage.udp_ratio:.1%})")
+    udp = count(usage.udp_in_use, "local port")
+    out.line(f"udp              {udp} in use ({usage.udp_ratio:.1%})")
     out.line()
     if not usage.destinations:
         out.line("no outgoing TCP connection uses an ephemeral port")
@@ -71,7 +73,7 @@ def run_ephemeral(args: argparse.Namespace, out: Output) -> int:
             ],
         )
         if len(usage.destinations) > len(shown):
-            out.line(f"... and {len(usage.destinations) - len(shown)} more destinations")
+            out.line(f"... and {count(len(usage.destinations) - len(shown), 'more destination')}")
     for warning in usage.warnings:
         out.warn(f"close to running out of ephemeral ports: {warning}")
     return 0

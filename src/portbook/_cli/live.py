@@ -5,7 +5,7 @@ from __future__ import annotations
 from operator import attrgetter
 
 from portbook._cli._args import seconds, whole
-from portbook._cli._output import Output, says_registry_warning
+from portbook._cli._output import Output, count, says_registry_warning
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
@@ -467,10 +467,10 @@ def _watch_json(change: Any, out: Output) -> None:
 def _watch_screen(change: Any, args: argparse.Namespace, out: Output) -> None:
     out.stream.write("\x1b[H\x1b[2J")
     if change.first:
-        news = f"{_count(len(change.sockets), 'socket')} already there"
+        news = f"{count(len(change.sockets), 'socket')} already there"
     else:
         news = (
-            f"{_count(len(change.sockets), 'socket')}, {len(change.opened)} opened, "
+            f"{count(len(change.sockets), 'socket')}, {len(change.opened)} opened, "
             f"{len(change.closed)} closed"
         )
     out.heading(f"portbook ls --watch: {news} (every {args.interval:g}s, Ctrl-C to stop)")
@@ -481,7 +481,3 @@ def _watch_screen(change: Any, args: argparse.Namespace, out: Output) -> None:
             out.line(_event_line("+", s))
     out.line()
     _render(list(change.sockets), out, args, show_peer=args.all)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
