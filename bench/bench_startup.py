@@ -133,6 +133,8 @@ def instructions(argv: list[str]) -> int | None:
             check=False,
             timeout=600,
         )
+    if done.returncode != 0:
+        return None  # a failed run's count says nothing of the command's work
     for line in done.stderr.splitlines():
         if "Collected :" in line:
             return int(line.rsplit(":", 1)[1].strip())
@@ -146,12 +148,12 @@ def instructions(argv: list[str]) -> int | None:
 BREAKDOWN: tuple[tuple[str, str], ...] = (
     ("the interpreter (`python -c pass`)", "pass"),
     ("`import re` (the console script pip writes imports it)", "import re, sys, io"),
-    ("`import argparse`", "import argparse"),
     ("the facade and the CLI modules", "import portbook, portbook._cli, portbook._cli.live"),
     (
-        "building the `ls` parser and parsing",
-        "from portbook._cli import build_parser; p = build_parser('ls'); p.parse_args(['ls'])",
+        "the quick form of the command line (no argparse)",
+        "from portbook._cli import quick_args; a = quick_args(['ls'])",
     ),
+    ("the handler pauses the collector", "import gc; gc.disable()"),
     (
         "port model, records, errors",
         "import portbook._record, portbook._ports, portbook._exceptions",
@@ -183,21 +185,40 @@ BREAKDOWN: tuple[tuple[str, str], ...] = (
         "_, scan = walk_during(lambda: None, work_units=lambda: 0)",
     ),
     (
-        "the names of the ports",
-        "from portbook._joined import _book_names; "
-        "n = _book_names({(r.local_port, r.protocol) for r in rows})",
+        "names: /etc/services and the common list",
+        "from portbook._book.book import default_book; b = default_book(); "
+        "pairs = {(r.local_port, r.protocol) for r in rows}; "
+        "ov = b._overlays().first_entries({p for p, _ in pairs})",
+    ),
+    ("names: IANA's registry (SQLite opened, one query)", "n0 = b.display_names(pairs)"),
+    (
+        "names: your names (the names store)",
+        "from portbook._joined import _your_names; y = _your_names(); nobody = (None, None)\n"
+        "def n(port, protocol):\n"
+        "    f = n0.get((port, protocol)) or nobody\n"
+        "    return f[0], f[1], y.get((port, protocol.value))",
     ),
     (
-        "holders' details, the records, the table on a terminal",
-        "from portbook._live.table import _owning_pids; "
+        "holders' details; containers, units, other namespaces looked for",
+        "from portbook._live.table import _owning_pids, behind_wanted, _has_entries, "
+        "_NAMESPACE_DIRS, _listening; "
         "from portbook._live.processes import process_details; "
+        "details = process_details(_owning_pids([(None, rows)], scan)); "
+        "w = behind_wanted(details, False)\n"
+        "if w != (False, False):\n"
+        "    raise SystemExit(f'containers or units would be looked behind here: {w}')\n"
+        "if any(map(_has_entries, _NAMESPACE_DIRS)):\n"
+        "    from portbook._live.spaces import elsewhere\n"
+        "    elsewhere(_listening(f), named_dirs=_NAMESPACE_DIRS, skip=frozenset())",
+    ),
+    (
+        "the records, the table (to a pipe)",
         "from portbook._machine import local_ranges; "
         "from portbook._live.build import build_sockets; "
         "from portbook._cli.live import _render; from portbook._cli._output import Output; "
-        "socks = build_sockets(rows, scan=scan, "
-        "processes=process_details(_owning_pids(rows, scan)), "
-        "ranges=local_ranges(), service=lambda p, q: n.get((p, q)), viewer_uid=0); "
-        "_render(socks, Output(io.StringIO()), json_out=False, show_peer=False)",
+        "socks = build_sockets(rows, scan=scan, processes=details, ranges=local_ranges(), "
+        "names=n, viewer_uid=0); "
+        "_render(socks, Output(io.StringIO(), sys.stderr), a, show_peer=False)",
     ),
 )
 
@@ -210,6 +231,14 @@ def breakdown(python: str) -> list[str]:
     bare = None
     for label, statement in BREAKDOWN:
         code.append(statement)
+        # Each prefix must run as it is: a step that fails would count as the
+        # few instructions of its traceback.
+        check = subprocess.run(
+            [python, "-c", "\n".join(code)], capture_output=True, text=True, check=False
+        )
+        if check.returncode != 0:
+            last = (check.stderr.strip().splitlines() or ["?"])[-1]
+            return [f"(the step {label!r} fails on this tree: {last})"]
         total = instructions([python, "-c", "\n".join(code)])
         if total is None:
             return [f"(callgrind could not run `{statement}`)"]

@@ -36,12 +36,12 @@ HEAVY = (
 )
 
 
-def _loaded_after(argv: list[str]) -> list[str]:
+def _loaded_after(argv: list[str], heavy: tuple[str, ...] = HEAVY) -> list[str]:
     code = (
         "import sys\n"
         "from portbook._cli import main\n"
         f"main({argv!r})\n"
-        f"print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])\n"
+        f"print('LOADED', [m for m in {heavy!r} if m in sys.modules])\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
@@ -54,6 +54,13 @@ def _loaded_after(argv: list[str]) -> list[str]:
 )
 def test_a_cold_lookup_imports_none_of_the_heavy_modules(argv: list[str]) -> None:
     assert _loaded_after(argv) == []
+
+
+@pytest.mark.parametrize("argv", [["lookup", "443"], ["lookup", "https"]])
+def test_a_lookup_without_options_builds_no_parser(argv: list[str]) -> None:
+    # argparse (and gettext, locale behind its first message): a seventh of a cold start.
+    assert _loaded_after(argv, ("argparse", "gettext", "locale")) == []
+    assert _loaded_after([*argv, "--proto", "tcp"], ("argparse",)) == ["argparse"]
 
 
 def test_an_address_in_the_query_loads_ipaddress_only_then() -> None:

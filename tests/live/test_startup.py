@@ -81,3 +81,20 @@ def test_ls_names_its_ports_without_datetime(listener: socket.socket) -> None:
     # Only the book's Service records carry dates; naming a port is a string.
     # (`who` shows the book's entry for its port, dates and all.)
     assert _loaded_after(["ls"], ("datetime",)) == (0, [])
+
+
+# argparse, and gettext with locale behind its first message, cost about a
+# seventh of a cold start (BENCHMARKS.md): the everyday forms never build the parser.
+_PARSER = ("argparse", "gettext", "locale")
+
+
+@pytest.mark.parametrize("argv", [[], ["ls"], ["who", "PORT"]])
+def test_the_everyday_forms_build_no_parser(listener: socket.socket, argv: list[str]) -> None:
+    port = str(listener.getsockname()[1])
+    argv = [port if a == "PORT" else a for a in argv]
+    assert _loaded_after(argv, _PARSER) == (0, [])
+
+
+def test_an_option_builds_the_parser(listener: socket.socket) -> None:
+    """The check above can fail: a form with an option goes through argparse."""
+    assert _loaded_after(["ls", "--tcp"], ("argparse",)) == (0, ["argparse"])
