@@ -1,5 +1,5 @@
 """``python -m portbook``: the same as the ``portbook`` command."""
 
-from portbook._cli import main
+from portbook._cli import console
 
-raise SystemExit(main())
+console()
