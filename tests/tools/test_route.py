@@ -428,6 +428,13 @@ def test_cli_route_source_arrow_forms(socks: Sockets) -> None:
         assert result.status == 0, result.stderr
         data = json.loads(result.stdout)
         assert data["rule"] == "established" and data["socket"]["inode"] == inode(conn)
+    # PROTO/DST, as other commands take tcp/PORT; options may come first.
+    for argv in ([f"tcp/{src}", "->", dst], ["--json", f"TCP/{src}->{dst}"]):
+        result = run_cli("route", *argv, "--json")
+        assert result.status == 0, result.stderr
+        assert json.loads(result.stdout)["socket"]["inode"] == inode(conn)
+    result = run_cli("route", "--device", "lo", "--json", f"tcp/{dst}")
+    assert result.status == 0 and json.loads(result.stdout)["rule"] == "exact-listener", result
 
 
 def test_cli_route_none_exits_1(socks: Sockets) -> None:
@@ -443,6 +450,9 @@ def test_cli_route_none_exits_1(socks: Sockets) -> None:
     "argv",
     [
         ["route", "sctp", "127.0.0.1:80"],
+        ["route", "sctp/127.0.0.1:80"],
+        ["route", "tcp/"],
+        ["route", "--device", "tcp/127.0.0.1:80"],
         ["route", "tcp", "80"],
         ["route", "tcp", "127.0.0.1:80", "->"],
         ["route", "tcp", "--device", "no-such-device0", "127.0.0.1:80"],

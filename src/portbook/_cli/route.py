@@ -14,7 +14,8 @@ class _ArrowWords(argparse.ArgumentParser):
     """Lets ``->`` stand as its own word: argparse would read it as an option.
 
     Words beginning with ``->`` are handed on with the arrow written as ``→``
-    (which route also accepts as typed).
+    (which route also accepts as typed). ``tcp/DST``, the form other commands
+    take for a port, is read as ``tcp DST``.
     """
 
     def parse_known_args(  # type: ignore[override]
@@ -22,7 +23,28 @@ class _ArrowWords(argparse.ArgumentParser):
     ) -> tuple[argparse.Namespace, list[str]]:
         words = list(sys.argv[1:] if args is None else args)
         words = ["\u2192" + w[2:] if w.startswith("->") else w for w in words]
-        return super().parse_known_args(words, namespace)
+        return super().parse_known_args(_protocol_apart(words), namespace)
+
+
+_VALUED = ("--device", "--netns")  # the options that take the next word as their value
+
+
+def _protocol_apart(words: list[str]) -> list[str]:
+    """``words`` with a first positional ``tcp/...`` or ``udp/...`` split in two."""
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "--":
+            index += 1
+            break
+        if not word.startswith("-"):
+            break
+        index += 2 if word in _VALUED else 1
+    if index < len(words):
+        proto, slash, rest = words[index].partition("/")
+        if slash and rest and proto.lower() in ("tcp", "udp"):
+            return [*words[:index], proto, rest, *words[index + 1 :]]
+    return words
 
 
 def register(subparsers: Any) -> None:
@@ -36,6 +58,7 @@ def register(subparsers: Any) -> None:
             "that is not this machine's, not-local and where the routing table sends it. A port "
             "a container runtime publishes is followed into the container (inside); as root, a "
             "port no socket takes but a DNAT rule forwards answers dnat. "
+            "PROTO DST may be written PROTO/DST (tcp/127.0.0.1:6379). "
             "Quote the arrow in a shell, where > redirects: "
             "portbook route udp '192.0.2.7:40000 -> 127.0.0.1:53'. "
             "Exit status: 0 a socket takes it, 1 none does, 2 bad input."
