@@ -207,7 +207,7 @@ def _check(status: int, out: str, err: str) -> None:
 
 RUN = sorted(set(_COMMANDS) - PARSE_ONLY)
 SETTINGS = settings(
-    max_examples=20,
+    max_examples=int(os.environ.get("PORTBOOK_PROPERTY_EXAMPLES", "20")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     database=None,
