@@ -33,6 +33,8 @@ HEAVY = (
     # The package, not the C module _sqlite3 that the registry uses: it imports
     # datetime and registers adapters, about a fifth of a bare start.
     "sqlite3",
+    # The Python module, not the C module _datetime whose `date` the records use.
+    "datetime",
 )
 
 

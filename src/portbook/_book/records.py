@@ -189,7 +189,17 @@ DYNAMIC_BLOCK = Service(
 def parse_date(text: str | None) -> date | None:
     if not text:
         return None
-    from datetime import date  # only for records that have a date: `ls` names ports without
+    # Only for records that have a date (`ls` names ports without), and from
+    # the C module: its `date` is the very class `datetime.date` is, while the
+    # `datetime` module around it costs six times as much to import (5.7M
+    # instructions, about 6% of a cold `lookup 443`).
+    if TYPE_CHECKING:
+        from datetime import date
+    else:
+        try:
+            from _datetime import date
+        except ImportError:  # an interpreter without the C module (PyPy)
+            from datetime import date
 
     try:
         if len(text) == 7:  # "2007-06": IANA recorded only the month
