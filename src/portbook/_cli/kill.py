@@ -107,7 +107,11 @@ def run_kill(args: argparse.Namespace, out: Output) -> int:
 
 
 def _kill(
-    port: int, proto: Protocol | None, signum: int, holders: list[PortHolder], args: Any
+    port: int,
+    proto: Protocol | None,
+    signum: int,
+    holders: list[PortHolder],
+    args: argparse.Namespace,
 ) -> KillResult:
     from portbook import kill_port
 

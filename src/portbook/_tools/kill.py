@@ -388,7 +388,7 @@ def _holding(port: int, protocol: Protocol | None) -> tuple[set[int], bool]:
 
 
 def _holders_of(sockets: list[Socket]) -> set[int]:
-    """The pids holding any of ``sockets`` but a TIME-WAIT one (which nobody holds)."""
+    """The pids holding any of ``sockets`` (a TIME-WAIT socket has none to add)."""
     return {p.pid for s in sockets for p in s.processes}
 
 
