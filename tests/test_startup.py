@@ -37,6 +37,10 @@ HEAVY = (
     "datetime",
 )
 
+# argparse, and gettext with locale behind its first message, cost about a
+# seventh of a cold start (BENCHMARKS.md): the everyday forms never build the parser.
+PARSER = ("argparse", "gettext", "locale")
+
 
 def _loaded_after(argv: list[str], heavy: tuple[str, ...] = HEAVY) -> list[str]:
     code = (
@@ -60,8 +64,7 @@ def test_a_cold_lookup_imports_none_of_the_heavy_modules(argv: list[str]) -> Non
 
 @pytest.mark.parametrize("argv", [["lookup", "443"], ["lookup", "https"]])
 def test_a_lookup_without_options_builds_no_parser(argv: list[str]) -> None:
-    # argparse (and gettext, locale behind its first message): a seventh of a cold start.
-    assert _loaded_after(argv, ("argparse", "gettext", "locale")) == []
+    assert _loaded_after(argv, PARSER) == []
     assert _loaded_after([*argv, "--proto", "tcp"], ("argparse",)) == ["argparse"]
 
 

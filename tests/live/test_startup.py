@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.test_startup import PARSER
+
 HEAVY = (
     "dataclasses",
     "inspect",
@@ -83,16 +85,11 @@ def test_ls_names_its_ports_without_datetime(listener: socket.socket) -> None:
     assert _loaded_after(["ls"], ("datetime",)) == (0, [])
 
 
-# argparse, and gettext with locale behind its first message, cost about a
-# seventh of a cold start (BENCHMARKS.md): the everyday forms never build the parser.
-_PARSER = ("argparse", "gettext", "locale")
-
-
 @pytest.mark.parametrize("argv", [[], ["ls"], ["who", "PORT"]])
 def test_the_everyday_forms_build_no_parser(listener: socket.socket, argv: list[str]) -> None:
     port = str(listener.getsockname()[1])
     argv = [port if a == "PORT" else a for a in argv]
-    assert _loaded_after(argv, _PARSER) == (0, [])
+    assert _loaded_after(argv, PARSER) == (0, [])
 
 
 def test_an_option_builds_the_parser(listener: socket.socket) -> None:
