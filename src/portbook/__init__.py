@@ -122,6 +122,8 @@ _EXPORTS: dict[str, str] = {
     "TableQuery": "_live.backends",
     "SocketTable": "_live.records",
     "socket_table": "_joined",
+    "SocketStream": "_live.table",
+    "socket_stream": "_joined",
     # what is behind a port: namespaces, containers, units, published ports
     "Container": "_live.containers",
     "DnatRule": "_live.nat",
@@ -215,6 +217,7 @@ __all__ = [
     "SocketChanges",
     "SocketProcess",
     "SocketState",
+    "SocketStream",
     "SocketTable",
     "SocketTableError",
     "Store",
@@ -275,6 +278,7 @@ __all__ = [
     "search",
     "service_name",
     "socket_backend",
+    "socket_stream",
     "socket_table",
     "sockets_json",
     "sockets_on_port",
@@ -345,11 +349,11 @@ if TYPE_CHECKING:  # the live table
     )
     from ._live.jsontext import sockets_json
     from ._live.records import Exposure, Socket, SocketProcess, SocketState, SocketTable
-    from ._live.table import socket_backend
+    from ._live.table import SocketStream, socket_backend
     from ._live.watch import SocketChanges
 
 if TYPE_CHECKING:  # what is behind a port
-    from ._joined import socket_table
+    from ._joined import socket_stream, socket_table
     from ._live.behind import port_forwards
     from ._live.cgroups import Runtime, Unit
     from ._live.containers import Container

@@ -10,7 +10,7 @@ your names a program serves right now; the tools around ports (``kill``,
 from __future__ import annotations
 
 from portbook._exceptions import SocketTableError
-from portbook._live.table import read_sockets, read_table, socket_filter
+from portbook._live.table import read_sockets, read_stream, read_table, socket_filter
 from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from portbook._live.backends.base import SocketBackend
     from portbook._live.build import Namer
     from portbook._live.records import Socket, SocketProcess, SocketState, SocketTable
+    from portbook._live.table import SocketStream
     from portbook._live.watch import SocketChanges
     from portbook._names.assignments import Assignment
     from portbook._names.leases import Lease
@@ -40,6 +41,7 @@ __all__ = [
     "port_in_use",
     "resolve_ports",
     "single_port",
+    "socket_stream",
     "socket_table",
     "sockets_on_port",
     "watch_sockets",
@@ -175,6 +177,22 @@ def socket_table(
         tuple(notes),
         tuple(others.items()),
     )
+
+
+def socket_stream(
+    *, netns: str | None = None, backend: SocketBackend | None = None, **filters: Any
+) -> SocketStream:
+    """:func:`socket_table` (same filters, no ``query``) with each socket built as it is iterated.
+
+    For a caller that handles each socket once and drops it, as ``ls --json``
+    writes the table out: the records are never all alive together (at
+    50,000 sockets, about 13 MiB less). Everything is read before this
+    returns, so the errors are raised here; the stream's ``namespaces``,
+    ``notes`` and ``elsewhere`` are known before the first socket. Iterate
+    it once, as a file is read.
+    """
+    chosen = socket_filter(netns=netns, **filters)
+    return read_stream(chosen, backend=backend, names=_port_names)
 
 
 def sockets_on_port(

@@ -395,29 +395,76 @@ def test_json_of_namespaces_containers_units_and_published_ports_matches_to_json
     assert first["container"]["name"] == 'w"eb\u00e9' and first["unit"]["name"] == "docker.service"
 
 
-@needs_linux
-def test_rows_share_repeated_values_and_are_freed_as_records_are_built() -> None:
-    """A large table costs what its distinct values cost: one object per address, port, uid."""
-    from portbook._live import table
-    from portbook._live.backends.base import TableQuery
+def _retained(make: Any) -> tuple[Any, int]:
+    """``make()``'s result and the bytes it keeps allocated (tracemalloc)."""
+    import tracemalloc
 
-    with socket.create_server(("127.0.0.1", 0)) as server:
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        made = make()
+        return made, tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+@needs_linux
+def test_netlink_rows_are_kept_as_the_kernel_sent_them_and_decode_to_the_same_rows() -> None:
+    """A large table's rows cost their messages (72 bytes a socket), not a row object each."""
+    from portbook._live.backends.base import RawRows, TableQuery
+
+    count = 300
+    with socket.create_server(("127.0.0.1", 0), backlog=count) as server:
         port = port_of(server)
-        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
         try:
             query = TableQuery(frozenset({"tcp"}), frozenset({4}), ports=(port, port))
-            rows = list(portbook.NetlinkBackend().sockets(query))
-            servers = [r for r in rows if r.local_port == port]
-            assert len(servers) == 4  # the listener and three accepted ends
-            first = servers[0]
-            assert all(r.local_address is first.local_address for r in servers)
-            assert all(r.local_port is first.local_port for r in servers)
-            assert all(r.uid is first.uid for r in servers)
-            order = list(rows)
-            drained = table._drained(rows)
-            assert next(drained) is order[0]
-            assert len(rows) == len(order) - 1  # handed out: no longer held by the list
-            assert [order[0], *drained] == order and rows == []
+            portbook.NetlinkBackend().sockets(query)  # imports and first-call caches
+            rows, kept = _retained(lambda: portbook.NetlinkBackend().sockets(query))
+            assert isinstance(rows, RawRows) and len(rows) == count + 1
+            # Row objects would take about 200 bytes each; the messages 72.
+            assert kept < 100 * len(rows) + 2048, kept
+            decoded = list(rows)
+            assert decoded == list(rows)  # every pass decodes the same rows
+            assert all(type(r) is portbook.RawSocket for r in decoded)
+            assert rows.port_pairs() == {(port, "tcp")}
+            assert list(rows.holder_keys()) == [(r.inode, None) for r in decoded]
+
+            # The same sockets as /proc/net/tcp has them (whose queues of a
+            # listener differ: netlink gives its backlog as the send queue).
+            def facts(r: portbook.RawSocket) -> tuple[Any, ...]:
+                return (r.state, r.local_address, r.local_port, r.remote_address,
+                        r.remote_port, r.inode, r.uid, r.interface)  # fmt: skip
+
+            procfs = sorted(map(facts, portbook.ProcfsBackend().sockets(query)))
+            assert sorted(map(facts, decoded)) == procfs
         finally:
             for c in clients:
+                c.close()
+
+
+@needs_linux
+def test_a_socket_stream_builds_each_record_as_it_is_asked_for() -> None:
+    """``socket_stream`` gives socket_table's sockets without ever holding them all."""
+    count = 300
+    with socket.create_server(("127.0.0.1", 0), backlog=count) as server:
+        port = port_of(server)
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+        accepted = [server.accept()[0] for _ in range(count)]
+        try:
+            table, held = _retained(lambda: portbook.socket_table(port=port))
+            stream = portbook.socket_stream(port=port)
+            assert stream.notes == table.notes and stream.elsewhere == table.elsewhere
+
+            def consume() -> list[tuple[int, int]]:
+                return [(s.inode, len(s.processes)) for s in stream]
+
+            seen, kept = _retained(consume)
+            assert sorted(seen) == sorted((s.inode, len(s.processes)) for s in table.sockets)
+            assert len(seen) == count + 1 and all(n == 1 for _, n in seen)
+            # What remains is the list of (inode, holders) pairs, not the records.
+            assert kept < held / 3, (kept, held)
+            assert list(stream) == []  # read once, as a file is
+        finally:
+            for c in clients + accepted:
                 c.close()

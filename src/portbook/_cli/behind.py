@@ -14,12 +14,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from typing import Any
 
-    from portbook import Container, Netns, Published, Socket, SocketTable, Unit
+    from portbook import Container, Netns, Published, Socket, SocketStream, SocketTable, Unit
 
 __all__ = ["extra_columns", "forwarded", "lead", "notes"]
 
 
-def notes(table: SocketTable, out: Output, command: str) -> None:
+def notes(table: SocketTable | SocketStream, out: Output, command: str) -> None:
     """What the table could not read, and the other namespaces that hold more, on stderr."""
     for note in table.notes:
         out.note(note)

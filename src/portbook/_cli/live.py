@@ -11,10 +11,10 @@ from portbook._cli._output import Output, count, says_registry_warning
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from typing import Any
 
-    from portbook import Protocol, Socket, SocketTable
+    from portbook import Protocol, Socket, SocketStream, SocketTable
 
 _ROOT_NOTE = (
     "Without root, the owning process of another user's socket cannot be seen: such "
@@ -201,19 +201,24 @@ def run_ls(args: argparse.Namespace, out: Output) -> int:
 
 
 def _list_once(filters: dict[str, Any], args: argparse.Namespace, out: Output) -> int:
+    if args.json:
+        # Each socket written as it is built: a large table is never held whole.
+        from portbook import socket_stream
+
+        stream = socket_stream(**filters)
+        _json(stream, out)
+        _notes(stream, out, "portbook ls --netns all")
+        return 0
     from portbook import socket_table
 
     # The plain table shows nobody inside a container (--wide does): not read then.
-    table = socket_table(**filters, inside=args.json or args.wide)
-    if args.json:
-        _json(table.sockets, out)
-    else:
-        _render(table.sockets, out, args, show_peer=args.all or bool(args.state))
+    table = socket_table(**filters, inside=args.wide)
+    _render(table.sockets, out, args, show_peer=args.all or bool(args.state))
     _notes(table, out, "portbook ls --netns all")
     return 0
 
 
-def _notes(table: SocketTable, out: Output, command: str) -> None:
+def _notes(table: SocketTable | SocketStream, out: Output, command: str) -> None:
     if table.notes or table.elsewhere:  # the common case: nothing to say, nothing imported
         from portbook._cli.behind import notes
 
@@ -290,7 +295,7 @@ def _book_lines(out: Output, query: str, protocol: Protocol | None) -> None:
     _port_footer(out, query)
 
 
-def _json(sockets: Sequence[Socket], out: Output) -> None:
+def _json(sockets: Iterable[Socket], out: Output) -> None:
     # In pieces: a large table's JSON is megabytes (see write_sockets_json).
     from portbook import write_sockets_json
 

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from portbook._live.records import SocketProcess
 
     #: The rows of one namespace: its Netns (``None``: the caller's own, read without netns).
-    Tables = Sequence[tuple[Netns | None, Sequence[RawSocket]]]
+    Tables = Sequence[tuple[Netns | None, Iterable[RawSocket]]]
 
 __all__ = ["Looked", "container_tables", "look_behind", "port_forwards"]
 
@@ -343,7 +343,7 @@ def container_tables(
     *,
     queries: Sequence[TableQuery] | None = None,
     proc: str = PROC,
-) -> tuple[dict[str, Sequence[RawSocket]], list[str]]:
+) -> tuple[dict[str, Iterable[RawSocket]], list[str]]:
     """Container id -> the listening sockets of its network namespace, for each published port.
 
     A namespace already in ``tables`` (read for ``netns``) is not read
@@ -357,7 +357,7 @@ def container_tables(
     from portbook._live.backends.base import TableQuery
     from portbook._live.netns import Netns, NetnsKind, read_namespace_tables
 
-    found: dict[str, Sequence[RawSocket]] = {}
+    found: dict[str, Iterable[RawSocket]] = {}
     for ns, rows in tables:
         if ns is not None and ns.container is not None:
             found.setdefault(ns.container.id, rows)

@@ -31,7 +31,7 @@ from portbook._record import maker, values_of
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
     from ipaddress import IPv4Address, IPv6Address
 
     from portbook._live.backends.base import RawSocket
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     IPAddress = IPv4Address | IPv6Address
 
-__all__ = ["Namer", "build_sockets", "exposure", "state_mask", "unnamed"]
+__all__ = ["Namer", "build_sockets", "exposure", "iter_sockets", "state_mask", "unnamed"]
 
 # Kernel state number -> state, for TCP; UDP differs only for TCP_CLOSE.
 _TCP_STATE_BY_CODE: dict[int, SocketState] = dict(
@@ -248,7 +248,24 @@ def build_sockets(
     netns: Netns | None = None,
     behind: Looked | None = None,
 ) -> list[Socket]:
-    """The one place public :class:`Socket` records are made.
+    """:func:`iter_sockets` as a list."""
+    made = iter_sockets(raws, scan=scan, processes=processes, ranges=ranges, names=names,
+                        viewer_uid=viewer_uid, netns=netns, behind=behind)  # fmt: skip
+    return list(made)
+
+
+def iter_sockets(
+    raws: Iterable[RawSocket],
+    *,
+    scan: OwnerScan | None,
+    processes: Mapping[int, ProcessInfo],
+    ranges: LocalRanges,
+    names: Namer = unnamed,
+    viewer_uid: int = 0,
+    netns: Netns | None = None,
+    behind: Looked | None = None,
+) -> Iterator[Socket]:
+    """The one place public :class:`Socket` records are made, one per row, as they are asked for.
 
     ``scan`` is the owner walk (``None`` when owners were not asked for);
     ``processes`` the details of every holding pid; ``names`` names a port;
@@ -269,8 +286,7 @@ def build_sockets(
     address_get, address_make = addresses.get, addresses.make
     facts = {p: _PortFacts(p, ranges, names) for p in (Protocol.TCP, Protocol.UDP)}
     users: dict[int, str | None] = {}
-    out: list[Socket] = []
-    unspecified, closed, append, make = _UNSPECIFIED, SocketState.CLOSE, out.append, _make_socket
+    unspecified, closed, make = _UNSPECIFIED, SocketState.CLOSE, _make_socket
     # The fields of each row and each record, in their classes' field order.
     # fmt: off
     for (proto, fam, code, laddr, lport, raddr, rport, inode, uid, rq, sq, v6only, ifindex,
@@ -297,10 +313,9 @@ def build_sockets(
         if container is None:
             container = leads.container if leads is not None else space_container
         # fmt: off
-        append(make((
+        yield make((
             protocol, family, states.get(code, closed), local[0], lport, remote, remote_port,
             inode, uid, rq, sq, v6only, ifindex or None, procs, note, named, port_cls, ephemeral,
             local[1], user, yours, source, netns, container, unit, leads,
-        )))
+        ))
         # fmt: on
-    return out

@@ -23,7 +23,7 @@ from portbook._proc import PROC
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from portbook._live.backends.base import RawSocket, TableQuery
     from portbook._live.behind import Tables
@@ -38,7 +38,7 @@ _NAMED_DIRS = ("/run/netns", "/run/docker/netns")  # as portbook._live.netns.NAM
 def namespace_rows(
     spec: str,
     queries: Sequence[TableQuery],
-    host_rows: Callable[[], Sequence[RawSocket]],
+    host_rows: Callable[[], Iterable[RawSocket]],
     notes: list[str],
     *,
     index: ContainerIndex | None = None,
@@ -62,7 +62,7 @@ def namespace_rows(
     own = own_namespace(proc)
     foreign = [ns for ns in chosen if ns.inode != own]
     read = iter(read_namespace_tables(foreign, queries, proc=proc) if foreign else ())
-    tables: list[tuple[Netns | None, Sequence[RawSocket]]] = []
+    tables: list[tuple[Netns | None, Iterable[RawSocket]]] = []
     for ns in chosen:
         if ns.inode == own:
             tables.append((ns, host_rows()))

@@ -17,19 +17,19 @@ from portbook._live.backends.base import (
     ALL_STATES_MASK,
     TCP_CLOSE,
     TCP_LISTEN,
+    RawRows,
     RawSocket,
     TableQuery,
 )
-from portbook._live.build import build_sockets, state_mask, unnamed
+from portbook._live.build import iter_sockets, state_mask, unnamed
 from portbook._live.records import Socket, SocketState, SocketTable
 from portbook._ports import Family, PortRange, Protocol, parse_protocol
-from portbook._record import record
+from portbook._record import public, record
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-    from typing import Any
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
     from portbook._live.backends.base import SocketBackend
     from portbook._live.behind import Looked, Tables
@@ -46,9 +46,11 @@ if TYPE_CHECKING:
 __all__ = [
     "HOLDER_PROGRAMS",
     "SocketFilter",
+    "SocketStream",
     "behind_wanted",
     "containers_running",
     "read_sockets",
+    "read_stream",
     "read_table",
     "socket_backend",
     "socket_filter",
@@ -132,7 +134,8 @@ def read_sockets(
     the table, :class:`NotFoundError` when ``chosen.netns`` names no
     namespace.
     """
-    return _paused(chosen, backend, names)[0]
+    with _CollectorPaused():
+        return list(_read(chosen, backend, names)[0])
 
 
 def read_table(
@@ -147,8 +150,27 @@ def read_table(
     namespaces that hold matching listening sockets, where any exist (a
     cheap test first: files in ``/run/netns`` or ``/run/docker/netns``).
     """
+    with _CollectorPaused():
+        stream = read_stream(chosen, backend=backend, names=names)
+        sockets = tuple(stream)
+    return SocketTable(sockets, stream.namespaces, stream.notes, stream.elsewhere)
+
+
+def read_stream(
+    chosen: SocketFilter,
+    *,
+    backend: SocketBackend | None = None,
+    names: PortNamer | None = None,
+) -> SocketStream:
+    """:func:`read_table` with each record built only as the caller iterates.
+
+    The rows, holders and names are read before this returns (and so are
+    the errors); each record is made when it is asked for, so a caller that
+    writes each socket out and drops it never holds the whole table.
+    """
     shown: list[frozenset[str]] = []
-    sockets, spaces, notes = _paused(chosen, backend, names, shown)
+    with _CollectorPaused():
+        sockets, spaces, notes = _read(chosen, backend, names, shown)
     others: tuple[tuple[Netns, int | None], ...] = ()
     if chosen.netns is None and any(map(_has_entries, _NAMESPACE_DIRS)):
         from portbook._live.spaces import elsewhere
@@ -157,8 +179,34 @@ def read_table(
         # pointed at again (nor read for it).
         skip = shown[0] if shown else frozenset()
         others = elsewhere(_listening(chosen), named_dirs=_NAMESPACE_DIRS, skip=skip)
-    return SocketTable(tuple(sockets), spaces, notes, others)
+    return SocketStream(sockets, spaces, notes, others)
 
+
+class SocketStream:
+    """The sockets of one listing, each built as it is asked for, and what was read and what not.
+
+    Iterate it once, as a file is read: a second pass yields nothing.
+    ``namespaces``, ``notes`` and ``elsewhere`` are those of
+    :class:`SocketTable`, known before the first socket.
+    """
+
+    def __init__(
+        self,
+        sockets: Iterator[Socket],
+        namespaces: tuple[Netns, ...],
+        notes: tuple[str, ...],
+        elsewhere: tuple[tuple[Netns, int | None], ...],
+    ) -> None:
+        self._sockets = sockets
+        self.namespaces = namespaces
+        self.notes = notes
+        self.elsewhere = elsewhere
+
+    def __iter__(self) -> Iterator[Socket]:
+        return self._sockets
+
+
+public(SocketStream)
 
 # Where other network namespaces have files (ip netns and rootful Podman; Docker):
 # as portbook._live.netns.NAMED_NETNS_DIRS, not imported for one listdir each.
@@ -173,45 +221,43 @@ def _has_entries(path: str) -> bool:
         return False
 
 
-def _paused(
-    chosen: SocketFilter,
-    backend: SocketBackend | None,
-    names: PortNamer | None,
-    shown: list[frozenset[str]] | None = None,
-) -> tuple[list[Socket], tuple[Netns, ...], tuple[str, ...]]:
-    source = backend if backend is not None else socket_backend()
-    # The cyclic garbage collector is paused while the table is built: tens
-    # of thousands of raw rows and records (none in a reference cycle)
-    # would otherwise set off collections that traverse all of them again
-    # and again, about a tenth of a 20,000-socket listing. Reference
-    # counting still frees everything; the collector resumes at the end.
-    import gc
+class _CollectorPaused:
+    """The cyclic garbage collector paused for the ``with`` block, as it was after.
 
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        sockets, spaces, notes = _read(
-            chosen, source, fallback=backend is None, names=names, shown=shown
-        )
-        return _select(sockets, chosen), spaces, notes
-    finally:
-        if paused:
+    Tens of thousands of raw rows and records (none in a reference cycle)
+    would otherwise set off collections that traverse all of them again and
+    again, about a tenth of a 20,000-socket listing. Reference counting
+    still frees everything. (A class, not contextlib: `portbook who` does
+    not otherwise import contextlib.)
+    """
+
+    def __enter__(self) -> None:
+        import gc
+
+        self._was = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._was:
+            import gc
+
             gc.enable()
 
 
 def _read(
     chosen: SocketFilter,
-    source: SocketBackend,
-    *,
-    fallback: bool,
+    backend: SocketBackend | None,
     names: PortNamer | None,
     shown: list[frozenset[str]] | None = None,
-) -> tuple[list[Socket], tuple[Netns, ...], tuple[str, ...]]:
-    """Rows, names and holders, the walk side by side with the rest (see ``walk_during``).
+) -> tuple[Iterator[Socket], tuple[Netns, ...], tuple[str, ...]]:
+    """Rows, names and holders read (the walk side by side with the rest: see ``walk_during``).
 
-    ``shown`` receives the namespace files of the containers found behind
-    the holders.
+    Returns the records to come (built as they are iterated, the owner
+    filters applied), the namespaces read and the notes. ``shown`` receives
+    the namespace files of the containers found behind the holders.
     """
+    source = backend if backend is not None else socket_backend()
+    fallback = backend is None
     notes: list[str] = []
     index: ContainerIndex | None = None
     if chosen.netns is not None:
@@ -233,7 +279,9 @@ def _read(
                 notes,
                 index=index,
             )
-        pairs = {(r.local_port, r.protocol) for _, rows in tables for r in rows}
+        pairs: set[tuple[int, str]] = set()
+        for _, rows in tables:
+            pairs |= _port_pairs(rows)
         return tables, (names(pairs) if names is not None and pairs else unnamed)
 
     scan: OwnerScan | None = None
@@ -244,7 +292,6 @@ def _read(
     else:
         tables, named = rows_and_names()
     from portbook._live.processes import process_details
-    from portbook._machine import local_ranges
 
     details = process_details(_owning_pids(tables, scan)) if chosen.owners else {}
     behind: Looked | None = None
@@ -261,39 +308,29 @@ def _read(
             notes.extend(behind.notes)
             if shown is not None:
                 shown.append(behind.shown)
+    spaces = tuple(ns for ns, _ in tables if ns is not None)
+    built = _built(list(tables), scan=scan, details=details, names=named, behind=behind)
+    return _selected(built, chosen), spaces, tuple(dict.fromkeys(notes))
+
+
+def _built(
+    tables: list[tuple[Netns | None, Iterable[RawSocket]]],
+    *,
+    scan: OwnerScan | None,
+    details: Mapping[int, ProcessInfo],
+    names: Namer,
+    behind: Looked | None,
+) -> Iterator[Socket]:
+    """The records of ``tables``, in order; each table is let go once its records are made."""
+    from portbook._machine import local_ranges
+
     ranges = local_ranges()
     viewer = os.geteuid() if hasattr(os, "geteuid") else 0
-    sockets: list[Socket] = []
-    for ns, rows in tables:
-        built = build_sockets(
-            _drained(rows),
-            scan=scan,
-            processes=details,
-            ranges=ranges,
-            names=named,
-            viewer_uid=viewer,
-            netns=ns,
-            behind=behind,
-        )
-        sockets = built if not sockets else sockets + built
-    spaces = tuple(ns for ns, _ in tables if ns is not None)
-    return sockets, spaces, tuple(dict.fromkeys(notes))
-
-
-def _drained(rows: Sequence[RawSocket]) -> Iterator[RawSocket]:
-    """``rows`` in order, each dropped from the list once handed out.
-
-    A row is then freed as soon as its record is built: a large table's rows
-    and records are never all alive at once (at 50,000 sockets, about 8 MiB
-    less at the peak). The caller no longer needs the rows.
-    """
-    if not isinstance(rows, list):
-        yield from rows
-        return
-    rows.reverse()
-    pop = rows.pop
-    while rows:
-        yield pop()
+    tables.reverse()
+    while tables:
+        ns, rows = tables.pop()
+        yield from iter_sockets(rows, scan=scan, processes=details, ranges=ranges, names=names,
+                                viewer_uid=viewer, netns=ns, behind=behind)  # fmt: skip
 
 
 #: The programs that hold published ports for a container runtime (their ``comm``).
@@ -383,14 +420,14 @@ def _queries(chosen: SocketFilter) -> list[TableQuery]:
     return queries
 
 
-def _rows(chosen: SocketFilter, source: SocketBackend, *, fallback: bool) -> list[RawSocket]:
+def _rows(chosen: SocketFilter, source: SocketBackend, *, fallback: bool) -> RawRows:
     """The backend's rows for ``chosen``, one query per protocol."""
-    result: list[RawSocket] = []
+    result = RawRows()
     # TCP and UDP need different masks when states are given (UNCONN is
     # TCP_CLOSE for UDP), so each protocol is its own query.
     for query in _queries(chosen):
         try:
-            result.extend(source.sockets(query))
+            result.add(source.sockets(query))
         except SocketTableError:
             if not fallback or source.name != "netlink":
                 raise
@@ -399,12 +436,22 @@ def _rows(chosen: SocketFilter, source: SocketBackend, *, fallback: bool) -> lis
             from portbook._live.backends import ProcfsBackend
 
             source = ProcfsBackend()
-            result.extend(source.sockets(query))
-    if not type(source).__module__.startswith("portbook."):
-        # A backend of the caller's may return rows as plain tuples in field order.
-        plain: list[Any] = result
-        result = [r if type(r) is RawSocket else RawSocket(*r) for r in plain]
+            result.add(source.sockets(query))
     return result
+
+
+def _port_pairs(rows: Iterable[RawSocket]) -> set[tuple[int, str]]:
+    """The (local port, protocol) pairs of ``rows``."""
+    if isinstance(rows, RawRows):
+        return rows.port_pairs()
+    return {(r.local_port, r.protocol) for r in rows}
+
+
+def _holder_keys(rows: Iterable[RawSocket]) -> Iterable[tuple[int, tuple[int, ...] | None]]:
+    """(inode, pids) of each of ``rows``."""
+    if isinstance(rows, RawRows):
+        return rows.holder_keys()
+    return ((r.inode, r.pids) for r in rows)
 
 
 def _owning_pids(tables: Tables, scan: OwnerScan | None) -> list[int]:
@@ -414,30 +461,33 @@ def _owning_pids(tables: Tables, scan: OwnerScan | None) -> list[int]:
     shared: dict[int, tuple[int, ...]] = scan.shared if scan is not None else {}
     single_get, shared_get = single.get, shared.get
     for _, rows in tables:
-        for r in rows:
-            if r.pids is not None:
-                pids.update(r.pids)
-            elif r.inode:
-                pid = single_get(r.inode)
+        for inode, holders in _holder_keys(rows):
+            if holders is not None:
+                pids.update(holders)
+            elif inode:
+                pid = single_get(inode)
                 if pid is not None:
                     pids.add(pid)
                 else:
-                    pids.update(shared_get(r.inode, ()))
+                    pids.update(shared_get(inode, ()))
     return sorted(pids)
 
 
-def _select(sockets: list[Socket], chosen: SocketFilter) -> list[Socket]:
+def _selected(sockets: Iterator[Socket], chosen: SocketFilter) -> Iterator[Socket]:
     """The sockets whose holders match the owner filters (pid, user, program)."""
+    tests: list[Callable[[Socket], bool]] = []
     if chosen.pid is not None:
         pid = chosen.pid
-        sockets = [s for s in sockets if any(p.pid == pid for p in s.processes)]
+        tests.append(lambda s: any(p.pid == pid for p in s.processes))
     if chosen.user is not None:
         user = chosen.user
-        sockets = [s for s in sockets if _user_matches(s, user)]
+        tests.append(lambda s: _user_matches(s, user))
     if chosen.program is not None:
         program = chosen.program
-        sockets = [s for s in sockets if _program_matches(s, program)]
-    return sockets
+        tests.append(lambda s: _program_matches(s, program))
+    if not tests:
+        return sockets
+    return (s for s in sockets if all(test(s) for test in tests))
 
 
 def _socket_count_work() -> int:

@@ -15,14 +15,16 @@ from portbook._record import maker, public, record
 # see the typing.Protocol it is.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from typing import Protocol
+    from collections.abc import Iterable, Iterator
+    from typing import Any, Protocol
 else:
     Protocol = object
 
 __all__ = [
     "TCP_STATES",
+    "RawRows",
     "RawSocket",
+    "RowBlock",
     "SocketBackend",
     "TableQuery",
     "make_raw_socket",
@@ -81,6 +83,85 @@ class RawSocket:
 
 
 make_raw_socket = maker(RawSocket)
+
+
+class RowBlock(Protocol):
+    """Rows a backend keeps in a compact form of its own, decoded into RawSocket when iterated.
+
+    A row object costs about 200 bytes; the kernel's message for the same
+    socket, kept as it came, 72. A listing iterates its rows once to build
+    the records, and before that asks only for two columns of them, which a
+    block answers without decoding whole rows. Rows of a block never carry
+    ``pids``.
+    """
+
+    def __len__(self) -> int:
+        """How many rows the block holds."""
+
+    def __iter__(self) -> Iterator[RawSocket]:
+        """Each row, decoded."""
+
+    def port_pairs(self) -> set[tuple[int, str]]:
+        """The (local port, protocol) pairs of the rows."""
+
+    def inodes(self) -> Iterable[int]:
+        """The inode of each row (0 for TIME-WAIT and request minisockets)."""
+
+
+class RawRows:
+    """The rows of one table read (one query or several), iterated as RawSocket, in order.
+
+    Each part is a list of rows or a backend's :class:`RowBlock`; the
+    questions a listing asks of every row before it builds the records
+    (which ports to name, which sockets to find holders for) go to each part
+    in the cheapest way it has.
+    """
+
+    def __init__(self, parts: Iterable[Iterable[RawSocket]] = ()) -> None:
+        self._parts: list[list[RawSocket] | RowBlock] = []
+        for part in parts:
+            self.add(part)
+
+    def add(self, rows: Iterable[RawSocket]) -> None:
+        """Append ``rows``: another RawRows's parts, a block, or any rows (copied to a list).
+
+        A backend of the caller's may return plain tuples in field order:
+        they become RawSocket here.
+        """
+        if isinstance(rows, RawRows):
+            self._parts.extend(rows._parts)
+        elif hasattr(rows, "port_pairs"):
+            self._parts.append(rows)  # type: ignore[arg-type]
+        else:
+            plain: Iterable[Any] = rows
+            self._parts.append([r if type(r) is RawSocket else RawSocket(*r) for r in plain])
+
+    def __len__(self) -> int:
+        return sum(map(len, self._parts))
+
+    def __iter__(self) -> Iterator[RawSocket]:
+        for part in self._parts:
+            yield from part
+
+    def port_pairs(self) -> set[tuple[int, str]]:
+        """The (local port, protocol) pairs of every row."""
+        pairs: set[tuple[int, str]] = set()
+        for part in self._parts:
+            if isinstance(part, list):
+                pairs.update((r.local_port, r.protocol) for r in part)
+            else:
+                pairs |= part.port_pairs()
+        return pairs
+
+    def holder_keys(self) -> Iterator[tuple[int, tuple[int, ...] | None]]:
+        """(inode, pids) of every row: what finding its holders starts from."""
+        for part in self._parts:
+            if isinstance(part, list):
+                for r in part:
+                    yield r.inode, r.pids
+            else:
+                for inode in part.inodes():
+                    yield inode, None
 
 
 @record

@@ -15,13 +15,13 @@ import errno
 import struct
 
 from portbook._exceptions import SocketTableError
-from portbook._live.backends.base import TableQuery, make_raw_socket
+from portbook._live.backends.base import RawRows, TableQuery, make_raw_socket
 from portbook._record import public
 
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterator
 
     from portbook._live.backends.base import RawSocket
 
@@ -45,17 +45,22 @@ _IPPROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 # nlmsghdr (len, type, flags, seq, pid) + inet_diag_req_v2 (family, protocol,
 # ext, pad, states) + inet_diag_sockid (sport, dport, src[16], dst[16], if, cookie[8]).
 _REQUEST = struct.Struct("=IHHII BBBxI 48x")
-# nlmsghdr + inet_diag_msg: family, state, timer, retrans, then the sockid with
-# the ports in network byte order (read as bytes), then expires, rqueue,
-# wqueue, uid, inode.
-_MESSAGE = struct.Struct("=IHHII BBxx BBBB 16s16sI8x 4xIIII")
+# inet_diag_msg: family, state, timer, retrans, then the sockid with the ports
+# in network byte order (read as bytes), then expires, rqueue, wqueue, uid, inode.
+_ROW6 = struct.Struct("=xBxx BBBB 16s16sI8x 4xIIII")
 # The same for an IPv4 dump: the addresses are the first 4 bytes of each slot.
-_MESSAGE4 = struct.Struct("=IHHII BBxx BBBB 4s12x4s12xI8x 4xIIII")
+_ROW4 = struct.Struct("=xBxx BBBB 4s12x4s12xI8x 4xIIII")
+# Two columns of the same message: the local port's bytes, and the inode.
+_LOCAL_PORT = struct.Struct("=4xBB66x")
+_INODE = struct.Struct("=68xI")
 _HEADER = struct.Struct("=IHHII")
 _ATTR = struct.Struct("=HH")
 _NLMSG_HDRLEN = 16
 _DIAG_MSG_LEN = 72
 _RECV_BUFFER = 1 << 20
+# INET_DIAG_SKV6ONLY as kept by a block: one byte per IPv6 row.
+_V6ONLY_CODE = {None: 2, False: 0, True: 1}
+_V6ONLY = (False, True, None)
 
 
 class NetlinkBackend:
@@ -72,12 +77,12 @@ class NetlinkBackend:
         sock.close()
         return True
 
-    def sockets(self, query: TableQuery) -> Iterable[RawSocket]:
+    def sockets(self, query: TableQuery) -> RawRows:
         try:
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
         except (OSError, AttributeError) as exc:
             raise SocketTableError(f"netlink sock_diag is not available: {exc}") from exc
-        result: list[RawSocket] = []
+        result = RawRows()
         try:
             # A large receive buffer lets the kernel fill big dump batches
             # without dropping (a dump never drops, but small buffers mean
@@ -89,15 +94,8 @@ class NetlinkBackend:
             except OSError:
                 pass
             sock.bind((0, 0))
-            # Slack past the receive size: every message is unpacked as a full
-            # diag message before its type is looked at, and a short one (DONE,
-            # ERROR) at the end of a batch must not read past the buffer.
-            buf = bytearray(_RECV_BUFFER + _MESSAGE.size)
+            buf = bytearray(_RECV_BUFFER)
             seq = 0
-            # Each value repeated across rows (an address, a port, a uid) is one
-            # object: a fresh bytes or int object per row would cost 30-50
-            # bytes each, about a third of a large table's rows.
-            shared: dict[object, object] = {}
             for protocol in ("tcp", "udp"):
                 if protocol not in query.protocols:
                     continue
@@ -106,8 +104,9 @@ class NetlinkBackend:
                         continue
                     seq += 1
                     sock.send(_request(family, protocol, query, seq))
-                    _read_dump(sock, buf, seq=seq, protocol=protocol, fam=family, out=result,
-                               shared=shared)  # fmt: skip
+                    block = _DiagBlock(protocol, family)
+                    _read_dump(sock, buf, seq=seq, out=block)
+                    result.add(block)
         except OSError as exc:
             raise SocketTableError(f"reading the socket table over netlink failed: {exc}") from exc
         finally:
@@ -145,49 +144,98 @@ def _request(family: int, protocol: str, query: TableQuery, seq: int) -> bytes:
     return head + attr
 
 
-def _read_dump(
-    sock: socket.socket,
-    buf: bytearray,
-    *,
-    seq: int,
-    protocol: str,
-    fam: int,
-    out: list[RawSocket],
-    shared: dict[object, object],
-) -> None:
-    """Read the replies to dump request ``seq`` into ``out`` until the kernel says done.
+class _DiagBlock:
+    """The sockets of one dump (one protocol and family), each as its kernel message.
 
-    ``shared`` maps each address, port and uid seen to the one object that stands for it.
+    The message's fixed part (72 bytes) is kept as it came, with one byte
+    more for INET_DIAG_SKV6ONLY on IPv6, and decoded into a row only when
+    iterated: a large table's rows then take a third of the memory row
+    objects would (see :class:`~portbook._live.backends.base.RowBlock`).
     """
+
+    def __init__(self, protocol: str, family: int) -> None:
+        self.protocol = protocol
+        self.family = family
+        self.messages = bytearray()
+        self.v6only = bytearray()  # one code (_V6ONLY) per message of an IPv6 dump
+
+    def __len__(self) -> int:
+        return len(self.messages) // _DIAG_MSG_LEN
+
+    def __iter__(self) -> Iterator[RawSocket]:
+        protocol, fam, make = self.protocol, self.family, make_raw_socket
+        if fam == 4:
+            # fmt: off
+            for (state, sport_hi, sport_lo, dport_hi, dport_lo, src, dst, ifindex, rqueue,
+                 wqueue, uid, inode) in _ROW4.iter_unpack(self.messages):
+                yield make((
+                    protocol, 4, state, src, (sport_hi << 8) | sport_lo, dst,
+                    (dport_hi << 8) | dport_lo, inode, uid, rqueue, wqueue, None, ifindex, None,
+                ))
+            return
+        v6only = _V6ONLY
+        for (
+            state,
+            sport_hi,
+            sport_lo,
+            dport_hi,
+            dport_lo,
+            src,
+            dst,
+            ifindex,
+            rqueue,
+            wqueue,
+            uid,
+            inode,
+        ), code in zip(_ROW6.iter_unpack(self.messages), self.v6only, strict=True):
+            yield make(
+                (
+                    protocol,
+                    6,
+                    state,
+                    src,
+                    (sport_hi << 8) | sport_lo,
+                    dst,
+                    (dport_hi << 8) | dport_lo,
+                    inode,
+                    uid,
+                    rqueue,
+                    wqueue,
+                    v6only[code],
+                    ifindex,
+                    None,
+                )
+            )
+            # fmt: on
+
+    def port_pairs(self) -> set[tuple[int, str]]:
+        protocol = self.protocol
+        return {((hi << 8) | lo, protocol) for hi, lo in _LOCAL_PORT.iter_unpack(self.messages)}
+
+    def inodes(self) -> Iterator[int]:
+        for (inode,) in _INODE.iter_unpack(self.messages):
+            yield inode
+
+
+def _read_dump(sock: socket.socket, buf: bytearray, *, seq: int, out: _DiagBlock) -> None:
+    """Read the replies to dump request ``seq`` into ``out`` until the kernel says done."""
     while True:
         size = sock.recv_into(buf, _RECV_BUFFER)
-        if _parse_batch(buf, size, seq=seq, protocol=protocol, fam=fam, out=out, shared=shared):
+        if _parse_batch(buf, size, seq=seq, out=out):
             return
         if size == 0:
             raise SocketTableError("netlink dump ended without NLMSG_DONE")
 
 
-def _parse_batch(
-    buf: bytearray,
-    size: int,
-    *,
-    seq: int,
-    protocol: str,
-    fam: int,
-    out: list[RawSocket],
-    shared: dict[object, object],
-) -> bool:
-    """Turn one batch of messages into rows; True when it held the end of the dump."""
-    unpack = (_MESSAGE4 if fam == 4 else _MESSAGE).unpack_from
-    v4 = fam == 4
-    append, make, one = out.append, make_raw_socket, shared.setdefault
+def _parse_batch(buf: bytearray, size: int, *, seq: int, out: _DiagBlock) -> bool:
+    """Keep one batch of messages in ``out``; True when it held the end of the dump."""
+    header = _HEADER.unpack_from
+    view = memoryview(buf)
+    messages, v6only = out.messages, (None if out.family == 4 else out.v6only)
     offset = 0
     while offset + _NLMSG_HDRLEN <= size:
-        # fmt: off
-        (length, msg_type, _flags, msg_seq, _pid, _family, state, sport_hi, sport_lo, dport_hi,
-         dport_lo, src, dst, ifindex, rqueue, wqueue, uid, inode) = unpack(buf, offset)
-        # fmt: on
-        if length < _NLMSG_HDRLEN:
+        length, msg_type, _flags, msg_seq, _pid = header(buf, offset)
+        if length < _NLMSG_HDRLEN or offset + length > size:
             raise SocketTableError("malformed netlink message from the kernel")
         if msg_seq != seq:
             offset += (length + 3) & ~3
@@ -197,16 +245,12 @@ def _parse_batch(
         if msg_type == NLMSG_ERROR:
             _refused(buf, offset)
             return True
-        v6only = (
-            None if v4 else _v6only(buf, offset + _NLMSG_HDRLEN + _DIAG_MSG_LEN, offset + length)
-        )
-        # fmt: off
-        sport, dport = (sport_hi << 8) | sport_lo, (dport_hi << 8) | dport_lo
-        append(make((
-            protocol, fam, state, one(src, src), one(sport, sport), one(dst, dst),
-            one(dport, dport), inode, one(uid, uid), rqueue, wqueue, v6only, ifindex, None,
-        )))
-        # fmt: on
+        start = offset + _NLMSG_HDRLEN
+        if length < _NLMSG_HDRLEN + _DIAG_MSG_LEN:
+            raise SocketTableError("malformed netlink message from the kernel")
+        messages += view[start : start + _DIAG_MSG_LEN]
+        if v6only is not None:
+            v6only.append(_V6ONLY_CODE[_v6only(buf, start + _DIAG_MSG_LEN, offset + length)])
         offset += (length + 3) & ~3
     return False
 
