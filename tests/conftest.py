@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +18,17 @@ import pytest
 from portbook import Store
 from portbook._cli import main
 from portbook._cli._output import Output
+
+
+# The suite's own data directory (the default names store, a user copy of the
+# registry): nothing a test does through the defaults reaches the data of the
+# user who runs it. Set before any test (and so inherited by every child
+# process); a test that needs another one sets its own.
+if "PORTBOOK_DATA_DIR" not in os.environ:
+    _DATA_DIR = tempfile.mkdtemp(prefix="portbook-test-data-")
+    os.chmod(_DATA_DIR, 0o755)  # tests that drop privileges still read it
+    os.environ["PORTBOOK_DATA_DIR"] = _DATA_DIR
+    atexit.register(shutil.rmtree, _DATA_DIR, ignore_errors=True)
 
 
 @dataclass(frozen=True)
