@@ -19,7 +19,6 @@ from portbook import Store
 from portbook._cli import main
 from portbook._cli._output import Output
 
-
 # The suite's own data directory (the default names store, a user copy of the
 # registry): nothing a test does through the defaults reaches the data of the
 # user who runs it. Set before any test (and so inherited by every child
