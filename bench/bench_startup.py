@@ -147,7 +147,6 @@ def instructions(argv: list[str]) -> int | None:
 # is done by the same calls the command makes.
 BREAKDOWN: tuple[tuple[str, str], ...] = (
     ("the interpreter (`python -c pass`)", "pass"),
-    ("`import re` (the console script pip writes imports it)", "import re, sys, io"),
     ("the facade and the CLI modules", "import portbook, portbook._cli, portbook._cli.live"),
     (
         "the quick form of the command line (no argparse)",
@@ -213,7 +212,7 @@ BREAKDOWN: tuple[tuple[str, str], ...] = (
     ),
     (
         "the records, the table (to a pipe)",
-        "from portbook._machine import local_ranges; "
+        "import io, sys; from portbook._machine import local_ranges; "
         "from portbook._live.build import build_sockets; "
         "from portbook._cli.live import _render; from portbook._cli._output import Output; "
         "socks = build_sockets(rows, scan=scan, processes=details, ranges=local_ranges(), "
