@@ -7,6 +7,7 @@ expected: the Socket record holds address objects. `json` only for --json.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -95,3 +96,35 @@ def test_the_everyday_forms_build_no_parser(listener: socket.socket, argv: list[
 def test_an_option_builds_the_parser(listener: socket.socket) -> None:
     """The check above can fail: a form with an option goes through argparse."""
     assert _loaded_after(["ls", "--tcp"], ("argparse",)) == (0, ["argparse"])
+
+
+def _command() -> str:
+    """The installed ``portbook`` command of this interpreter's environment."""
+    import shutil
+
+    found = shutil.which("portbook", path=os.path.dirname(sys.executable))
+    if found is None:
+        pytest.fail("no portbook command installed beside this interpreter")
+    return found
+
+
+@pytest.mark.parametrize("argv", [["lookup", "443"], ["lookup", "https"]])
+def test_the_installed_command_does_not_import_re(argv: list[str]) -> None:
+    """The command is bin/portbook: an entry point's wrapper would import re (8M instructions).
+
+    (`portbook` and `who` import it too where containers run or other
+    namespaces exist, as the test machine may have at any moment: their
+    readers use it. A lookup's path is the same everywhere.)
+    """
+    script = _command()
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('RE', 're' in sys.modules, file=sys.stderr))\n"
+        f"sys.argv = [{script!r}, *{argv!r}]\n"
+        f"exec(compile(open({script!r}).read(), {script!r}, 'exec'), {{'__name__': '__main__'}})\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "RE False"
