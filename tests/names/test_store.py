@@ -208,3 +208,22 @@ def test_unwritable_directory_for_a_new_store(tmp_path: Path) -> None:
             assign("api", store=Store(locked / "s.sqlite3"))
     finally:
         locked.chmod(0o755)
+
+
+def test_reading_a_store_that_does_not_exist_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reads see an empty store; only a write makes the file (and its directory)."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("PORTBOOK_DATA_DIR", str(data))
+    monkeypatch.delenv("PORTBOOK_STORE", raising=False)
+    path = tmp_path / "later" / "names.sqlite3"
+    with Store(path) as store:
+        assert list_names(store=store) == []
+    for argv in (["names"], ["names", "--json"], ["check", "8080"], ["ls"]):
+        assert run_cli(*argv).status in (0, 1), argv  # check: 1 when 8080 is taken
+    assert not path.parent.exists() and not data.exists()
+    with Store(path) as store:
+        assign("web", store=store)
+        assert [a.name for a in list_names(store=store)] == ["web"]
+    assert path.is_file()

@@ -242,8 +242,21 @@ class Store:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot for all its statements."""
+        """A read transaction: one consistent snapshot for all its statements.
+
+        A store whose file does not exist reads as an empty store and is not
+        created: only a write makes the file, so that reading commands
+        (``names``, ``check``) leave nothing behind on a machine that has no
+        names yet.
+        """
         with self._lock, self._translated():
+            if self._conn is None and _missing(self.path):
+                empty = _empty_store()
+                try:
+                    yield empty
+                finally:
+                    empty.close()
+                return
             conn = self._reader()
             self._refuse_if_damaged()
             conn.execute("BEGIN")
@@ -418,6 +431,28 @@ class Store:
             raise StoreReadOnlyError(
                 f"the store {self.path} cannot be written: {exc.strerror}", path=str(self.path)
             ) from exc
+
+
+def _missing(path: Path) -> bool:
+    """Whether no store is at ``path`` yet, in a place it may be made (else the trust error).
+
+    A store that cannot be seen, or that another user could swap, is not
+    "missing": the error says why (:func:`trusted_target`).
+    """
+    try:
+        trusted_target(path, create=False)
+    except FileNotFoundError:
+        return True
+    return False
+
+
+def _empty_store() -> sqlite3.Connection:
+    """An empty store in memory, in a read transaction: what a store not yet created holds."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    for step in _MIGRATIONS:
+        step(conn)
+    conn.execute("BEGIN")
+    return conn
 
 
 def _header(conn: sqlite3.Connection) -> tuple[int, int, bool]:
