@@ -69,16 +69,17 @@ def _port_names(pairs: set[tuple[int, str]]) -> Namer:
 
 
 def _your_names() -> dict[tuple[int, str], str]:
-    import _sqlite3 as sqlite3  # the sqlite3 package would import datetime (see registry.py)
     import os
 
-    from portbook._names.assignments import names_on_file
     from portbook._paths import default_store_name
 
     path = default_store_name()
     if not os.path.exists(path):
-        return {}  # no store yet: nothing to open (and nothing is created)
+        return {}  # no store yet: nothing to open (nothing is created, nothing more imported)
+    import _sqlite3 as sqlite3  # the sqlite3 package would import datetime (see registry.py)
+
     from portbook._exceptions import PortbookError
+    from portbook._names.assignments import names_on_file
 
     try:
         return {(a.port, a.protocol.value): a.name for a in names_on_file(path)}
