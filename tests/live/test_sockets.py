@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -408,63 +410,64 @@ def _retained(make: Any) -> tuple[Any, int]:
         tracemalloc.stop()
 
 
+@contextlib.contextmanager
+def _connected(count: int) -> Iterator[int]:
+    """A loopback listener with ``count`` connections accepted; its port."""
+    with socket.create_server(("127.0.0.1", 0), backlog=count) as server:
+        port = port_of(server)
+        ends = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
+        ends += [server.accept()[0] for _ in range(count)]
+        try:
+            yield port
+        finally:
+            for end in ends:
+                end.close()
+
+
 @needs_linux
 def test_netlink_rows_are_kept_as_the_kernel_sent_them_and_decode_to_the_same_rows() -> None:
     """A large table's rows cost their messages (72 bytes a socket), not a row object each."""
     from portbook._live.backends.base import RawRows, TableQuery
 
     count = 300
-    with socket.create_server(("127.0.0.1", 0), backlog=count) as server:
-        port = port_of(server)
-        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
-        try:
-            query = TableQuery(frozenset({"tcp"}), frozenset({4}), ports=(port, port))
-            portbook.NetlinkBackend().sockets(query)  # imports and first-call caches
-            rows, kept = _retained(lambda: portbook.NetlinkBackend().sockets(query))
-            assert isinstance(rows, RawRows) and len(rows) == count + 1
-            # Row objects would take about 200 bytes each; the messages 72.
-            assert kept < 100 * len(rows) + 2048, kept
-            decoded = list(rows)
-            assert decoded == list(rows)  # every pass decodes the same rows
-            assert all(type(r) is portbook.RawSocket for r in decoded)
-            assert rows.port_pairs() == {(port, "tcp")}
-            assert list(rows.holder_keys()) == [(r.inode, None) for r in decoded]
+    with _connected(count) as port:
+        query = TableQuery(frozenset({"tcp"}), frozenset({4}), ports=(port, port))
+        portbook.NetlinkBackend().sockets(query)  # imports and first-call caches
+        rows, kept = _retained(lambda: portbook.NetlinkBackend().sockets(query))
+        assert isinstance(rows, RawRows) and len(rows) == count + 1
+        # Row objects would take about 200 bytes each; the messages 72.
+        assert kept < 100 * len(rows) + 2048, kept
+        decoded = list(rows)
+        assert decoded == list(rows)  # every pass decodes the same rows
+        assert all(type(r) is portbook.RawSocket for r in decoded)
+        assert rows.port_pairs() == {(port, "tcp")}
+        assert list(rows.holder_keys()) == [(r.inode, None) for r in decoded]
 
-            # The same sockets as /proc/net/tcp has them (whose queues of a
-            # listener differ: netlink gives its backlog as the send queue).
-            def facts(r: portbook.RawSocket) -> tuple[Any, ...]:
-                return (r.state, r.local_address, r.local_port, r.remote_address,
-                        r.remote_port, r.inode, r.uid, r.interface)  # fmt: skip
+        # The same sockets as /proc/net/tcp has them (whose queues of a
+        # listener differ: netlink gives its backlog as the send queue).
+        def facts(r: portbook.RawSocket) -> tuple[Any, ...]:
+            return (r.state, r.local_address, r.local_port, r.remote_address,
+                    r.remote_port, r.inode, r.uid, r.interface)  # fmt: skip
 
-            procfs = sorted(map(facts, portbook.ProcfsBackend().sockets(query)))
-            assert sorted(map(facts, decoded)) == procfs
-        finally:
-            for c in clients:
-                c.close()
+        procfs = sorted(map(facts, portbook.ProcfsBackend().sockets(query)))
+        assert sorted(map(facts, decoded)) == procfs
 
 
 @needs_linux
 def test_a_socket_stream_builds_each_record_as_it_is_asked_for() -> None:
     """``socket_stream`` gives socket_table's sockets without ever holding them all."""
     count = 300
-    with socket.create_server(("127.0.0.1", 0), backlog=count) as server:
-        port = port_of(server)
-        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(count)]
-        accepted = [server.accept()[0] for _ in range(count)]
-        try:
-            table, held = _retained(lambda: portbook.socket_table(port=port))
-            stream = portbook.socket_stream(port=port)
-            assert stream.notes == table.notes and stream.elsewhere == table.elsewhere
+    with _connected(count) as port:
+        table, held = _retained(lambda: portbook.socket_table(port=port))
+        stream = portbook.socket_stream(port=port)
+        assert stream.notes == table.notes and stream.elsewhere == table.elsewhere
 
-            def consume() -> list[tuple[int, int]]:
-                return [(s.inode, len(s.processes)) for s in stream]
+        def consume() -> list[tuple[int, int]]:
+            return [(s.inode, len(s.processes)) for s in stream]
 
-            seen, kept = _retained(consume)
-            assert sorted(seen) == sorted((s.inode, len(s.processes)) for s in table.sockets)
-            assert len(seen) == count + 1 and all(n == 1 for _, n in seen)
-            # What remains is the list of (inode, holders) pairs, not the records.
-            assert kept < held / 3, (kept, held)
-            assert list(stream) == []  # read once, as a file is
-        finally:
-            for c in clients + accepted:
-                c.close()
+        seen, kept = _retained(consume)
+        assert sorted(seen) == sorted((s.inode, len(s.processes)) for s in table.sockets)
+        assert len(seen) == count + 1 and all(n == 1 for _, n in seen)
+        # What remains is the list of (inode, holders) pairs, not the records.
+        assert kept < held / 3, (kept, held)
+        assert list(stream) == []  # read once, as a file is

@@ -655,16 +655,10 @@ def _pairs(pairs: Iterable[tuple[int, Protocol | str]]) -> set[tuple[int, str]]:
     wanted: set[tuple[int, str]] = set()
     add = wanted.add
     for pair in pairs:
-        port, protocol = pair
-        # The common case (an int port, a protocol value) is the pair itself.
-        if (
-            type(port) is int
-            and 0 <= port <= MAX_PORT
-            and type(protocol) is str
-            and protocol in _PROTOCOL_SET
-        ):
+        if _plain_pair(pair):  # the common case: the pair itself
             add(pair)
         else:
+            port, protocol = pair
             _check_port(port)
             add((port, _proto_key(protocol)))
     return wanted

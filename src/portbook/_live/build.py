@@ -33,6 +33,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
     from ipaddress import IPv4Address, IPv6Address
+    from typing import Any
 
     from portbook._live.backends.base import RawSocket
     from portbook._live.behind import Looked
@@ -237,21 +238,9 @@ def unnamed(port: int, protocol: Protocol) -> tuple[None, None, None]:
     return (None, None, None)
 
 
-def build_sockets(
-    raws: Iterable[RawSocket],
-    *,
-    scan: OwnerScan | None,
-    processes: Mapping[int, ProcessInfo],
-    ranges: LocalRanges,
-    names: Namer = unnamed,
-    viewer_uid: int = 0,
-    netns: Netns | None = None,
-    behind: Looked | None = None,
-) -> list[Socket]:
-    """:func:`iter_sockets` as a list."""
-    made = iter_sockets(raws, scan=scan, processes=processes, ranges=ranges, names=names,
-                        viewer_uid=viewer_uid, netns=netns, behind=behind)  # fmt: skip
-    return list(made)
+def build_sockets(raws: Iterable[RawSocket], **how: Any) -> list[Socket]:
+    """:func:`iter_sockets` (the same keywords) as a list."""
+    return list(iter_sockets(raws, **how))
 
 
 def iter_sockets(
