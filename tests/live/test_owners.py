@@ -382,5 +382,5 @@ def test_a_refused_netlink_dump_falls_back_to_proc_net(monkeypatch: pytest.Monke
     monkeypatch.setattr(backends, "_chosen", Refused())
     with open_sockets() as ss:
         port = port_of(ss.tcp_listener())
-        (found,) = list_sockets(port=port)
+        (found,) = list_sockets(port=port, listening=True)  # not a connection of the same number
     assert found.local_port == port and found.processes[0].pid == os.getpid()

@@ -105,7 +105,9 @@ def test_v6only_is_read_from_the_kernel() -> None:
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         s.bind(("::1", 0))
         s.listen(1)
-        (found,) = sockets_on_port(port_of(s), "tcp")
+        # Matched by address and state: another test's connection may have the same number.
+        at = ipaddress.ip_address("::1")
+        found = _one(sockets_on_port(port_of(s), "tcp"), state=SocketState.LISTEN, local_address=at)
     assert found.v6only is True and found.family is Family.INET6
 
 
@@ -117,14 +119,14 @@ def test_v6only_of_a_wildcard_socket_follows_the_sysctl() -> None:
         s = ss.keep(socket.socket(socket.AF_INET6, socket.SOCK_STREAM))
         s.bind(("::", 0))
         s.listen(1)
-        (found,) = sockets_on_port(port_of(s), "tcp")
+        found = _one(sockets_on_port(port_of(s), "tcp"), state=SocketState.LISTEN)
     assert found.v6only is default and found.exposure is Exposure.ALL
 
 
 def test_exposure_all_and_specific() -> None:
     with open_sockets() as ss:
         everywhere = ss.tcp_listener(socket.AF_INET, "0.0.0.0")
-        (found,) = sockets_on_port(port_of(everywhere))
+        found = _one(sockets_on_port(port_of(everywhere)), state=SocketState.LISTEN)
     assert found.exposure is Exposure.ALL
     # The exposure of an address on one interface; the socket is never used.
     assert portbook._live.build.exposure(ipaddress.ip_address("192.0.2.7")) is Exposure.SPECIFIC
@@ -136,10 +138,9 @@ def test_exposure_all_and_specific() -> None:
 def test_socket_held_by_a_child_process(family: int) -> None:
     holder = start_holder(family)
     try:
-        (found,) = sockets_on_port(holder.port, "tcp")
+        found = _one(sockets_on_port(holder.port, "tcp"), state=SocketState.LISTEN)
     finally:
         holder.close()
-    assert found.state is SocketState.LISTEN
     (proc,) = found.processes
     assert proc.pid == holder.process.pid
     assert proc.name is not None and proc.name.startswith("python")
@@ -150,7 +151,7 @@ def test_socket_held_by_a_child_process(family: int) -> None:
 def test_socket_shared_by_two_processes_lists_both() -> None:
     holder = start_holder(4, shared=True)
     try:
-        (found,) = sockets_on_port(holder.port, "tcp")
+        found = _one(sockets_on_port(holder.port, "tcp"), state=SocketState.LISTEN)
         by_pid = list_sockets(pid=holder.pids[1], port=holder.port)
     finally:
         holder.close()
@@ -169,7 +170,7 @@ def test_socket_inherited_by_a_child_process_lists_parent_and_child() -> None:
             pass_fds=[listener.fileno()],
         )
         try:
-            (found,) = sockets_on_port(port_of(listener), "tcp")
+            found = _one(sockets_on_port(port_of(listener), "tcp"), state=SocketState.LISTEN)
         finally:
             assert child.stdin is not None
             child.stdin.close()
