@@ -25,6 +25,10 @@ from tests.conftest import run_cli, run_portbook
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux rules")
 
 
+# A loopback address (all of 127.0.0.0/8 is lo on Linux) that no other test binds.
+_OWN_SOURCE = "127.77.0.1"
+
+
 def _binds(port: int, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM) -> bool:
     """Whether a bind() to the wildcard address works now, as check's verdict means it."""
     with socket.socket(family, kind) as s:
@@ -106,6 +110,9 @@ def test_time_wait_blocks_a_bind_without_reuseaddr(sockets: list[socket.socket])
     server.listen()
     client = socket.socket()
     client.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # A loopback source address of its own: the bind over TIME-WAIT below then meets
+    # no other test's socket that happens to have the same port number on 127.0.0.1.
+    client.bind((_OWN_SOURCE, 0))
     client.connect(server.getsockname())
     accepted, _ = server.accept()
     port = client.getsockname()[1]
@@ -119,7 +126,7 @@ def test_time_wait_blocks_a_bind_without_reuseaddr(sockets: list[socket.socket])
     # What the reason says: where both set SO_REUSEADDR, a bind goes over it.
     with socket.socket() as again:
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        again.bind(("127.0.0.1", port))
+        again.bind((_OWN_SOURCE, port))
 
 
 @pytest.mark.skipif(not ipv6_available(), reason="needs IPv6")
