@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 
+from portbook._live.backends.base import holder_keys
 from portbook._live.table import HOLDER_PROGRAMS
 from portbook._proc import PROC
 from portbook._record import field, record, replace
@@ -162,9 +163,9 @@ def _unseen(tables: Tables, scan: OwnerScan | None) -> list[int]:
     for ns, rows in tables:
         if ns is not None and ns.kind != "host":
             continue  # the cgroup ids are read in this namespace only
-        for row in rows:
-            if row.inode and not row.pids and row.inode not in single and row.inode not in shared:
-                found.append(row.inode)
+        for inode, pids in holder_keys(rows):
+            if inode and not pids and inode not in single and inode not in shared:
+                found.append(inode)
     return found
 
 

@@ -20,6 +20,8 @@ from portbook._live.backends.base import (
     RawRows,
     RawSocket,
     TableQuery,
+    holder_keys,
+    port_pairs,
 )
 from portbook._live.build import iter_sockets, state_mask, unnamed
 from portbook._live.records import Socket, SocketState, SocketTable
@@ -281,7 +283,7 @@ def _read(
             )
         pairs: set[tuple[int, str]] = set()
         for _, rows in tables:
-            pairs |= _port_pairs(rows)
+            pairs |= port_pairs(rows)
         return tables, (names(pairs) if names is not None and pairs else unnamed)
 
     scan: OwnerScan | None = None
@@ -440,20 +442,6 @@ def _rows(chosen: SocketFilter, source: SocketBackend, *, fallback: bool) -> Raw
     return result
 
 
-def _port_pairs(rows: Iterable[RawSocket]) -> set[tuple[int, str]]:
-    """The (local port, protocol) pairs of ``rows``."""
-    if isinstance(rows, RawRows):
-        return rows.port_pairs()
-    return {(r.local_port, r.protocol) for r in rows}
-
-
-def _holder_keys(rows: Iterable[RawSocket]) -> Iterable[tuple[int, tuple[int, ...] | None]]:
-    """(inode, pids) of each of ``rows``."""
-    if isinstance(rows, RawRows):
-        return rows.holder_keys()
-    return ((r.inode, r.pids) for r in rows)
-
-
 def _owning_pids(tables: Tables, scan: OwnerScan | None) -> list[int]:
     """Every pid that holds one of the rows of ``tables``, for reading its details once."""
     pids: set[int] = set()
@@ -461,7 +449,7 @@ def _owning_pids(tables: Tables, scan: OwnerScan | None) -> list[int]:
     shared: dict[int, tuple[int, ...]] = scan.shared if scan is not None else {}
     single_get, shared_get = single.get, shared.get
     for _, rows in tables:
-        for inode, holders in _holder_keys(rows):
+        for inode, holders in holder_keys(rows):
             if holders is not None:
                 pids.update(holders)
             elif inode:

@@ -27,7 +27,9 @@ __all__ = [
     "RowBlock",
     "SocketBackend",
     "TableQuery",
+    "holder_keys",
     "make_raw_socket",
+    "port_pairs",
 ]
 
 # The kernel's TCP state numbers (include/net/tcp_states.h), used by netlink,
@@ -162,6 +164,20 @@ class RawRows:
             else:
                 for inode in part.inodes():
                     yield inode, None
+
+
+def port_pairs(rows: Iterable[RawSocket]) -> set[tuple[int, str]]:
+    """The (local port, protocol) pairs of ``rows``, from their columns where they are RawRows."""
+    if isinstance(rows, RawRows):
+        return rows.port_pairs()
+    return {(r.local_port, r.protocol) for r in rows}
+
+
+def holder_keys(rows: Iterable[RawSocket]) -> Iterable[tuple[int, tuple[int, ...] | None]]:
+    """(inode, pids) of each of ``rows``, from their columns where they are RawRows."""
+    if isinstance(rows, RawRows):
+        return rows.holder_keys()
+    return ((r.inode, r.pids) for r in rows)
 
 
 @record
