@@ -437,8 +437,17 @@ def _missing(path: Path) -> bool:
     """Whether no store is at ``path`` yet, in a place it may be made (else the trust error).
 
     A store that cannot be seen, or that another user could swap, is not
-    "missing": the error says why (:func:`trusted_target`).
+    "missing": the error says why (:func:`trusted_target`). A path that
+    exists is left to the open, which checks it once.
     """
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    else:
+        return False
     try:
         trusted_target(path, create=False)
     except FileNotFoundError:
