@@ -1,6 +1,6 @@
 """The live table's public records: :class:`Socket`, its holders and its state.
 
-Nothing but :func:`portbook._live.build.build_sockets` makes a ``Socket``, so
+Nothing but :func:`portbook._live.build.iter_sockets` makes a ``Socket``, so
 every backend gives the same records for the same sockets.
 """
 

@@ -3,7 +3,7 @@
 :func:`read_sockets` is the one path: it checks the filters, asks the backend
 (the kernel filters by protocol, family, state and port where it can), finds
 every holder of every socket (:mod:`portbook._live.owners`), has the records
-built in one place (:func:`portbook._live.build.build_sockets`) and keeps the
+built in one place (:func:`portbook._live.build.iter_sockets`) and keeps the
 sockets the owner filters select. What a port is called comes from outside,
 through ``names``: the live table knows nothing of the book or your names.
 """

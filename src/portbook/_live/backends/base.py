@@ -2,7 +2,7 @@
 
 A backend reports what the operating system says, nothing more: numbers,
 address bytes, kernel state codes. It never builds public records; that is
-done in one place, :func:`portbook._live.records.build_sockets`, so that every
+done in one place, :func:`portbook._live.build.iter_sockets`, so that every
 backend gives identical results for the same sockets.
 """
 

@@ -163,50 +163,21 @@ class _DiagBlock:
         return len(self.messages) // _DIAG_MSG_LEN
 
     def __iter__(self) -> Iterator[RawSocket]:
-        protocol, fam, make = self.protocol, self.family, make_raw_socket
-        if fam == 4:
-            # fmt: off
-            for (state, sport_hi, sport_lo, dport_hi, dport_lo, src, dst, ifindex, rqueue,
-                 wqueue, uid, inode) in _ROW4.iter_unpack(self.messages):
-                yield make((
-                    protocol, 4, state, src, (sport_hi << 8) | sport_lo, dst,
-                    (dport_hi << 8) | dport_lo, inode, uid, rqueue, wqueue, None, ifindex, None,
-                ))
-            return
-        v6only = _V6ONLY
-        for (
-            state,
-            sport_hi,
-            sport_lo,
-            dport_hi,
-            dport_lo,
-            src,
-            dst,
-            ifindex,
-            rqueue,
-            wqueue,
-            uid,
-            inode,
-        ), code in zip(_ROW6.iter_unpack(self.messages), self.v6only, strict=True):
-            yield make(
-                (
-                    protocol,
-                    6,
-                    state,
-                    src,
-                    (sport_hi << 8) | sport_lo,
-                    dst,
-                    (dport_hi << 8) | dport_lo,
-                    inode,
-                    uid,
-                    rqueue,
-                    wqueue,
-                    v6only[code],
-                    ifindex,
-                    None,
-                )
-            )
-            # fmt: on
+        from itertools import repeat
+
+        protocol, fam, make, v6only = self.protocol, self.family, make_raw_socket, _V6ONLY
+        rows = (_ROW4 if fam == 4 else _ROW6).iter_unpack(self.messages)
+        # An IPv4 dump keeps no v6only bytes: each of its rows has None.
+        codes = repeat(_V6ONLY_CODE[None], len(self)) if fam == 4 else self.v6only
+        # fmt: off
+        for (state, sport_hi, sport_lo, dport_hi, dport_lo, src, dst, ifindex, rqueue, wqueue,
+             uid, inode), code in zip(rows, codes, strict=True):
+            yield make((
+                protocol, fam, state, src, (sport_hi << 8) | sport_lo, dst,
+                (dport_hi << 8) | dport_lo, inode, uid, rqueue, wqueue, v6only[code], ifindex,
+                None,
+            ))
+        # fmt: on
 
     def port_pairs(self) -> set[tuple[int, str]]:
         protocol = self.protocol
