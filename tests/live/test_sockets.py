@@ -472,3 +472,61 @@ def test_a_socket_stream_builds_each_record_as_it_is_asked_for() -> None:
         # What remains is the list of (inode, holders) pairs, not the records.
         assert kept < held / 3, (kept, held)
         assert list(stream) == []  # read once, as a file is
+
+
+@contextlib.contextmanager
+def _both_families() -> Iterator[int]:
+    """One port with a TCP listener on 127.0.0.1 and one on ::1, each with a connection."""
+    with contextlib.ExitStack() as stack:
+        v4 = stack.enter_context(socket.create_server(("127.0.0.1", 0)))
+        port = port_of(v4)
+        v6 = stack.enter_context(
+            socket.create_server(("::1", port), family=socket.AF_INET6, dualstack_ipv6=False)
+        )
+        for server, host in ((v4, "127.0.0.1"), (v6, "::1")):
+            stack.enter_context(socket.create_connection((host, port)))
+            stack.enter_context(server.accept()[0])
+        yield port
+
+
+def _tcp_rows(families: frozenset[int], port: int) -> list[portbook.RawSocket]:
+    from portbook._live.backends.base import TableQuery
+
+    query = TableQuery(frozenset({"tcp"}), families, ports=(port, port))
+    return list(portbook.NetlinkBackend().sockets(query))
+
+
+@needs_linux
+@needs_ipv6
+def test_one_tcp_dump_answers_both_families_as_two_dumps_would() -> None:
+    """TCP's two families come from one request (one walk of the kernel's hash), row for row."""
+    from portbook._live.backends.base import TableQuery
+    from portbook._live.backends.netlink import dumps
+
+    assert list(dumps(TableQuery())) == [("tcp", (4, 6)), ("udp", (4,)), ("udp", (6,))]
+    with _both_families() as port:
+        both = _tcp_rows(frozenset({4, 6}), port)
+        apart = _tcp_rows(frozenset({4}), port) + _tcp_rows(frozenset({6}), port)
+    # Per family, the listener and the accepted end (the client end has its own port).
+    assert [r.family for r in both] == [4, 4, 6, 6]
+    assert both == apart
+
+
+@needs_linux
+@needs_ipv6
+def test_a_kernel_that_refuses_the_two_family_dump_is_asked_one_family_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sent as a message type the kernel does not serve, the one dump is refused (EINVAL)."""
+    from portbook._live import cgroup_ids
+    from portbook._live.backends import netlink
+
+    with _both_families() as port:
+        expected = _tcp_rows(frozenset({4, 6}), port)
+        ids = cgroup_ids.socket_cgroup_ids()
+        monkeypatch.setattr(netlink, "TCPDIAG_GETSOCK", 17)
+        assert _tcp_rows(frozenset({4, 6}), port) == expected
+        assert cgroup_ids.socket_cgroup_ids() == ids
+        monkeypatch.setattr(netlink, "SOCK_DIAG_BY_FAMILY", 17)
+        with pytest.raises(portbook.SocketTableError, match=r"refused.*EINVAL"):
+            _tcp_rows(frozenset({4, 6}), port)

@@ -21,8 +21,6 @@ ids.
 from __future__ import annotations
 
 import _socket as socket
-import errno
-import os
 import struct
 
 from portbook._exceptions import SocketTableError
@@ -35,7 +33,7 @@ from portbook._live.backends.netlink import (  # the one description of the wire
     NETLINK_SOCK_DIAG,
     NLMSG_DONE,
     NLMSG_ERROR,
-    _request,
+    run_dumps,
 )
 
 __all__ = ["INET_DIAG_CGROUP_ID", "cgroup_id_attribute", "socket_cgroup_ids"]
@@ -79,12 +77,7 @@ def socket_cgroup_ids(query: TableQuery | None = None) -> dict[int, int]:
     found: dict[int, int] = {}
     try:
         sock.bind((0, 0))
-        seq = 0
-        for protocol in sorted(wanted.protocols):
-            for family in sorted(wanted.families):
-                seq += 1
-                sock.send(_request(family, protocol, wanted, seq))
-                _collect(sock, seq, found)
+        run_dumps(sock, wanted, lambda _protocol, _families, seq: _collect(sock, seq, found))
     except OSError as exc:
         raise SocketTableError(f"reading the socket table over netlink failed: {exc}") from exc
     finally:
@@ -92,7 +85,8 @@ def socket_cgroup_ids(query: TableQuery | None = None) -> dict[int, int]:
     return found
 
 
-def _collect(sock: socket.socket, seq: int, found: dict[int, int]) -> None:
+def _collect(sock: socket.socket, seq: int, found: dict[int, int]) -> int:
+    """Read dump ``seq``'s ids into ``found``; 0 at its end, or the error number of a refusal."""
     while True:
         data = sock.recv(1 << 16)
         if not data:
@@ -104,12 +98,10 @@ def _collect(sock: socket.socket, seq: int, found: dict[int, int]) -> None:
                 raise SocketTableError("malformed netlink message from the kernel")
             if msg_seq == seq:
                 if kind == NLMSG_DONE:
-                    return
+                    return 0
                 if kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", data, offset + _NLMSG_HDRLEN)[0]
-                    if code == errno.ENOENT:
-                        return  # the protocol's diag module is absent: none of that kind
-                    raise SocketTableError(f"the kernel refused the request: {os.strerror(code)}")
+                    code: int = -struct.unpack_from("=i", data, offset + _NLMSG_HDRLEN)[0]
+                    return code
                 inode = _INODE.unpack_from(data, offset + _INODE_OFFSET)[0]
                 ident = cgroup_id_attribute(data, offset, offset + length)
                 if inode and ident is not None:

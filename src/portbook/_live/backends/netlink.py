@@ -1,9 +1,15 @@
 """Linux: the kernel's socket table over NETLINK_SOCK_DIAG (inet_diag), as ``ss`` reads it.
 
-One dump request per (family, protocol). The kernel filters by state (the
-``idiag_states`` mask) and, for port queries, by local port with a small
-INET_DIAG_REQ_BYTECODE program, so that a one-port question costs almost
-nothing however many sockets the machine has.
+One dump request per protocol and family, except that TCP's two families
+share one: the kernel filters by state (the ``idiag_states`` mask) and, for
+port queries, by local port with a small INET_DIAG_REQ_BYTECODE program, but
+a dump that asks for any state beyond LISTEN walks every bucket of TCP's
+established hash (about 2 ms on a machine with a few GiB of memory, however
+few sockets it holds), once per request. A ``SOCK_DIAG_BY_FAMILY`` request
+names one family, so both would walk it twice; the older ``TCPDIAG_GETSOCK``
+request, which the kernel still serves with the same messages, dumps both
+families in one walk. Where a kernel refuses it, the two per-family requests
+are sent instead.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from portbook._record import public
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from portbook._live.backends.base import RawSocket
 
@@ -29,6 +35,7 @@ __all__ = ["NetlinkBackend"]
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
+TCPDIAG_GETSOCK = 18
 NLM_F_REQUEST = 0x01
 NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
@@ -45,6 +52,9 @@ _IPPROTO = {"tcp": socket.IPPROTO_TCP, "udp": socket.IPPROTO_UDP}
 # nlmsghdr (len, type, flags, seq, pid) + inet_diag_req_v2 (family, protocol,
 # ext, pad, states) + inet_diag_sockid (sport, dport, src[16], dst[16], if, cookie[8]).
 _REQUEST = struct.Struct("=IHHII BBBxI 48x")
+# nlmsghdr + inet_diag_req, the TCPDIAG_GETSOCK form: family (ignored: a dump
+# answers both), src_len, dst_len, ext, the sockid, states, dbs.
+_TCP_REQUEST = struct.Struct("=IHHII BBBB 48x II")
 # inet_diag_msg: family, state, timer, retrans, then the sockid with the ports
 # in network byte order (read as bytes), then expires, rqueue, wqueue, uid, inode.
 _ROW6 = struct.Struct("=xBxx BBBB 16s16sI8x 4xIIII")
@@ -95,18 +105,15 @@ class NetlinkBackend:
                 pass
             sock.bind((0, 0))
             buf = bytearray(_RECV_BUFFER)
-            seq = 0
-            for protocol in ("tcp", "udp"):
-                if protocol not in query.protocols:
-                    continue
-                for family in (4, 6):
-                    if family not in query.families:
-                        continue
-                    seq += 1
-                    sock.send(_request(family, protocol, query, seq))
-                    block = _DiagBlock(protocol, family)
-                    _read_dump(sock, buf, seq=seq, out=block)
+
+            def read(protocol: str, families: tuple[int, ...], seq: int) -> int:
+                blocks = {family: _DiagBlock(protocol, family) for family in families}
+                refusal = _read_dump(sock, buf, seq=seq, out=blocks)
+                for block in blocks.values():
                     result.add(block)
+                return refusal
+
+            run_dumps(sock, query, read)
         except OSError as exc:
             raise SocketTableError(f"reading the socket table over netlink failed: {exc}") from exc
         finally:
@@ -114,7 +121,46 @@ class NetlinkBackend:
         return result
 
 
-def _request(family: int, protocol: str, query: TableQuery, seq: int) -> bytes:
+def dumps(query: TableQuery) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """The dumps a query takes, in order: (protocol, the families one request answers)."""
+    families = tuple(f for f in (4, 6) if f in query.families)
+    for protocol in ("tcp", "udp"):
+        if protocol not in query.protocols or not families:
+            continue
+        if protocol == "tcp" and len(families) == 2:
+            yield protocol, families
+        else:
+            yield from ((protocol, (family,)) for family in families)
+
+
+def run_dumps(
+    sock: socket.socket, query: TableQuery, read: Callable[[str, tuple[int, ...], int], int]
+) -> None:
+    """Send each dump ``query`` takes and have ``read(protocol, families, seq)`` read its replies.
+
+    ``read`` returns 0, or the error number of the kernel's refusal (sent
+    before any socket, so nothing was read). A refused TCPDIAG_GETSOCK is
+    asked again one family at a time; ENOENT means the protocol's diag module
+    is absent (udp_diag not loaded and not loadable): none of that kind.
+    Any other refusal raises :class:`SocketTableError`.
+    """
+    seq = 0
+    for protocol, families in dumps(query):
+        asks = [families]
+        while asks:
+            asked = asks.pop(0)
+            seq += 1
+            sock.send(request(asked, protocol, query, seq))
+            refusal = read(protocol, asked, seq)
+            if refusal and len(asked) > 1:
+                asks.extend((family,) for family in asked)
+            elif refusal and refusal != errno.ENOENT:
+                name = errno.errorcode.get(refusal, str(refusal))
+                raise SocketTableError(f"the kernel refused the socket-table request: {name}")
+
+
+def request(families: tuple[int, ...], protocol: str, query: TableQuery, seq: int) -> bytes:
+    """The dump request for ``protocol`` and ``families`` (one, or TCP's two) for ``query``."""
     bytecode = b""
     if query.ports is not None:
         first, last = query.ports
@@ -129,19 +175,20 @@ def _request(family: int, protocol: str, query: TableQuery, seq: int) -> bytes:
         attr = _ATTR.pack(4 + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
     else:
         attr = b""
+    flags = NLM_F_REQUEST | NLM_F_DUMP
+    # No extensions (ext 0): the base message has everything portbook shows.
+    if len(families) > 1:
+        total = _TCP_REQUEST.size + len(attr)
+        head = _TCP_REQUEST.pack(
+            total, TCPDIAG_GETSOCK, flags, seq, 0, 0, 0, 0, 0, query.state_mask, 0
+        )
+        return head + attr
     total = _REQUEST.size + len(attr)
-    head = _REQUEST.pack(
-        total,
-        SOCK_DIAG_BY_FAMILY,
-        NLM_F_REQUEST | NLM_F_DUMP,
-        seq,
-        0,
-        _AF[family],
-        _IPPROTO[protocol],
-        0,  # no extensions: the base message has everything portbook shows
-        query.state_mask,
+    af, proto = _AF[families[0]], _IPPROTO[protocol]
+    return (
+        _REQUEST.pack(total, SOCK_DIAG_BY_FAMILY, flags, seq, 0, af, proto, 0, query.state_mask)
+        + attr
     )
-    return head + attr
 
 
 class _DiagBlock:
@@ -188,21 +235,29 @@ class _DiagBlock:
             yield inode
 
 
-def _read_dump(sock: socket.socket, buf: bytearray, *, seq: int, out: _DiagBlock) -> None:
-    """Read the replies to dump request ``seq`` into ``out`` until the kernel says done."""
+def _read_dump(sock: socket.socket, buf: bytearray, *, seq: int, out: dict[int, _DiagBlock]) -> int:
+    """Read the replies to dump request ``seq`` into ``out``'s blocks until the kernel says done.
+
+    Returns 0, or the error number of a refusal.
+    """
     while True:
         size = sock.recv_into(buf, _RECV_BUFFER)
-        if _parse_batch(buf, size, seq=seq, out=out):
-            return
+        end = _parse_batch(buf, size, seq=seq, out=out)
+        if end is not None:
+            return end
         if size == 0:
             raise SocketTableError("netlink dump ended without NLMSG_DONE")
 
 
-def _parse_batch(buf: bytearray, size: int, *, seq: int, out: _DiagBlock) -> bool:
-    """Keep one batch of messages in ``out``; True when it held the end of the dump."""
+def _parse_batch(buf: bytearray, size: int, *, seq: int, out: dict[int, _DiagBlock]) -> int | None:
+    """Keep one batch of messages in ``out`` (a block per family).
+
+    Returns None while the dump goes on, then 0 (done) or a refusal's error number.
+    """
     header = _HEADER.unpack_from
     view = memoryview(buf)
-    messages, v6only = out.messages, (None if out.family == 4 else out.v6only)
+    v4 = out.get(4)
+    v6 = out.get(6)
     offset = 0
     while offset + _NLMSG_HDRLEN <= size:
         length, msg_type, _flags, msg_seq, _pid = header(buf, offset)
@@ -212,29 +267,23 @@ def _parse_batch(buf: bytearray, size: int, *, seq: int, out: _DiagBlock) -> boo
             offset += (length + 3) & ~3
             continue
         if msg_type == NLMSG_DONE:
-            return True
+            return 0
         if msg_type == NLMSG_ERROR:
-            _refused(buf, offset)
-            return True
+            code: int = -struct.unpack_from("=i", buf, offset + _NLMSG_HDRLEN)[0]
+            return code
         start = offset + _NLMSG_HDRLEN
         if length < _NLMSG_HDRLEN + _DIAG_MSG_LEN:
             raise SocketTableError("malformed netlink message from the kernel")
-        messages += view[start : start + _DIAG_MSG_LEN]
-        if v6only is not None:
-            v6only.append(_V6ONLY_CODE[_v6only(buf, start + _DIAG_MSG_LEN, offset + length)])
+        # idiag_family, the message's first byte, says which block it joins.
+        family = buf[start]
+        block = v4 if family == socket.AF_INET else v6 if family == socket.AF_INET6 else None
+        if block is None:
+            raise SocketTableError("the kernel answered with a family that was not asked for")
+        block.messages += view[start : start + _DIAG_MSG_LEN]
+        if block is v6:
+            block.v6only.append(_V6ONLY_CODE[_v6only(buf, start + _DIAG_MSG_LEN, offset + length)])
         offset += (length + 3) & ~3
-    return False
-
-
-def _refused(buf: bytearray, offset: int) -> None:
-    """An NLMSG_ERROR reply: no table of that kind (return) or a refusal (raise)."""
-    code = -struct.unpack_from("=i", buf, offset + _NLMSG_HDRLEN)[0]
-    if code == errno.ENOENT:
-        # The protocol's diag module is absent (e.g. udp_diag not loaded and
-        # not loadable): no sockets of that kind to show.
-        return
-    name = errno.errorcode.get(code, str(code))
-    raise SocketTableError(f"the kernel refused the socket-table request: {name}")
+    return None
 
 
 def _v6only(buf: bytearray, pos: int, end: int) -> bool | None:
