@@ -530,3 +530,19 @@ def test_a_kernel_that_refuses_the_two_family_dump_is_asked_one_family_at_a_time
         monkeypatch.setattr(netlink, "SOCK_DIAG_BY_FAMILY", 17)
         with pytest.raises(portbook.SocketTableError, match=r"refused.*EINVAL"):
             _tcp_rows(frozenset({4, 6}), port)
+
+
+@needs_linux
+def test_a_dump_batch_larger_than_the_buffer_is_refused_not_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The kernel's batches (up to 32 KiB) fit the buffer; one that did not would lose sockets."""
+    from portbook._live.backends import netlink
+    from portbook._live.backends.base import TableQuery
+
+    with _connected(100) as port:
+        query = TableQuery(frozenset({"tcp"}), frozenset({4}), ports=(port, port))
+        assert len(portbook.NetlinkBackend().sockets(query)) == 101
+        monkeypatch.setattr(netlink, "_RECV_BUFFER", 1024)
+        with pytest.raises(portbook.SocketTableError, match="did not fit in 1024"):
+            portbook.NetlinkBackend().sockets(query)

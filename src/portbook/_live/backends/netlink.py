@@ -67,7 +67,13 @@ _HEADER = struct.Struct("=IHHII")
 _ATTR = struct.Struct("=HH")
 _NLMSG_HDRLEN = 16
 _DIAG_MSG_LEN = 72
-_RECV_BUFFER = 1 << 20
+# One receive holds one batch of a dump, and the kernel makes a batch at most
+# 32 KiB (netlink_recvmsg caps the size it remembers for the next one), so a
+# 64 KiB buffer always holds it. Every receive asks for the batch's true
+# length (MSG_TRUNC) and refuses one that did not fit, rather than lose its
+# sockets. (A 1 MiB buffer cost 0.3 ms a dump: the pages it zeroes.)
+_RECV_BUFFER = 1 << 16
+_MSG_TRUNC = 0x20
 # INET_DIAG_SKV6ONLY as kept by a block: one byte per IPv6 row.
 _V6ONLY_CODE = {None: 2, False: 0, True: 1}
 _V6ONLY = (False, True, None)
@@ -94,15 +100,8 @@ class NetlinkBackend:
             raise SocketTableError(f"netlink sock_diag is not available: {exc}") from exc
         result = RawRows()
         try:
-            # A large receive buffer lets the kernel fill big dump batches
-            # without dropping (a dump never drops, but small buffers mean
-            # many more recv calls).
-            # (try/except, not contextlib.suppress: contextlib is not
-            # otherwise imported by `portbook who`.)
-            try:  # noqa: SIM105
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECV_BUFFER)
-            except OSError:
-                pass
+            # (No SO_RCVBUF: a dump makes its next batch only once this
+            # one is read, whatever the socket's buffer.)
             sock.bind((0, 0))
             buf = bytearray(_RECV_BUFFER)
 
@@ -241,7 +240,9 @@ def _read_dump(sock: socket.socket, buf: bytearray, *, seq: int, out: dict[int, 
     Returns 0, or the error number of a refusal.
     """
     while True:
-        size = sock.recv_into(buf, _RECV_BUFFER)
+        size = sock.recv_into(buf, len(buf), _MSG_TRUNC)
+        if size > len(buf):
+            raise SocketTableError(f"a netlink batch of {size} bytes did not fit in {len(buf)}")
         end = _parse_batch(buf, size, seq=seq, out=out)
         if end is not None:
             return end
