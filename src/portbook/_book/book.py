@@ -19,18 +19,6 @@ import _thread
 import os
 
 from portbook._book.overlays import OverlayIndex, overlay_rank
-from portbook._book.records import (
-    DYNAMIC_BLOCK,
-    MalformedRecordError,
-    RegistryInfo,
-    Service,
-    ServiceSource,
-    ServiceStatus,
-    etc_service,
-    parse_date,
-    registry_service,
-    unofficial_service,
-)
 from portbook._exceptions import InvalidPortSpecError, RegistryError, UsageError
 from portbook._ports import (
     MAX_PORT,
@@ -48,6 +36,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from portbook._book.etc_services import EtcServicesEntry
+    from portbook._book.records import RegistryInfo, Service, ServiceSource, ServiceStatus
 
     _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -67,6 +56,20 @@ __all__ = [
     "update_registry",
     "verify_registry_file",
 ]
+
+# The records module (Service, its enums, its dates) is imported where a record
+# is made, not with the book: a listing asks only for names (about 0.5 ms of
+# a cold `portbook`). Its four public names are still found here.
+_FROM_RECORDS = frozenset({"RegistryInfo", "Service", "ServiceSource", "ServiceStatus"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_RECORDS:
+        from portbook._book import records
+
+        return getattr(records, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _MAX_SEARCH_LEN = 100
 
@@ -178,6 +181,8 @@ class Book:
             if self._fell_back:
                 return
             if db is None or db.origin != "user":
+                from portbook._book.records import MalformedRecordError
+
                 if isinstance(exc, MalformedRecordError) and db is not None:
                     raise RegistryError(f"registry data {db.path} is unusable: {exc}") from None
                 raise exc
@@ -213,6 +218,8 @@ class Book:
 
     def _etc_services(self) -> list[Service]:
         if self._etc is None:
+            from portbook._book.records import etc_service
+
             self._etc = [etc_service(e) for e in self._etc_raw()]
         return self._etc
 
@@ -225,6 +232,8 @@ class Book:
 
     def _unofficial_entries(self) -> list[Service]:
         if self._unofficial is None:
+            from portbook._book.records import unofficial_service
+
             self._unofficial = [unofficial_service(u) for u in self._unofficial_raw()]
         return self._unofficial
 
@@ -458,6 +467,8 @@ class Book:
         # Records are frozen, so one per registry row is shared by every answer
         # that includes it: the big Unassigned blocks answer for thousands of
         # ports and are built once. Bounded by the registry's size.
+        from portbook._book.records import registry_service
+
         built = self._built
         out = []
         for row in rows:
@@ -476,6 +487,8 @@ class Book:
         try:
             return [built[i] for (i,) in rows]
         except KeyError:
+            from portbook._book.records import registry_service
+
             missing = [i for (i,) in rows if i not in built]
             for row in db.rows_by_id(missing):
                 built[row[0]] = registry_service(row)
@@ -488,6 +501,8 @@ class Book:
         else:
             found = self._services(self._registry().by_ports(first, last))
         if last >= _DYNAMIC_FIRST:
+            from portbook._book.records import DYNAMIC_BLOCK
+
             found.append(DYNAMIC_BLOCK)
         overlay = self._overlay_index or self._overlays()
         hits = overlay.by_ports(first, last)
@@ -554,6 +569,8 @@ class Book:
     @_falls_back
     def registry_info(self) -> RegistryInfo:
         """Which registry data is in use, its source, date and counts, and the overlays."""
+        from portbook._book.records import RegistryInfo, parse_date
+
         db = self._registry()
         meta: dict[str, str] = db.meta
         etc = self._etc_raw()
@@ -688,6 +705,8 @@ def verify_registry_file(path: str | os.PathLike[str]) -> RegistryInfo:
     that nothing this reader would fail on is ever installed. Raises
     :class:`portbook.RegistryError` naming what failed.
     """
+    from portbook._book.records import MalformedRecordError, registry_service
+
     book = Book(registry_path=path, services_path=False, unofficial=False)
     try:
         info = book.registry_info()

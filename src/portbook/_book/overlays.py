@@ -7,14 +7,13 @@ the one rule every answer that needs a single overlay name uses.
 
 from __future__ import annotations
 
-from portbook._book.records import Service, etc_service, unofficial_service
-
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from portbook._book.etc_services import EtcServicesEntry
+    from portbook._book.records import Service
 
 __all__ = ["INDEX_AFTER", "OverlayIndex", "overlay_rank"]
 
@@ -87,6 +86,9 @@ class OverlayIndex:
     def _service(self, i: int) -> Service:
         built = self._built[i]
         if built is None:
+            # Records are made on first use: a listing's names need none.
+            from portbook._book.records import etc_service, unofficial_service
+
             n_etc = len(self._etc)
             if i < n_etc:
                 built = etc_service(self._etc[i])
