@@ -108,8 +108,9 @@ class NetlinkBackend:
             def read(protocol: str, families: tuple[int, ...], seq: int) -> int:
                 blocks = {family: _DiagBlock(protocol, family) for family in families}
                 refusal = _read_dump(sock, buf, seq=seq, out=blocks)
-                for block in blocks.values():
-                    result.add(block)
+                if not refusal:  # a refused request sent nothing (it may be asked again)
+                    for block in blocks.values():
+                        result.add(block)
                 return refusal
 
             run_dumps(sock, query, read)
@@ -149,7 +150,7 @@ def run_dumps(
         while asks:
             asked = asks.pop(0)
             seq += 1
-            sock.send(request(asked, protocol, query, seq))
+            sock.send(_request(asked, protocol, query, seq))
             refusal = read(protocol, asked, seq)
             if refusal and len(asked) > 1:
                 asks.extend((family,) for family in asked)
@@ -158,7 +159,7 @@ def run_dumps(
                 raise SocketTableError(f"the kernel refused the socket-table request: {name}")
 
 
-def request(families: tuple[int, ...], protocol: str, query: TableQuery, seq: int) -> bytes:
+def _request(families: tuple[int, ...], protocol: str, query: TableQuery, seq: int) -> bytes:
     """The dump request for ``protocol`` and ``families`` (one, or TCP's two) for ``query``."""
     bytecode = b""
     if query.ports is not None:
