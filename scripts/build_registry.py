@@ -6,9 +6,8 @@ Usage (from the repository root)::
 
 reads IANA's XML or CSV form of the Service Name and Transport Protocol Port
 Number Registry (the format is detected from the content) and writes
-``src/portbook/_book/data/registry.sqlite3``, and beside it ``port-names``, the
-registry's names of ports for a listing (see ``portbook._book.name_index``).
-Rebuild them this way whenever a newer registry file is placed under ``data/iana/``.
+``src/portbook/_book/data/registry.sqlite3``. Rebuild it this way whenever a newer
+registry file is placed under ``data/iana/``.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import argparse  # noqa: TID251 - a build script, not the library
 import sys
 from pathlib import Path
 
-from portbook._book.build import MIN_RECORDS, build_registry_file, name_index_bytes
+from portbook._book.build import MIN_RECORDS, build_registry_file
 from portbook._exceptions import RegistryError
 
 DEFAULT_DEST = (
@@ -47,8 +46,6 @@ def main(argv: list[str] | None = None) -> int:
         built = build_registry_file(
             data, args.source.name, args.output, min_records=args.min_records
         )
-        index = args.output.with_name("port-names")
-        index.write_bytes(name_index_bytes(built))
     except (OSError, RegistryError) as exc:
         print(f"build_registry: error: {exc}", file=sys.stderr)
         return 1

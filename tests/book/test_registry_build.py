@@ -19,7 +19,6 @@ from portbook._book.build import (
     parse_registry,
     parse_xml,
 )
-from portbook._book.name_index import NameIndex
 from portbook._book.registry import parse_registry_date
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "book"
@@ -163,10 +162,6 @@ def test_build_script_writes_a_database(tmp_path: Path) -> None:
     assert "30 records" in run.stdout
     book = Book(registry_path=out, services_path=False)
     assert book.registry_info().source_format == "csv"
-    # The port-names file beside it holds the database's names, row for row.
-    named = {(p, proto): n for p, proto, n in book._registry().port_names() if n is not None}
-    index = NameIndex.read(str(out.with_name("port-names")))
-    assert named and index.names(named) == named
     book.close()
     refused = subprocess.run(
         [sys.executable, str(script), str(SMALL_XML), "-o", str(tmp_path / "x.sqlite3")],

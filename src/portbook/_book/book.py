@@ -32,11 +32,10 @@ from portbook._record import public
 # Not `from typing import TYPE_CHECKING`: see portbook._record.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable
     from typing import Any, TypeVar
 
     from portbook._book.etc_services import EtcServicesEntry
-    from portbook._book.name_index import NameIndex
     from portbook._book.records import RegistryInfo, Service, ServiceSource, ServiceStatus
 
     _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -84,11 +83,8 @@ _PRELOAD_AFTER = 256  # (port, protocol) pairs
 # table is loaded instead (the two cost about the same there).
 _BULK_CHUNK = 500
 _BULK_UNTIL = 20_000
-# display_names(): up to how many pairs the registry's answers are remembered,
-# and up to how many the packaged port-names file answers (a binary search
-# each; past that the registry's bulk query, whose start-up cost is then small).
+# display_names(): up to how many pairs the registry's answers are remembered.
 _MEMO_UNTIL = 1_000
-_INDEX_UNTIL = 1_000
 # Queries of the overlays answered by a scan before they are indexed.
 INDEX_AFTER = 16
 
@@ -150,7 +146,6 @@ class Book:
         self._etc_path: str | None = None
         self._unofficial: list[Service] | None = None
         self._overlay_index: OverlayIndex | None = None
-        self._name_index: NameIndex | None = None  # read on first use
         self._names: dict[tuple[int, str], str] | None = None
         self._assigned: frozenset[tuple[int, str]] | None = None
         self._facts: dict[tuple[int, str], tuple[bool, str | None]] = {}
@@ -395,42 +390,17 @@ class Book:
         missing = [key for key in wanted if key not in answer]
         if not missing:
             return answer
-        iana: Mapping[tuple[int, str], str | None] | None = self._packaged_names(missing)
-        if iana is None:
-            iana = (
-                self.service_names(missing)
-                if len(missing) <= _MEMO_UNTIL
-                else self._names or self._bulk_port_names(sorted({port for port, _ in missing}))
-            )
+        iana = (
+            self.service_names(missing)
+            if len(missing) <= _MEMO_UNTIL
+            else self._names or self._bulk_port_names(sorted({port for port, _ in missing}))
+        )
         iana_get = iana.get
         for key in missing:
             name = iana_get(key)
             if name is not None:
                 answer[key] = (name, "iana")
         return answer
-
-    def _packaged_names(self, pairs: list[tuple[int, str]]) -> dict[tuple[int, str], str] | None:
-        """IANA's names of a few ``pairs`` from the packaged port-names file, without SQLite.
-
-        ``None`` (ask the registry) for many pairs, once the registry is open,
-        and whenever the packaged database is not the one in use: a
-        ``registry_path``, or a user copy in the data directory (even one
-        that turns out unusable: the registry's reader says why).
-        """
-        if len(pairs) > _INDEX_UNTIL or self._db is not None or self._registry_path is not None:
-            return None
-        from portbook._book import name_index
-
-        if os.path.lexists(name_index.user_registry_copy(self._data_dir)):
-            return None
-        index = self._name_index
-        if index is None:
-            try:
-                index = name_index.NameIndex.read()
-            except RegistryError:
-                return None  # damaged or missing: the database answers (and says why)
-            self._name_index = index
-        return index.names(pairs)
 
     @_falls_back
     def _bulk_port_names(self, ports: list[int]) -> dict[tuple[int, str], str | None]:

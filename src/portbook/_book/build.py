@@ -56,7 +56,6 @@ __all__ = [
     "build_registry_file",
     "detect_format",
     "install_database",
-    "name_index_bytes",
     "parse_csv",
     "parse_registry",
     "parse_xml",
@@ -642,14 +641,6 @@ def write_database(built: BuiltRegistry, path: Path) -> None:
         conn.execute("VACUUM")
     finally:
         conn.close()
-
-
-def name_index_bytes(built: BuiltRegistry) -> bytes:
-    """The port-names file packaged beside ``built``'s database (see ``_book.name_index``)."""
-    from portbook._book.name_index import encode
-
-    names = _port_names(built.records)
-    return encode({key: name for key, name in names.items() if name is not None})
 
 
 def _port_names(records: Sequence[RawRecord]) -> dict[tuple[int, str], str | None]:
