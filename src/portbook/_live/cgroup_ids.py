@@ -33,6 +33,7 @@ from portbook._live.backends.netlink import (  # the one description of the wire
     NETLINK_SOCK_DIAG,
     NLMSG_DONE,
     NLMSG_ERROR,
+    receive_batch,
     run_dumps,
 )
 
@@ -87,12 +88,11 @@ def socket_cgroup_ids(query: TableQuery | None = None) -> dict[int, int]:
 
 def _collect(sock: socket.socket, seq: int, found: dict[int, int]) -> int:
     """Read dump ``seq``'s ids into ``found``; 0 at its end, or the error number of a refusal."""
+    data = bytearray(1 << 16)  # a dump's batches are at most 32 KiB
     while True:
-        data = sock.recv(1 << 16)
-        if not data:
-            raise SocketTableError("netlink dump ended without NLMSG_DONE")
+        size = receive_batch(sock, data)
         offset = 0
-        while offset + _NLMSG_HDRLEN <= len(data):
+        while offset + _NLMSG_HDRLEN <= size:
             length, kind, _flags, msg_seq, _pid = _HEADER.unpack_from(data, offset)
             if length < _NLMSG_HDRLEN:
                 raise SocketTableError("malformed netlink message from the kernel")

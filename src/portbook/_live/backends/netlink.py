@@ -243,14 +243,24 @@ def _read_dump(sock: socket.socket, buf: bytearray, *, seq: int, out: dict[int, 
     Returns 0, or the error number of a refusal.
     """
     while True:
-        size = sock.recv_into(buf, len(buf), _MSG_TRUNC)
-        if size > len(buf):
-            raise SocketTableError(f"a netlink batch of {size} bytes did not fit in {len(buf)}")
-        end = _parse_batch(buf, size, seq=seq, out=out)
+        end = _parse_batch(buf, receive_batch(sock, buf), seq=seq, out=out)
         if end is not None:
             return end
-        if size == 0:
-            raise SocketTableError("netlink dump ended without NLMSG_DONE")
+
+
+def receive_batch(sock: socket.socket, buf: bytearray) -> int:
+    """Receive one batch of a dump into ``buf``; its size in bytes.
+
+    Raises :class:`SocketTableError` for a batch that did not fit (its true
+    length, asked with MSG_TRUNC, is larger than ``buf``: its sockets would
+    be lost) and for a dump that ends without NLMSG_DONE.
+    """
+    size: int = sock.recv_into(buf, len(buf), _MSG_TRUNC)
+    if size > len(buf):
+        raise SocketTableError(f"a netlink batch of {size} bytes did not fit in {len(buf)}")
+    if size == 0:
+        raise SocketTableError("netlink dump ended without NLMSG_DONE")
+    return size
 
 
 def _parse_batch(buf: bytearray, size: int, *, seq: int, out: dict[int, _DiagBlock]) -> int | None:
